@@ -5,6 +5,9 @@
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 void lp_uuid(char out[37])
 {
@@ -62,4 +65,32 @@ size_t lp_utf8_offset(const char *s, size_t len, size_t cp)
         i++;
     }
     return len;
+}
+
+static int log_fd = 2;
+static int log_off = -1;
+
+void lp_log_set_fd(int fd) { log_fd = fd; }
+int lp_log_fd(void) { return log_fd; }
+
+void lp_log(const char *fmt, ...)
+{
+    if (log_off < 0) {
+        const char *e = getenv("LOUPE_LOG");
+        log_off = e && strcmp(e, "0") == 0;
+    }
+    if (log_off)
+        return;
+    char line[2048];
+    int n = snprintf(line, sizeof line, "[loupe] ");
+    va_list ap;
+    va_start(ap, fmt);
+    int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+    va_end(ap);
+    if (m < 0)
+        return;
+    size_t len = (size_t)n + ((size_t)m < sizeof line - (size_t)n - 1 ? (size_t)m : sizeof line - (size_t)n - 2);
+    line[len++] = '\n';
+    ssize_t w = write(log_fd, line, len);
+    (void)w;
 }

@@ -14,4 +14,11 @@ size_t lp_utf8_codepoints(const char *s, size_t nbytes);
 /* Byte offset of code point `cp` in s (len bytes); clamps to len. */
 size_t lp_utf8_offset(const char *s, size_t len, size_t cp);
 
+
+
+/* The kernel's own log: one line per event on the original stderr (saved before fds 1/2 are
+ * redirected into the notebook), prefixed "[loupe] ". LOUPE_LOG=0 silences it. */
+void lp_log_set_fd(int fd);
+int lp_log_fd(void);
+void lp_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 #endif

@@ -1,0 +1,373 @@
+/* Heatmaps: one matrix (an attention pattern with token labels) or a grid of matrices with
+ * a shared colour scale (every head of a layer). Cells are a palette PNG inside the SVG (one
+ * byte per cell), so size stays bounded; hover values come from embedded data. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bundle.h"
+#include "core/error.h"
+#include "figure.h"
+#include "figures.h"
+#include "html.h"
+#include "png.h"
+#include "svg.h"
+
+enum { MAX_SIDE = 256, MAX_PANELS = 64, GRID_BUDGET = 12 * 128 * 128, EXACT_HOVER = 20000,
+       VALUES_TABLE = 400, LABEL_CHARS = 16 };
+
+/* Hover and zoom, where scripts run. Reads the JSON beside it; no globals; once per output. */
+static const char HEATMAP_JS[] =
+    "(function(){var s=document.currentScript,r=s&&s.closest&&s.closest('[data-lp-id]');"
+    "if(!r)r=document.querySelector('[data-lp-id=\"@ID@\"]:not([data-lp-on])');"
+    "if(!r||r.getAttribute('data-lp-on'))return;r.setAttribute('data-lp-on','1');"
+    "var d=JSON.parse(r.querySelector('script[type=\"application/json\"]').textContent),"
+    "img=r.querySelector('img'),tip=document.createElement('div'),q=null,i;"
+    "tip.style.cssText='position:absolute;pointer-events:none;display:none;padding:2px 6px;"
+    "border-radius:3px;font:12px monospace;white-space:pre;z-index:10;"
+    "background:var(--jp-layout-color0,#fff);color:var(--jp-ui-font-color1,#000);"
+    "border:1px solid var(--jp-border-color1,#999)';r.appendChild(tip);"
+    "if(d.q){var b=atob(d.q);q=new Uint8Array(b.length);for(i=0;i<b.length;i++)q[i]=b.charCodeAt(i);}"
+    "function val(k){if(q){return q[k]?d.lo+(d.hi-d.lo)*(q[k]-1)/254:null}return d.v[k]}"
+    "function fmt(v){return v===null?'missing (NaN/Inf)':(q?'\\u2248':'')+(+v.toPrecision(4))}"
+    "function lab(a,k,f){var t=f>1?k*f+'\\u2013'+(k*f+f-1):''+k;"
+    "return a&&f<=1&&a[k]!==undefined?t+' '+JSON.stringify(a[k]):t}"
+    "img.addEventListener('mousemove',function(e){var c=img.getBoundingClientRect(),"
+    "x=(e.clientX-c.left)*d.W/c.width,y=(e.clientY-c.top)*d.H/c.height,off=0;"
+    "for(var k=0;k<d.p.length;k++){var p=d.p[k];"
+    "if(x>=p[0]&&x<p[0]+p[2]&&y>=p[1]&&y<p[1]+p[3]){"
+    "var a=Math.floor((y-p[1])/p[3]*p[4]),j=Math.floor((x-p[0])/p[2]*p[5]);"
+    "tip.textContent=(p[6]!==null?p[6]+'\\n':'')+d.rn+' '+lab(d.rl,a,d.f)+'\\n'+d.cn+' '+"
+    "lab(d.cl,j,d.f)+'\\n= '+fmt(val(off+a*p[5]+j));"
+    "var rr=r.getBoundingClientRect();tip.style.left=(e.clientX-rr.left+14)+'px';"
+    "tip.style.top=(e.clientY-rr.top+14)+'px';tip.style.display='block';return}"
+    "off+=p[4]*p[5]}tip.style.display='none'});"
+    "img.addEventListener('mouseleave',function(){tip.style.display='none'});"
+    "if(d.z>1){img.style.cursor='zoom-in';img.addEventListener('click',function(){"
+    "var z=img.getAttribute('data-z')!=='1';img.setAttribute('data-z',z?'1':'0');"
+    "img.style.maxWidth=z?'none':'100%';img.style.width=z?(d.W*d.z)+'px':'';"
+    "img.style.cursor=z?'zoom-out':'zoom-in'})}})();";
+
+typedef struct hm {
+    size_t np, rows, cols;  /* panels drawn, original sizes */
+    size_t f, dr, dc;       /* downsampling factor and drawn sizes */
+    float *cells;           /* np x dr x dc drawn values (block means) */
+    size_t missing;         /* non-finite values in the original data */
+    double min, max;        /* finite range of the original data */
+    lp_scale scale;
+} hm;
+
+static int hm_prepare(hm *h, const float *v, size_t np, size_t rows, size_t cols, int grid, int kind)
+{
+    h->np = np;
+    h->rows = rows;
+    h->cols = cols;
+    size_t side = rows > cols ? rows : cols, f = (side + MAX_SIDE - 1) / MAX_SIDE;
+    if (grid) {
+        double total = (double)np * rows * cols;
+        size_t g = (size_t)ceil(sqrt(total / GRID_BUDGET) - 1e-9);
+        if (g > f)
+            f = g;
+    }
+    if (f < 1)
+        f = 1;
+    h->f = f;
+    h->dr = (rows + f - 1) / f;
+    h->dc = (cols + f - 1) / f;
+    h->cells = lp_malloc(np * h->dr * h->dc * sizeof(float), "heatmap cells");
+    if (!h->cells)
+        return -1;
+    h->missing = 0;
+    h->min = INFINITY;
+    h->max = -INFINITY;
+    for (size_t p = 0; p < np; p++)
+        for (size_t i = 0; i < h->dr; i++)
+            for (size_t j = 0; j < h->dc; j++) {
+                double sum = 0;
+                size_t cnt = 0;
+                for (size_t a = i * f; a < rows && a < (i + 1) * f; a++)
+                    for (size_t b = j * f; b < cols && b < (j + 1) * f; b++) {
+                        float x = v[(p * rows + a) * cols + b];
+                        if (!isfinite(x)) {
+                            h->missing++;
+                            continue;
+                        }
+                        sum += x;
+                        cnt++;
+                        if (x < h->min) h->min = x;
+                        if (x > h->max) h->max = x;
+                    }
+                h->cells[(p * h->dr + i) * h->dc + j] = cnt ? (float)(sum / cnt) : NAN;
+            }
+    h->scale = lp_scale_fit(h->cells, np * h->dr * h->dc, kind, NULL);
+    return 0;
+}
+
+/* PNG of panel p into svg at (x, y, w, h). */
+static int draw_panel(lp_buf *svg, const hm *h, size_t p, double x, double y, double w, double ht)
+{
+    size_t n = h->dr * h->dc;
+    uint8_t *idx = lp_malloc(n, "heatmap image");
+    if (!idx)
+        return -1;
+    for (size_t k = 0; k < n; k++)
+        idx[k] = lp_scale_index(&h->scale, h->cells[p * n + k]);
+    lp_rgb pal[256];
+    lp_scale_palette(&h->scale, pal);
+    lp_buf png = LP_BUF_INIT;
+    int rc = lp_png_indexed(&png, idx, (int)h->dc, (int)h->dr, pal);
+    free(idx);
+    if (rc == 0) {
+        lp_svg_png(svg, x, y, w, ht, png.data, png.len);
+        lp_svg_frame(svg, x, y, w, ht, LP_COLOR_GRID);
+    }
+    lp_buf_free(&png);
+    return rc;
+}
+
+static int draw_colorbar(lp_buf *svg, const hm *h, double x, double y, double ht)
+{
+    uint8_t idx[128];
+    for (int k = 0; k < 128; k++)
+        idx[k] = (uint8_t)(255 - k * 2);
+    lp_rgb pal[256];
+    lp_scale_palette(&h->scale, pal);
+    lp_buf png = LP_BUF_INIT;
+    if (lp_png_indexed(&png, idx, 1, 128, pal) != 0)
+        return -1;
+    lp_svg_png(svg, x, y, 10, ht, png.data, png.len);
+    lp_buf_free(&png);
+    char t[32];
+    lp_svg_text(svg, x + 14, y + 8, "start", 10, LP_COLOR_INK, 0, lp_fmt_num(h->scale.hi, t, sizeof t), 0);
+    lp_svg_text(svg, x + 14, y + ht, "start", 10, LP_COLOR_INK, 0, lp_fmt_num(h->scale.lo, t, sizeof t), 0);
+    if (h->scale.diverging)
+        lp_svg_text(svg, x + 14, y + ht / 2 + 4, "start", 10, LP_COLOR_INK, 0, "0", 0);
+    return 0;
+}
+
+static size_t max_label(const char *const *l, size_t n)
+{
+    size_t m = 0;
+    for (size_t i = 0; l && i < n; i++) {
+        size_t c = 0;
+        for (const char *s = l[i] ? l[i] : ""; *s; s++)
+            c += ((unsigned char)*s & 0xC0) != 0x80;
+        if (c > m) m = c;
+    }
+    return m > LABEL_CHARS ? LABEL_CHARS + 1 : m;
+}
+
+static json_t *labels_json(const char *const *l, size_t n)
+{
+    if (!l)
+        return json_null();
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < n; i++)
+        json_array_append_new(a, lp_json_str(l[i] ? l[i] : ""));
+    return a;
+}
+
+/* The small values table (single heatmaps only): coloured cells with title tooltips, for
+ * hover where scripts are stripped. */
+static void values_table(lp_buf *html, const hm *h, const lp_heatmap_opts *o)
+{
+    char t[32], c[8];
+    lp_buf_puts(html, "<details style=\"margin:2px 0\"><summary style=\"font-size:11px;"
+                      "cursor:pointer\">values</summary><table style=\"border-collapse:collapse;"
+                      "font-size:10px;font-family:monospace\">");
+    for (size_t i = 0; i < h->dr; i++) {
+        lp_buf_puts(html, "<tr>");
+        for (size_t j = 0; j < h->dc; j++) {
+            double v = h->cells[i * h->dc + j];
+            lp_rgb col = lp_scale_color(&h->scale, v);
+            lp_buf_printf(html, "<td style=\"padding:1px 3px;text-align:right;background:%s;"
+                                "color:%s\" title=\"", lp_color_hex(col, c),
+                          lp_color_luminance(col) > 0.4 ? "#000000" : "#ffffff");
+            lp_buf_printf(html, "%zu ", i);
+            if (o && o->row_labels)
+                lp_html_escape(html, o->row_labels[i] ? o->row_labels[i] : "", o->row_labels[i] ? strlen(o->row_labels[i]) : 0);
+            lp_buf_printf(html, " \xE2\x86\x92 %zu ", j);
+            if (o && o->col_labels)
+                lp_html_escape(html, o->col_labels[j] ? o->col_labels[j] : "", o->col_labels[j] ? strlen(o->col_labels[j]) : 0);
+            lp_buf_printf(html, ": %s\">%s</td>", lp_fmt_num(v, t, sizeof t), isfinite(v) ? t : "\xC2\xB7");
+        }
+        lp_buf_puts(html, "</tr>");
+    }
+    lp_buf_puts(html, "</table></details>");
+}
+
+static json_t *heatmaps(const float *v, size_t n, size_t rows, size_t cols,
+                        const char *const *titles, const lp_heatmap_opts *o, int grid)
+{
+    static const lp_heatmap_opts none = {0};
+    if (!o)
+        o = &none;
+    const char *kind = grid ? "heatmaps" : "heatmap";
+    if (!v || n == 0 || rows == 0 || cols == 0)
+        return lp_bundle_nothing(o->title && *o->title ? o->title : kind);
+    if (rows > ((size_t)1 << 24) / 1 || cols > ((size_t)1 << 24) || n > ((size_t)1 << 24)) {
+        lp_set_error("heatmap of %zu x %zu x %zu is too large to show", n, rows, cols);
+        return NULL;
+    }
+    size_t np = n > MAX_PANELS ? MAX_PANELS : n;
+    hm h;
+    if (hm_prepare(&h, v, np, rows, cols, grid, o->scale) != 0)
+        return NULL;
+
+    /* Layout. */
+    int labels = 0;
+    size_t side = h.dr > h.dc ? h.dr : h.dc, ncol = 1, nrow = 1;
+    double cell, ml = 8, mt = 6, mb = 8, pw, ph, gap = 10, tt = 0;
+    if (grid) {
+        ncol = (size_t)ceil(sqrt((double)np));
+        nrow = (np + ncol - 1) / ncol;
+        double s = fmin(220, fmax(72, 840.0 / ncol - gap));
+        cell = s / side;
+        tt = 14;
+    } else {
+        cell = fmin(28, fmax(1, 480.0 / side));
+        labels = cell >= 9 && h.f == 1;
+        if (labels && o->row_labels)
+            ml += 6.2 * max_label(o->row_labels, rows) + 4;
+        if (labels && o->col_labels)
+            mb += 4.6 * max_label(o->col_labels, cols) + 10;
+    }
+    pw = cell * h.dc;
+    ph = cell * h.dr;
+    double W = ml + ncol * (pw + gap) + 50, H = mt + nrow * (ph + tt + gap) + mb;
+    if (o->row_name || o->col_name)
+        H += 12;
+
+    lp_buf svg = LP_BUF_INIT;
+    lp_svg_begin(&svg, W, H);
+    json_t *panels = json_array();
+    int rc = 0;
+    char t[32];
+    for (size_t p = 0; p < np && rc == 0; p++) {
+        double x = ml + (p % ncol) * (pw + gap), y = mt + (p / ncol) * (ph + tt + gap) + tt;
+        if (grid) {
+            const char *pt = titles && titles[p] ? titles[p] : NULL;
+            snprintf(t, sizeof t, "%zu", p);
+            lp_svg_text(&svg, x + pw / 2, y - 3, "middle", 11, LP_COLOR_INK, 0, pt ? pt : t, 24);
+        }
+        rc = draw_panel(&svg, &h, p, x, y, pw, ph);
+        json_t *pj = json_pack("[f,f,f,f,I,I,o]", x, y, pw, ph, (json_int_t)h.dr, (json_int_t)h.dc,
+                               grid ? lp_json_str(titles && titles[p] ? titles[p] : t) : json_null());
+        json_array_append_new(panels, pj);
+    }
+    if (labels) {
+        for (size_t i = 0; o->row_labels && i < rows; i++)
+            lp_svg_text(&svg, ml - 4, mt + cell * (i + 0.5) + 3.5, "end", 10, LP_COLOR_INK, 0,
+                        o->row_labels[i], LABEL_CHARS);
+        for (size_t j = 0; o->col_labels && j < cols; j++) {
+            double x = ml + cell * (j + 0.5) + 3, y = mt + ph + 6;
+            lp_svg_text(&svg, x, y, "end", 10, LP_COLOR_INK, -45, o->col_labels[j], LABEL_CHARS);
+        }
+    }
+    if (o->row_name || o->col_name) {
+        lp_buf axes = LP_BUF_INIT;
+        lp_buf_printf(&axes, "rows: %s, columns: %s", o->row_name ? o->row_name : "-",
+                      o->col_name ? o->col_name : "-");
+        lp_svg_text(&svg, ml, H - 4, "start", 10, LP_COLOR_INK, 0, lp_buf_str(&axes), 80);
+        lp_buf_free(&axes);
+    }
+    double bar_h = fmax(60, fmin(ph, 200));
+    if (rc == 0)
+        rc = draw_colorbar(&svg, &h, ml + ncol * (pw + gap), mt + tt, bar_h);
+    lp_svg_end(&svg);
+
+    /* text/plain */
+    lp_buf plain = LP_BUF_INIT, html = LP_BUF_INIT;
+    if (o->title && *o->title) {
+        lp_utf8_sanitize(&plain, o->title, strlen(o->title));
+        lp_buf_puts(&plain, ": ");
+    }
+    if (grid)
+        lp_buf_printf(&plain, "%zu heatmaps of %zu\xC3\x97%zu", n, rows, cols);
+    else
+        lp_buf_printf(&plain, "heatmap %zu\xC3\x97%zu", rows, cols);
+    char a[32], b[32];
+    if (h.min <= h.max)
+        lp_buf_printf(&plain, ", values in [%s, %s]", lp_fmt_num(h.min, a, sizeof a), lp_fmt_num(h.max, b, sizeof b));
+
+    /* Notes. */
+    lp_buf note = LP_BUF_INIT;
+    if (np < n)
+        lp_buf_printf(&note, "showing the first %zu of %zu heatmaps", np, n);
+    if (h.f > 1)
+        lp_buf_printf(&note, "%sdownsampled from %zu\xC3\x97%zu to %zu\xC3\x97%zu (mean of %zu\xC3\x97%zu blocks)",
+                      note.len ? "; " : "", rows, cols, h.dr, h.dc, h.f, h.f);
+    size_t drawn = np * h.dr * h.dc;
+    int exact = drawn <= EXACT_HOVER;
+
+    uint64_t hash = lp_hash64(LP_HASH64_INIT, v, np * rows * cols * sizeof(float));
+    hash = lp_hash64(hash, (size_t[]){n, rows, cols, (size_t)o->scale + 1}, 4 * sizeof(size_t));
+    hash = lp_fig_hash_str(hash, o->title);
+    hash = lp_fig_hash_strs(hash, o->row_labels, o->row_labels ? rows : 0);
+    hash = lp_fig_hash_strs(hash, o->col_labels, o->col_labels ? cols : 0);
+    hash = lp_fig_hash_strs(hash, titles, titles ? np : 0);
+    hash = lp_fig_hash_str(lp_fig_hash_str(hash, o->row_name), o->col_name);
+    char id[48];
+    lp_fig_open(&html, kind, hash, o->title, id);
+    int zoom = side * cell < 4 * side ? (int)ceil(4 / cell) : 1;
+    if (zoom > 4) zoom = 4;
+    lp_buf_puts(&html, "<div style=\"overflow:auto;max-width:100%\">");
+    lp_buf alt = LP_BUF_INIT;
+    lp_utf8_sanitize(&alt, lp_buf_str(&plain), plain.len);
+    lp_html_svg_img(&html, svg.data ? svg.data : "", svg.len, (int)ceil(W), lp_buf_str(&alt),
+                    lp_buf_str(&alt));
+    lp_buf_free(&alt);
+    lp_buf_puts(&html, "</div>");
+    lp_fig_caption(&html, &plain, h.missing, lp_buf_str(&note));
+    if (!grid && drawn <= VALUES_TABLE)
+        values_table(&html, &h, o);
+
+    /* Embedded data for the script. */
+    json_t *d = json_pack("{s:f,s:f,s:o,s:o,s:o,s:f,s:f,s:I,s:i,s:o,s:o}", "W", W, "H", H,
+                          "p", panels, "rl", h.f == 1 ? labels_json(o->row_labels, rows) : json_null(),
+                          "cl", h.f == 1 ? labels_json(o->col_labels, cols) : json_null(),
+                          "lo", h.scale.lo, "hi", h.scale.hi, "f", (json_int_t)h.f, "z", zoom,
+                          "rn", lp_json_str(o->row_name ? o->row_name : "row"),
+                          "cn", lp_json_str(o->col_name ? o->col_name : "col"));
+    if (d && exact) {
+        json_t *vals = json_array();
+        for (size_t k = 0; k < drawn; k++)
+            json_array_append_new(vals, isfinite(h.cells[k]) ? json_real(h.cells[k]) : json_null());
+        json_object_set_new(d, "v", vals);
+    } else if (d) {
+        uint8_t *q = lp_malloc(drawn ? drawn : 1, "heatmap hover data");
+        lp_buf b64 = LP_BUF_INIT;
+        if (q) {
+            for (size_t k = 0; k < drawn; k++)
+                q[k] = lp_scale_index(&h.scale, h.cells[k]);
+            lp_base64_encode(&b64, q, drawn);
+            free(q);
+        }
+        json_object_set_new(d, "q", json_string(lp_buf_str(&b64)));
+        lp_buf_free(&b64);
+    }
+    if (!d || lp_fig_script(&html, id, d, HEATMAP_JS) != 0)
+        rc = -1;
+    json_decref(d);
+    lp_fig_close(&html);
+    lp_buf_free(&note);
+    lp_buf_free(&svg);
+    free(h.cells);
+    if (rc != 0) {
+        lp_buf_free(&plain);
+        lp_buf_free(&html);
+        return NULL;
+    }
+    return lp_bundle_from_bufs(&plain, &html);
+}
+
+json_t *lp_display_heatmap(const float *v, size_t rows, size_t cols, const lp_heatmap_opts *o)
+{
+    return heatmaps(v, 1, rows, cols, NULL, o, 0);
+}
+
+json_t *lp_display_heatmap_grid(const float *v, size_t n, size_t rows, size_t cols,
+                                const char *const *panel_titles, const lp_heatmap_opts *o)
+{
+    return heatmaps(v, n, rows, cols, panel_titles, o, 1);
+}

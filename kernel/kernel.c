@@ -1,0 +1,433 @@
+#include "kernel.h"
+
+#include <lua.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "connection.h"
+#include "core/error.h"
+#include "core/interrupt.h"
+#include "history.h"
+#include "interp.h"
+#include "server.h"
+#include "streams.h"
+#include "util.h"
+
+typedef struct kernel {
+    lp_server *srv;
+    lp_interp *interp;
+    lp_history *history;
+    int execution_count;
+    const lp_msg *current;   /* the shell request being handled (main thread) */
+    int allow_stdin;
+    atomic_int main_done;
+} kernel;
+
+/* ---- kernel_info -------------------------------------------------------------------------- */
+
+json_t *lp_kernel_info(void)
+{
+    char banner[256];
+    snprintf(banner, sizeof banner,
+             "loupe %s: a microscope for transformer language models (%s)\n"
+             "Cells are Lua; try help: inspect any loupe function with Shift+Tab.",
+             LOUPE_VERSION, LUA_RELEASE);
+    return json_pack("{s:s, s:s, s:s, s:s, s:{s:s, s:s, s:s, s:s, s:s, s:s}, s:s, s:b, s:[], s:[{s:s, s:s}]}",
+                     "status", "ok", "protocol_version", LP_PROTOCOL_VERSION, "implementation", "loupe",
+                     "implementation_version", LOUPE_VERSION, "language_info", "name", "lua", "version",
+                     LUA_VERSION_MAJOR "." LUA_VERSION_MINOR, "mimetype", "text/x-lua", "file_extension", ".lua",
+                     "pygments_lexer", "lua", "codemirror_mode", "lua", "banner", banner, "debugger", 0,
+                     "supported_features", "help_links", "text", "Lua 5.4 manual", "url",
+                     "https://www.lua.org/manual/5.4/");
+}
+
+/* ---- the interpreter's io --------------------------------------------------------------- */
+
+static void io_write(void *ud, int which, const char *s, size_t n)
+{
+    (void)ud;
+    lp_streams_write(which, s, n);
+}
+
+static json_t *parent_of(kernel *k) { return k->current ? k->current->header : NULL; }
+
+static void io_display(void *ud, json_t *bundle, const char *display_id, int update)
+{
+    kernel *k = ud;
+    lp_streams_flush(); /* output printed before a display shows before it */
+    json_t *content = json_pack("{s:o, s:{}}", "data", bundle, "metadata");
+    if (display_id)
+        json_object_set_new(content, "transient", json_pack("{s:s}", "display_id", display_id));
+    lp_server_publish(k->srv, update ? "update_display_data" : "display_data", parent_of(k), content, NULL);
+}
+
+static void io_clear(void *ud, int wait)
+{
+    kernel *k = ud;
+    lp_streams_flush();
+    lp_server_publish(k->srv, "clear_output", parent_of(k), json_pack("{s:b}", "wait", wait), NULL);
+}
+
+static int io_input(void *ud, const char *prompt, int password, lp_buf *out)
+{
+    kernel *k = ud;
+    if (!k->current || !k->allow_stdin)
+        return lp_set_error("input is not available: this frontend does not accept input "
+                            "(allow_stdin is false, as in nbclient or papermill runs)");
+    lp_streams_flush();
+    return lp_server_input(k->srv, k->current, prompt, password, out);
+}
+
+static void io_comm(void *ud, const char *msg_type, json_t *content)
+{
+    kernel *k = ud;
+    lp_streams_flush();
+    lp_server_publish(k->srv, msg_type, parent_of(k), content, NULL);
+}
+
+static void publish_stream(void *ud, const char *name, const char *text, json_t *parent)
+{
+    kernel *k = ud;
+    json_t *c = json_pack("{s:s, s:s}", "name", name, "text", text);
+    if (!c) { /* not UTF-8: the buffer was cut inside a character, or binary output */
+        lp_buf clean = LP_BUF_INIT;
+        for (const unsigned char *p = (const unsigned char *)text; *p; p++)
+            if (*p < 0x80)
+                lp_buf_putc(&clean, (char)*p);
+            else
+                lp_buf_puts(&clean, "\xEF\xBF\xBD");
+        c = json_pack("{s:s, s:s}", "name", name, "text", lp_buf_str(&clean));
+        lp_buf_free(&clean);
+    }
+    lp_server_publish(k->srv, "stream", parent, c, NULL);
+}
+
+/* ---- shell handlers ---------------------------------------------------------------------- */
+
+static int get_bool(json_t *o, const char *key, int dflt)
+{
+    json_t *v = json_object_get(o, key);
+    return json_is_boolean(v) ? json_is_true(v) : dflt;
+}
+
+static void abort_queued(kernel *k);
+
+static void do_execute(kernel *k, lp_msg *req)
+{
+    json_t *c = req->content;
+    const char *code = json_string_value(json_object_get(c, "code"));
+    int silent = get_bool(c, "silent", 0);
+    int store = get_bool(c, "store_history", !silent) && !silent;
+    int stop_on_error = get_bool(c, "stop_on_error", 1);
+    k->allow_stdin = get_bool(c, "allow_stdin", 0);
+    if (!code) {
+        lp_server_reply(k->srv, LP_CH_SHELL, req, "execute_reply",
+                        json_pack("{s:s, s:s, s:s, s:[], s:i}", "status", "error", "ename", "BadRequest",
+                                  "evalue", "execute_request without a code string", "traceback",
+                                  "execution_count", k->execution_count));
+        return;
+    }
+    if (store)
+        k->execution_count++;
+    int count = k->execution_count;
+    if (!silent)
+        lp_server_publish(k->srv, "execute_input", req->header,
+                          json_pack("{s:s, s:i}", "code", code, "execution_count", count), NULL);
+    if (store && k->history)
+        lp_history_add(k->history, count, code);
+
+    lp_exec_result res;
+    lp_interp_execute(k->interp, code, store ? count : 0, !silent, &res);
+    lp_streams_end();
+
+    json_t *reply;
+    if (res.ok) {
+        if (res.result && !silent)
+            lp_server_publish(k->srv, "execute_result", req->header,
+                              json_pack("{s:i, s:O, s:{}}", "execution_count", count, "data", res.result, "metadata"),
+                              NULL);
+        json_t *ue = json_object_get(c, "user_expressions");
+        json_t *ue_out = json_is_object(ue) && json_object_size(ue) ? lp_interp_user_expressions(k->interp, ue) : json_object();
+        lp_streams_flush();
+        reply = json_pack("{s:s, s:i, s:o, s:[]}", "status", "ok", "execution_count", count,
+                          "user_expressions", ue_out, "payload");
+    } else {
+        lp_server_publish(k->srv, "error", req->header,
+                          json_pack("{s:s, s:s, s:O}", "ename", res.ename, "evalue", res.evalue, "traceback",
+                                    res.traceback),
+                          NULL);
+        reply = json_pack("{s:s, s:i, s:s, s:s, s:O, s:{}, s:[]}", "status", "error", "execution_count", count,
+                          "ename", res.ename, "evalue", res.evalue, "traceback", res.traceback,
+                          "user_expressions", "payload");
+    }
+    lp_server_reply(k->srv, LP_CH_SHELL, req, "execute_reply", reply);
+    int failed = !res.ok;
+    lp_exec_result_clear(&res);
+    if (failed && stop_on_error)
+        abort_queued(k);
+}
+
+static void do_kernel_info(kernel *k, lp_msg *req, int channel)
+{
+    lp_server_reply(k->srv, channel, req, "kernel_info_reply", lp_kernel_info());
+}
+
+static void do_complete(kernel *k, lp_msg *req)
+{
+    const char *code = json_string_value(json_object_get(req->content, "code"));
+    json_t *cp = json_object_get(req->content, "cursor_pos");
+    if (!code)
+        code = "";
+    size_t len = strlen(code);
+    size_t pos = json_is_integer(cp) && json_integer_value(cp) >= 0
+                     ? lp_utf8_offset(code, len, (size_t)json_integer_value(cp))
+                     : len;
+    size_t start, end;
+    json_t *meta = NULL;
+    json_t *matches = lp_interp_complete(k->interp, code, pos, &start, &end, &meta);
+    /* cursor positions are in code points, as the spec says */
+    size_t cs = lp_utf8_codepoints(code, start), ce = lp_utf8_codepoints(code, end);
+    size_t i;
+    json_t *m;
+    json_array_foreach(meta, i, m)
+    {
+        json_object_set_new(m, "start", json_integer((json_int_t)cs));
+        json_object_set_new(m, "end", json_integer((json_int_t)ce));
+    }
+    lp_server_reply(k->srv, LP_CH_SHELL, req, "complete_reply",
+                    json_pack("{s:s, s:o, s:I, s:I, s:{s:o}}", "status", "ok", "matches", matches, "cursor_start",
+                              (json_int_t)cs, "cursor_end", (json_int_t)ce, "metadata",
+                              "_jupyter_types_experimental", meta));
+}
+
+static void do_inspect(kernel *k, lp_msg *req)
+{
+    const char *code = json_string_value(json_object_get(req->content, "code"));
+    json_t *cp = json_object_get(req->content, "cursor_pos");
+    json_t *dl = json_object_get(req->content, "detail_level");
+    if (!code)
+        code = "";
+    size_t len = strlen(code);
+    size_t pos = json_is_integer(cp) ? lp_utf8_offset(code, len, (size_t)json_integer_value(cp)) : len;
+    json_t *data = lp_interp_inspect(k->interp, code, pos, json_is_integer(dl) ? (int)json_integer_value(dl) : 0);
+    lp_server_reply(k->srv, LP_CH_SHELL, req, "inspect_reply",
+                    json_pack("{s:s, s:b, s:o, s:{}}", "status", "ok", "found", data != NULL, "data",
+                              data ? data : json_object(), "metadata"));
+}
+
+static void do_is_complete(kernel *k, lp_msg *req)
+{
+    const char *code = json_string_value(json_object_get(req->content, "code"));
+    char *indent = NULL;
+    const char *status = lp_interp_is_complete(k->interp, code ? code : "", &indent);
+    json_t *c = json_pack("{s:s}", "status", status);
+    if (indent)
+        json_object_set_new(c, "indent", json_string(indent));
+    free(indent);
+    lp_server_reply(k->srv, LP_CH_SHELL, req, "is_complete_reply", c);
+}
+
+static int get_int(json_t *o, const char *key, int dflt)
+{
+    json_t *v = json_object_get(o, key);
+    return json_is_integer(v) ? (int)json_integer_value(v) : dflt;
+}
+
+static void do_history(kernel *k, lp_msg *req)
+{
+    json_t *c = req->content;
+    const char *type = json_string_value(json_object_get(c, "hist_access_type"));
+    int output = get_bool(c, "output", 0);
+    json_t *h;
+    if (!k->history || !type)
+        h = json_array();
+    else if (strcmp(type, "tail") == 0)
+        h = lp_history_tail(k->history, get_int(c, "n", 10), output);
+    else if (strcmp(type, "range") == 0)
+        h = lp_history_range(k->history, get_int(c, "session", 0), get_int(c, "start", 0), get_int(c, "stop", 0), output);
+    else if (strcmp(type, "search") == 0)
+        h = lp_history_search(k->history, json_string_value(json_object_get(c, "pattern")), get_int(c, "n", 0),
+                              get_bool(c, "unique", 0), output);
+    else
+        h = json_array();
+    lp_server_reply(k->srv, LP_CH_SHELL, req, "history_reply", json_pack("{s:s, s:o}", "status", "ok", "history", h));
+}
+
+static void do_comm_info(kernel *k, lp_msg *req)
+{
+    const char *target = json_string_value(json_object_get(req->content, "target_name"));
+    lp_server_reply(k->srv, LP_CH_SHELL, req, "comm_info_reply",
+                    json_pack("{s:s, s:o}", "status", "ok", "comms", lp_interp_comm_info(k->interp, target)));
+}
+
+static void do_comm_open(kernel *k, lp_msg *req)
+{
+    if (lp_interp_comm_open(k->interp, req->content) < 0) {
+        const char *id = json_string_value(json_object_get(req->content, "comm_id"));
+        const char *target = json_string_value(json_object_get(req->content, "target_name"));
+        lp_log("comm_open for unknown target '%s': closing it", target ? target : "");
+        if (id)
+            lp_server_publish(k->srv, "comm_close", req->header, json_pack("{s:s, s:{}}", "comm_id", id, "data"), NULL);
+    }
+}
+
+static void do_shutdown(kernel *k, lp_msg *req, int channel)
+{
+    int restart = get_bool(req->content, "restart", 0);
+    lp_server_reply(k->srv, channel, req, "shutdown_reply", json_pack("{s:s, s:b}", "status", "ok", "restart", restart));
+    lp_server_stop(k->srv);
+    lp_interrupt_request(); /* end a running cell */
+}
+
+/* Returns 1 when the message type was handled. Framing is done by the caller. */
+static void dispatch_shell(kernel *k, lp_msg *req)
+{
+    const char *t = lp_msg_type(req);
+    if (strcmp(t, "execute_request") == 0) do_execute(k, req);
+    else if (strcmp(t, "kernel_info_request") == 0) do_kernel_info(k, req, LP_CH_SHELL);
+    else if (strcmp(t, "complete_request") == 0) do_complete(k, req);
+    else if (strcmp(t, "inspect_request") == 0) do_inspect(k, req);
+    else if (strcmp(t, "is_complete_request") == 0) do_is_complete(k, req);
+    else if (strcmp(t, "history_request") == 0) do_history(k, req);
+    else if (strcmp(t, "comm_info_request") == 0) do_comm_info(k, req);
+    else if (strcmp(t, "comm_open") == 0) do_comm_open(k, req);
+    else if (strcmp(t, "comm_msg") == 0) lp_interp_comm_msg(k->interp, req->content);
+    else if (strcmp(t, "comm_close") == 0) lp_interp_comm_close(k->interp, req->content);
+    else if (strcmp(t, "shutdown_request") == 0) do_shutdown(k, req, LP_CH_SHELL);
+    else lp_log("shell: ignored a message of unknown type '%s'", t);
+}
+
+static void on_shell(lp_server *s, lp_msg *req, void *ud)
+{
+    kernel *k = ud;
+    (void)s;
+    k->current = req;
+    lp_streams_begin(req->header);
+    lp_server_status(k->srv, req, "busy");
+    dispatch_shell(k, req);
+    lp_streams_flush();
+    lp_server_status(k->srv, req, "idle");
+    k->current = NULL;
+}
+
+/* After an error with stop_on_error: answer the executes already queued without running
+ * them; other requests are served as usual. Only what is queued now counts, as in
+ * ipykernel: a client that sends its next cell after reading the error reply runs it. */
+static void abort_queued(kernel *k)
+{
+    const lp_msg *outer = k->current;
+    lp_msg m;
+    while (lp_server_next_shell(k->srv, &m, 0)) {
+        if (strcmp(lp_msg_type(&m), "execute_request") == 0) {
+            lp_server_status(k->srv, &m, "busy");
+            lp_server_reply(k->srv, LP_CH_SHELL, &m, "execute_reply",
+                            json_pack("{s:s, s:i, s:s, s:s, s:[], s:{}, s:[]}", "status", "error", "execution_count",
+                                      k->execution_count, "ename", "ExecutionAborted", "evalue",
+                                      "not run: an earlier cell failed (stop_on_error)", "traceback",
+                                      "user_expressions", "payload"));
+            lp_server_status(k->srv, &m, "idle");
+        } else {
+            k->current = &m;
+            lp_streams_begin(m.header);
+            lp_server_status(k->srv, &m, "busy");
+            dispatch_shell(k, &m);
+            lp_streams_flush();
+            lp_server_status(k->srv, &m, "idle");
+        }
+        lp_msg_clear(&m);
+    }
+    k->current = outer;
+    if (outer)
+        lp_streams_begin(outer->header);
+}
+
+/* ---- control ----------------------------------------------------------------------------- */
+
+static void on_control(lp_server *s, lp_msg *req, void *ud)
+{
+    kernel *k = ud;
+    const char *t = lp_msg_type(req);
+    lp_server_status(s, req, "busy");
+    if (strcmp(t, "kernel_info_request") == 0) {
+        do_kernel_info(k, req, LP_CH_CONTROL);
+    } else if (strcmp(t, "interrupt_request") == 0) {
+        lp_interrupt_request();
+        lp_server_reply(s, LP_CH_CONTROL, req, "interrupt_reply", json_pack("{s:s}", "status", "ok"));
+    } else if (strcmp(t, "shutdown_request") == 0) {
+        do_shutdown(k, req, LP_CH_CONTROL);
+    } else {
+        lp_log("control: ignored a message of unknown type '%s'", t);
+    }
+    lp_server_status(s, req, "idle");
+    if (strcmp(t, "shutdown_request") == 0) {
+        /* A cell stuck in a C call that never polls the flag must not keep the process. */
+        for (int i = 0; i < 60 && !atomic_load(&k->main_done); i++)
+            usleep(50000);
+        if (!atomic_load(&k->main_done)) {
+            lp_log("shutdown: the running cell did not stop within 3 s; exiting now");
+            _exit(0);
+        }
+    }
+}
+
+/* ---- main ---------------------------------------------------------------------------------- */
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    lp_interrupt_request();
+}
+
+int lp_kernel_main(const char *connection_file)
+{
+    lp_conn conn;
+    if (lp_conn_load(&conn, connection_file) < 0) {
+        fprintf(stderr, "loupe: %s\n", lp_last_error());
+        return 1;
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    static kernel k;
+    char session[37];
+    lp_uuid(session);
+    lp_io io = {io_write, io_display, io_clear, io_input, io_comm, &k};
+    int log_fd = lp_streams_start(publish_stream, &k, getenv("LOUPE_NO_CAPTURE") == NULL);
+    if (log_fd < 0) {
+        fprintf(stderr, "loupe: %s\n", lp_last_error());
+        lp_conn_clear(&conn);
+        return 1;
+    }
+    lp_log_set_fd(log_fd);
+    k.history = lp_history_open(NULL);
+    k.interp = lp_interp_new(&io, 0);
+    if (!k.interp) {
+        lp_log("%s", lp_last_error());
+        return 1;
+    }
+    k.srv = lp_server_start(&conn, session, on_shell, on_control, &k);
+    lp_conn_clear(&conn);
+    if (!k.srv) {
+        lp_log("cannot start: %s", lp_last_error());
+        dprintf(log_fd, "loupe: %s\n", lp_last_error());
+        return 1;
+    }
+    lp_server_publish(k.srv, "status", NULL, json_pack("{s:s}", "execution_state", "starting"), NULL);
+    lp_server_run(k.srv);
+    atomic_store(&k.main_done, 1);
+    lp_streams_stop();
+    lp_server_free(k.srv);
+    lp_interp_free(k.interp);
+    lp_history_free(k.history);
+    return 0;
+}
