@@ -34,7 +34,7 @@ typedef struct lp_scale {
     double lo, hi;
 } lp_scale;
 
-enum { LP_SCALE_AUTO = -1, LP_SCALE_SEQUENTIAL = 0, LP_SCALE_DIVERGING = 1 };
+enum { LP_SCALE_AUTO = 0, LP_SCALE_SEQUENTIAL = 1, LP_SCALE_DIVERGING = 2 };
 
 /* Fits a scale to v[0..n) (non-finite values ignored and counted into *missing when not
  * NULL). kind: LP_SCALE_AUTO (diverging when any value is negative), or a fixed kind. */

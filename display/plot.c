@@ -206,8 +206,10 @@ json_t *lp_display_scatter(const double *x, const double *y, size_t n, const cha
     for (size_t i = 0; labels && i < n && nl < MAX_LABELS; i++) {
         if (!labels[i] || !isfinite(x[i]) || !isfinite(y[i]))
             continue;
-        lp_svg_text(&svg, lp_axes_x(&a, x[i]) + 5, lp_axes_y(&a, y[i]) - 4, "start", 10,
-                    LP_COLOR_INK, 0, labels[i], 20);
+        double px = lp_axes_x(&a, x[i]);
+        int right = px > a.x0 + a.w * 0.7; /* near the right edge: label to the left */
+        lp_svg_text(&svg, right ? px - 5 : px + 5, lp_axes_y(&a, y[i]) - 4, right ? "end" : "start",
+                    10, LP_COLOR_INK, 0, labels[i], 20);
         nl++;
     }
     lp_svg_end(&svg);

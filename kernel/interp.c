@@ -245,11 +245,38 @@ static int run_protected(lp_interp *I, lp_exec_result *res)
 
 /* ---- the value of the last expression --------------------------------------------------- */
 
+/* True when s holds only whitespace and comments ("-- ..." and "--[[ ... ]]"). */
 static int blank_or_comment(const char *s)
 {
-    while (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n')
-        s++;
-    return *s == '\0';
+    for (;;) {
+        while (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n')
+            s++;
+        if (s[0] != '-' || s[1] != '-')
+            return *s == '\0';
+        s += 2;
+        if (*s == '[') { /* a long comment: --[==[ ... ]==] */
+            const char *p = s + 1;
+            size_t level = 0;
+            while (*p == '=')
+                p++, level++;
+            if (*p == '[') {
+                char close[72];
+                if (level > 64)
+                    return 0;
+                close[0] = ']';
+                memset(close + 1, '=', level);
+                close[level + 1] = ']';
+                close[level + 2] = '\0';
+                const char *end = strstr(p + 1, close);
+                if (!end)
+                    return 0;
+                s = end + level + 2;
+                continue;
+            }
+        }
+        while (*s && *s != '\n')
+            s++;
+    }
 }
 
 /* Loads code so that its last statement, when it is an expression, is returned. Tries the
@@ -260,18 +287,11 @@ static int load_cell(lua_State *L, const char *code, const char *chunkname, int 
 {
     size_t len = strlen(code);
     if (want_result) {
-        /* A trailing ';' hides the value, as in IPython. */
-        size_t e = len;
-        while (e > 0 && (code[e - 1] == ' ' || code[e - 1] == '\n' || code[e - 1] == '\t' || code[e - 1] == '\r'))
-            e--;
-        if (e > 0 && code[e - 1] == ';')
-            want_result = 0;
-    }
-    if (want_result) {
         lp_buf b = LP_BUF_INIT;
         int tries = 0;
+        /* split points: line starts and just after a ';' (`t = {}; t`) */
         for (size_t i = len; tries < 400; i--) {
-            if (i == 0 || code[i - 1] == '\n') {
+            if (i == 0 || code[i - 1] == '\n' || code[i - 1] == ';') {
                 tries++;
                 const char *suffix = code + i;
                 if (!blank_or_comment(suffix)) {
@@ -304,6 +324,20 @@ static int load_cell(lua_State *L, const char *code, const char *chunkname, int 
     return 0;
 }
 
+/* A trailing ';' hides the value, as in IPython ("x;" is not Lua, so it is dropped). */
+static char *strip_hiding_semicolon(const char *code)
+{
+    size_t e = strlen(code);
+    while (e > 0 && (code[e - 1] == ' ' || code[e - 1] == '\n' || code[e - 1] == '\t' || code[e - 1] == '\r'))
+        e--;
+    if (e == 0 || code[e - 1] != ';')
+        return NULL;
+    char *c = strdup(code);
+    if (c)
+        c[e - 1] = ' ';
+    return c;
+}
+
 void lp_interp_execute(lp_interp *I, const char *code, int count, int want_result, lp_exec_result *res)
 {
     lua_State *L = I->L;
@@ -316,7 +350,11 @@ void lp_interp_execute(lp_interp *I, const char *code, int count, int want_resul
     else
         snprintf(chunk, sizeof chunk, "=In [ ]");
     int top = lua_gettop(L);
-    int kind = load_cell(L, code, chunk, want_result);
+    char *stripped = want_result ? strip_hiding_semicolon(code) : NULL;
+    int kind = load_cell(L, stripped ? stripped : code, chunk, want_result);
+    if (stripped && kind == 1)
+        kind = 2; /* run as an expression, show nothing */
+    free(stripped);
     if (kind < 0) {
         const char *msg = lua_tostring(L, -1);
         int mem = msg && strstr(msg, "not enough memory");
@@ -327,7 +365,8 @@ void lp_interp_execute(lp_interp *I, const char *code, int count, int want_resul
     int n = run_protected(I, res);
     if (n >= 0) {
         int first = lua_gettop(L) - n + 1;
-        int show = kind == 1 && n > 0 && !(n == 1 && lua_isnil(L, first));
+        /* kind 0 shows what an explicit `return` gives */
+        int show = want_result && kind != 2 && n > 0 && !(n == 1 && lua_isnil(L, first));
         if (show) {
             res->result = lp_repr_bundle(L, first, n);
         }
@@ -400,7 +439,8 @@ const char *lp_interp_is_complete(lp_interp *I, const char *code, char **indent)
         return "complete";
     }
     const char *msg = lua_tostring(L, -1);
-    int incomplete = msg && (ends_with(msg, "near <eof>") || ends_with(msg, "near '<eof>'"));
+    int incomplete = msg && (ends_with(msg, "near <eof>") || ends_with(msg, "near '<eof>'")) &&
+                     !strstr(msg, "unfinished string"); /* a quoted string cannot span lines */
     lua_pop(L, 1);
     if (!incomplete)
         return "invalid";

@@ -10,6 +10,8 @@
 #include "core/interrupt.h"
 #include "interp.h"
 #include "lua_api.h"
+#include "lua_plot.h"
+#include "lua_tensor.h"
 #include "progress.h"
 #include "util.h"
 
@@ -220,11 +222,12 @@ static int make_rich(lua_State *L, const char *mime)
 {
     size_t n;
     const char *s = luaL_checklstring(L, 1, &n);
+    const char *plain = luaL_optstring(L, 2, n > 200 ? "<rich text>" : s);
     lua_newtable(L);
     lua_newtable(L);
     lua_pushvalue(L, 1);
     lua_setfield(L, -2, mime);
-    lua_pushstring(L, luaL_optstring(L, 2, n > 200 ? "<rich text>" : s));
+    lua_pushstring(L, plain);
     lua_setfield(L, -2, "text/plain");
     lua_setfield(L, -2, "bundle");
     luaL_setmetatable(L, "loupe.Rich");
@@ -315,9 +318,9 @@ static int progress_next(lua_State *L)
 static int progress_close(lua_State *L)
 {
     progress *p = luaL_checkudata(L, 1, "loupe.Progress");
-    if (!p->finished) {
+    if (!p->finished) { /* left early: break, error or interrupt; not "done" */
         p->finished = 1;
-        progress_publish(L, p, 1);
+        progress_publish(L, p, 0);
     }
     return 0;
 }
@@ -349,6 +352,51 @@ static int l_progress(lua_State *L)
     return 4;
 }
 
+/* ---- interrupts cannot be caught --------------------------------------------------------
+ * An interrupt raises "interrupted" from the count hook; a pcall in a loop would swallow it
+ * and the loop would go on. These wrappers re-raise when the interrupt flag is up. */
+
+static int reraise_if_interrupted(lua_State *L, int status_ok)
+{
+    if (!status_ok && lp_interrupted())
+        return luaL_error(L, "interrupted");
+    return 0;
+}
+
+static int l_pcall(lua_State *L)
+{
+    luaL_checkany(L, 1);
+    int n = lua_gettop(L);
+    int st = lua_pcall(L, n - 1, LUA_MULTRET, 0);
+    reraise_if_interrupted(L, st == LUA_OK);
+    lua_pushboolean(L, st == LUA_OK);
+    lua_insert(L, 1);
+    return lua_gettop(L);
+}
+
+static int l_xpcall(lua_State *L)
+{
+    int n = lua_gettop(L);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_pushvalue(L, 1); /* f */
+    lua_copy(L, 2, 1);   /* the handler where f was */
+    lua_replace(L, 2);   /* f where the handler was */
+    int st = lua_pcall(L, n - 2, LUA_MULTRET, 1);
+    reraise_if_interrupted(L, st == LUA_OK);
+    lua_pushboolean(L, st == LUA_OK);
+    lua_replace(L, 1);
+    return lua_gettop(L);
+}
+
+static int l_resume(lua_State *L)
+{
+    lua_pushvalue(L, lua_upvalueindex(1)); /* the original coroutine.resume */
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    reraise_if_interrupted(L, lua_toboolean(L, 1));
+    return lua_gettop(L);
+}
+
 /* ---- registration ----------------------------------------------------------------------- */
 
 void lp_lua_open_comm(lua_State *L);
@@ -364,6 +412,13 @@ static void lp_lua_open_base(lua_State *L)
                    "clear_output([wait])\nClears the cell's output; with wait = true, when the next output arrives.");
     lp_lua_setfunc(L, -1, "input", l_input,
                    "input([prompt [, {password = true}]]) -> string\nAsks the person at the notebook for a line of text.");
+    lp_lua_setfunc(L, -1, "pcall", l_pcall, "pcall(f, ...) -> ok, ...\nCalls f in protected mode (interrupts still stop the cell).");
+    lp_lua_setfunc(L, -1, "xpcall", l_xpcall, "xpcall(f, handler, ...) -> ok, ...\nLike pcall, with a message handler.");
+    lua_getfield(L, -1, "coroutine");
+    lua_getfield(L, -1, "resume");
+    lua_pushcclosure(L, l_resume, 1);
+    lua_setfield(L, -2, "resume");
+    lua_pop(L, 1);
     lua_getfield(L, -1, "io");
     lp_lua_setfunc(L, -1, "write", l_io_write, "io.write(...)\nWrites strings or numbers to the cell's output.");
     lp_lua_setfunc(L, -1, "read", l_io_read, "io.read([fmt])\nReads a line typed at the notebook (\"l\", \"L\", \"n\").");
@@ -402,5 +457,7 @@ void lp_lua_open_all(lua_State *L)
     lp_lua_open_base(L);
     lua_getglobal(L, "loupe");
     lp_lua_open_comm(L);
+    lp_lua_open_tensor(L);
+    lp_lua_open_plot(L);
     lua_pop(L, 1);
 }

@@ -1,0 +1,182 @@
+#include "device.h"
+
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/error.h"
+#include "ops/ops.h"
+#ifdef LOUPE_HAVE_CUDA
+#include "cuda/cuda_backend.h"
+#endif
+
+/* ---- the CPU backend ---- */
+
+static void *cpu_alloc(size_t nbytes, const char *what)
+{
+    /* Linux overcommits: a malloc larger than the machine succeeds and the process is killed
+     * when the pages are touched. Refuse what cannot fit in physical memory up front. */
+    long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+    char b[32];
+    if (pages > 0 && psize > 0 && nbytes / (size_t)psize > (size_t)pages) {
+        char m[32];
+        lp_set_error("cannot allocate %s for %s (the machine has %s)", lp_format_bytes(nbytes, b, sizeof b), what,
+                     lp_format_bytes((size_t)pages * (size_t)psize, m, sizeof m));
+        return NULL;
+    }
+    void *p = NULL;
+    if (posix_memalign(&p, 64, nbytes ? nbytes : 64) != 0) {
+        lp_set_error("cannot allocate %s for %s", lp_format_bytes(nbytes, b, sizeof b), what);
+        return NULL;
+    }
+    return p;
+}
+
+static void cpu_free(void *p) { free(p); }
+
+static int cpu_memcpy(void *dst, const void *src, size_t n)
+{
+    memcpy(dst, src, n);
+    return 0;
+}
+
+static int cpu_sync(void) { return 0; }
+
+static lp_backend cpu_backend = {
+    .name = "cpu",
+    .device = LP_DEVICE_CPU,
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .to_device = cpu_memcpy,
+    .to_host = cpu_memcpy,
+    .copy = cpu_memcpy,
+    .synchronize = cpu_sync,
+    .ops = NULL, /* set on first use: lp_cpu_ops() is a function */
+};
+
+/* ---- CUDA discovery (once, lazily) ---- */
+
+static int cuda_state; /* 0 unknown, 1 available, -1 not */
+static char cuda_reason[256];
+static const lp_backend *cuda_be;
+
+static void cuda_probe(void)
+{
+    if (cuda_state)
+        return;
+#ifdef LOUPE_HAVE_CUDA
+    cuda_be = lp_cuda_backend_init(cuda_reason, sizeof cuda_reason);
+#else
+    snprintf(cuda_reason, sizeof cuda_reason, "loupe was built without CUDA");
+#endif
+    cuda_state = cuda_be ? 1 : -1;
+}
+
+bool lp_cuda_built(void)
+{
+#ifdef LOUPE_HAVE_CUDA
+    return true;
+#else
+    return false;
+#endif
+}
+
+const char *lp_cuda_unavailable_reason(void)
+{
+    cuda_probe();
+    return cuda_state > 0 ? "" : cuda_reason;
+}
+
+bool lp_device_available(lp_device dev)
+{
+    if (dev == LP_DEVICE_CPU)
+        return true;
+    cuda_probe();
+    return dev == LP_DEVICE_CUDA && cuda_state > 0;
+}
+
+const lp_backend *lp_backend_get(lp_device dev)
+{
+    if (dev == LP_DEVICE_CPU) {
+        if (!cpu_backend.ops)
+            cpu_backend.ops = lp_cpu_ops();
+        return &cpu_backend;
+    }
+    if (dev != LP_DEVICE_CUDA) {
+        lp_set_error("unknown device %d", (int)dev);
+        return NULL;
+    }
+    cuda_probe();
+    if (cuda_state < 0) {
+        lp_set_error("CUDA is not available: %s", cuda_reason);
+        return NULL;
+    }
+    return cuda_be;
+}
+
+/* ---- choosing ---- */
+
+static int default_dev = -1;
+
+int lp_device_parse(const char *name, lp_device *out)
+{
+    if (name && strcmp(name, "cpu") == 0) {
+        *out = LP_DEVICE_CPU;
+        return 0;
+    }
+    if (name && (strcmp(name, "cuda") == 0 || strcmp(name, "gpu") == 0)) {
+        *out = LP_DEVICE_CUDA;
+        return 0;
+    }
+    return lp_set_error("unknown device \"%s\" (expected \"cpu\" or \"cuda\")", name ? name : "");
+}
+
+const char *lp_device_name(lp_device dev) { return dev == LP_DEVICE_CUDA ? "cuda" : "cpu"; }
+
+lp_device lp_default_device(void)
+{
+    if (default_dev >= 0)
+        return (lp_device)default_dev;
+    const char *env = getenv("LOUPE_DEVICE");
+    lp_device want = LP_DEVICE_CUDA;
+    if (env && *env && lp_device_parse(env, &want) < 0)
+        fprintf(stderr, "loupe: LOUPE_DEVICE=%s is not cpu or cuda; ignored\n", env);
+    if (want == LP_DEVICE_CUDA && !lp_device_available(LP_DEVICE_CUDA)) {
+        if (lp_cuda_built() || (env && strcmp(env, "cuda") == 0))
+            fprintf(stderr, "loupe: %s; using the CPU\n", cuda_reason);
+        want = LP_DEVICE_CPU;
+    }
+    default_dev = (int)want;
+    return want;
+}
+
+int lp_set_default_device(lp_device dev)
+{
+    if (!lp_backend_get(dev))
+        return -1;
+    default_dev = (int)dev;
+    return 0;
+}
+
+/* ---- threads ---- */
+
+static int n_threads;
+
+void lp_set_threads(int n)
+{
+    if (n <= 0) {
+        long c = sysconf(_SC_NPROCESSORS_ONLN);
+        n = c > 0 ? (int)c : 1;
+    }
+    n_threads = n;
+    openblas_set_num_threads(n);
+}
+
+int lp_get_threads(void)
+{
+    if (n_threads <= 0)
+        n_threads = openblas_get_num_threads();
+    return n_threads;
+}
