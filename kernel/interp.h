@@ -21,6 +21,8 @@ typedef struct lp_io {
     int (*input)(void *ud, const char *prompt, int password, lp_buf *out);
     /* msg_type: comm_open, comm_msg or comm_close; content stolen. */
     void (*comm)(void *ud, const char *msg_type, json_t *content);
+    /* Text for the pager (help()): bundle stolen. May be NULL: then it is displayed. */
+    void (*page)(void *ud, json_t *bundle);
     void *ud;
 } lp_io;
 

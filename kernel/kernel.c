@@ -25,6 +25,7 @@ typedef struct kernel {
     int execution_count;
     const lp_msg *current;   /* the shell request being handled (main thread) */
     int allow_stdin;
+    json_t *payload;         /* execute_reply payloads of the current execute */
     atomic_int main_done;
 } kernel;
 
@@ -90,6 +91,14 @@ static void io_comm(void *ud, const char *msg_type, json_t *content)
     lp_server_publish(k->srv, msg_type, parent_of(k), content, NULL);
 }
 
+static void io_page(void *ud, json_t *bundle)
+{
+    kernel *k = ud;
+    if (!k->payload)
+        k->payload = json_array();
+    json_array_append_new(k->payload, json_pack("{s:s, s:o, s:i}", "source", "page", "data", bundle, "start", 0));
+}
+
 static void publish_stream(void *ud, const char *name, const char *text, json_t *parent)
 {
     kernel *k = ud;
@@ -142,7 +151,9 @@ static void do_execute(kernel *k, lp_msg *req)
         lp_history_add(k->history, count, code);
 
     lp_exec_result res;
-    lp_interp_execute(k->interp, code, store ? count : 0, !silent, &res);
+    json_decref(k->payload);
+    k->payload = json_array();
+    lp_interp_execute(k->interp, code, store ? count : 0, 1, &res); /* silent: value computed, not shown */
     lp_streams_end();
 
     json_t *reply;
@@ -154,8 +165,8 @@ static void do_execute(kernel *k, lp_msg *req)
         json_t *ue = json_object_get(c, "user_expressions");
         json_t *ue_out = json_is_object(ue) && json_object_size(ue) ? lp_interp_user_expressions(k->interp, ue) : json_object();
         lp_streams_flush();
-        reply = json_pack("{s:s, s:i, s:o, s:[]}", "status", "ok", "execution_count", count,
-                          "user_expressions", ue_out, "payload");
+        reply = json_pack("{s:s, s:i, s:o, s:O}", "status", "ok", "execution_count", count,
+                          "user_expressions", ue_out, "payload", k->payload);
     } else {
         lp_server_publish(k->srv, "error", req->header,
                           json_pack("{s:s, s:s, s:O}", "ename", res.ename, "evalue", res.evalue, "traceback",
@@ -401,7 +412,7 @@ int lp_kernel_main(const char *connection_file)
     static kernel k;
     char session[37];
     lp_uuid(session);
-    lp_io io = {io_write, io_display, io_clear, io_input, io_comm, &k};
+    lp_io io = {io_write, io_display, io_clear, io_input, io_comm, io_page, &k};
     int log_fd = lp_streams_start(publish_stream, &k, getenv("LOUPE_NO_CAPTURE") == NULL);
     if (log_fd < 0) {
         fprintf(stderr, "loupe: %s\n", lp_last_error());

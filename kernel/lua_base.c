@@ -203,6 +203,35 @@ static int l_clear_output(lua_State *L)
     return 0;
 }
 
+/* help(x): the docstring of x in the pager (Jupyter's "page" payload). */
+static int l_help(lua_State *L)
+{
+    lp_buf b = LP_BUF_INIT;
+    if (lua_isnoneornil(L, 1)) {
+        lp_buf_puts(&b, "loupe: cells are Lua 5.4. help(f) shows what f does; Shift+Tab on a name does too.\n"
+                        "Start with: loupe.progress, loupe.plot, loupe.tensor, display, input.\n");
+    } else {
+        const char *doc = lp_doc_lookup(L, 1);
+        lp_buf_printf(&b, "%s\n", luaL_typename(L, 1));
+        if (doc) {
+            lp_buf_puts(&b, doc);
+            lp_buf_putc(&b, '\n');
+        } else {
+            lp_buf_puts(&b, "(no documentation) ");
+            lp_repr_text(L, 1, &b);
+            lp_buf_putc(&b, '\n');
+        }
+    }
+    json_t *bundle = json_pack("{s:s}", "text/plain", lp_buf_str(&b));
+    lp_buf_free(&b);
+    const lp_io *io = io_of(L);
+    if (io->page)
+        io->page(io->ud, bundle);
+    else
+        io->display(io->ud, bundle, NULL, 0);
+    return 0;
+}
+
 /* ---- rich text objects: loupe.html, loupe.markdown ------------------------------------ */
 
 static int rich_display(lua_State *L)
@@ -412,6 +441,7 @@ static void lp_lua_open_base(lua_State *L)
                    "clear_output([wait])\nClears the cell's output; with wait = true, when the next output arrives.");
     lp_lua_setfunc(L, -1, "input", l_input,
                    "input([prompt [, {password = true}]]) -> string\nAsks the person at the notebook for a line of text.");
+    lp_lua_setfunc(L, -1, "help", l_help, "help([value])\nShows the documentation of a function or object in the pager.");
     lp_lua_setfunc(L, -1, "pcall", l_pcall, "pcall(f, ...) -> ok, ...\nCalls f in protected mode (interrupts still stop the cell).");
     lp_lua_setfunc(L, -1, "xpcall", l_xpcall, "xpcall(f, handler, ...) -> ok, ...\nLike pcall, with a message handler.");
     lua_getfield(L, -1, "coroutine");

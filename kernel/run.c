@@ -100,7 +100,7 @@ int lp_run_file(const char *path)
         fprintf(stderr, "loupe: %s\n", lp_last_error());
         return 2;
     }
-    lp_io io = {run_write, run_display, run_clear, run_input, run_comm, NULL};
+    lp_io io = {run_write, run_display, run_clear, run_input, run_comm, NULL, NULL};
     lp_interp *I = lp_interp_new(&io, 0);
     if (!I) {
         fprintf(stderr, "loupe: %s\n", lp_last_error());

@@ -30,7 +30,7 @@ static lp_interp *I;
 
 static void setup(void)
 {
-    lp_io io = {w, d, c, in, cm, NULL};
+    lp_io io = {w, d, c, in, cm, NULL, NULL};
     I = lp_interp_new(&io, 256u << 20);
     lp_buf_reset(&out);
     n_display = n_update = n_clear = 0;
