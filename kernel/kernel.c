@@ -26,6 +26,7 @@ typedef struct kernel {
     const lp_msg *current;   /* the shell request being handled (main thread) */
     int allow_stdin;
     json_t *payload;         /* execute_reply payloads of the current execute */
+    int abort_pending;       /* an execute failed with stop_on_error: abort the queue */
     atomic_int main_done;
 } kernel;
 
@@ -124,8 +125,6 @@ static int get_bool(json_t *o, const char *key, int dflt)
     return json_is_boolean(v) ? json_is_true(v) : dflt;
 }
 
-static void abort_queued(kernel *k);
-
 static void do_execute(kernel *k, lp_msg *req)
 {
     json_t *c = req->content;
@@ -180,7 +179,7 @@ static void do_execute(kernel *k, lp_msg *req)
     int failed = !res.ok;
     lp_exec_result_clear(&res);
     if (failed && stop_on_error)
-        abort_queued(k);
+        k->abort_pending = 1; /* after this request's idle, as ipykernel does */
 }
 
 static void do_kernel_info(kernel *k, lp_msg *req, int channel)
@@ -296,6 +295,8 @@ static void do_shutdown(kernel *k, lp_msg *req, int channel)
 }
 
 /* Returns 1 when the message type was handled. Framing is done by the caller. */
+static void abort_queued(kernel *k);
+
 static void dispatch_shell(kernel *k, lp_msg *req)
 {
     const char *t = lp_msg_type(req);
@@ -324,6 +325,10 @@ static void on_shell(lp_server *s, lp_msg *req, void *ud)
     lp_streams_flush();
     lp_server_status(k->srv, req, "idle");
     k->current = NULL;
+    if (k->abort_pending) {
+        k->abort_pending = 0;
+        abort_queued(k);
+    }
 }
 
 /* After an error with stop_on_error: answer the executes already queued without running
@@ -331,7 +336,6 @@ static void on_shell(lp_server *s, lp_msg *req, void *ud)
  * ipykernel: a client that sends its next cell after reading the error reply runs it. */
 static void abort_queued(kernel *k)
 {
-    const lp_msg *outer = k->current;
     lp_msg m;
     while (lp_server_next_shell(k->srv, &m, 0)) {
         if (strcmp(lp_msg_type(&m), "execute_request") == 0) {
@@ -350,11 +354,9 @@ static void abort_queued(kernel *k)
             lp_streams_flush();
             lp_server_status(k->srv, &m, "idle");
         }
+        k->current = NULL;
         lp_msg_clear(&m);
     }
-    k->current = outer;
-    if (outer)
-        lp_streams_begin(outer->header);
 }
 
 /* ---- control ----------------------------------------------------------------------------- */
