@@ -37,7 +37,7 @@ json_t *lp_kernel_info(void)
     char banner[256];
     snprintf(banner, sizeof banner,
              "loupe %s: a microscope for transformer language models (%s)\n"
-             "Cells are Lua; try help: inspect any loupe function with Shift+Tab.",
+             "Cells are Lua 5.4. help() for an overview; help(f), or Shift+Tab on a name, for its documentation.",
              LOUPE_VERSION, LUA_RELEASE);
     return json_pack("{s:s, s:s, s:s, s:s, s:{s:s, s:s, s:s, s:s, s:s, s:s}, s:s, s:b, s:[], s:[{s:s, s:s}]}",
                      "status", "ok", "protocol_version", LP_PROTOCOL_VERSION, "implementation", "loupe",
