@@ -26,7 +26,8 @@ typedef struct kernel {
     const lp_msg *current;   /* the shell request being handled (main thread) */
     int allow_stdin;
     json_t *payload;         /* execute_reply payloads of the current execute */
-    int abort_pending;       /* an execute failed with stop_on_error: abort the queue */
+    lp_msg *held;            /* requests queued when an execute failed (stop_on_error) */
+    size_t n_held, cap_held;
     atomic_int main_done;
 } kernel;
 
@@ -125,6 +126,8 @@ static int get_bool(json_t *o, const char *key, int dflt)
     return json_is_boolean(v) ? json_is_true(v) : dflt;
 }
 
+static void hold_queued(kernel *k);
+
 static void do_execute(kernel *k, lp_msg *req)
 {
     json_t *c = req->content;
@@ -175,11 +178,11 @@ static void do_execute(kernel *k, lp_msg *req)
                           "ename", res.ename, "evalue", res.evalue, "traceback", res.traceback,
                           "user_expressions", "payload");
     }
-    lp_server_reply(k->srv, LP_CH_SHELL, req, "execute_reply", reply);
     int failed = !res.ok;
-    lp_exec_result_clear(&res);
     if (failed && stop_on_error)
-        k->abort_pending = 1; /* after this request's idle, as ipykernel does */
+        hold_queued(k); /* before the reply: what the client sends after it must run */
+    lp_server_reply(k->srv, LP_CH_SHELL, req, "execute_reply", reply);
+    lp_exec_result_clear(&res);
 }
 
 static void do_kernel_info(kernel *k, lp_msg *req, int channel)
@@ -295,7 +298,6 @@ static void do_shutdown(kernel *k, lp_msg *req, int channel)
 }
 
 /* Returns 1 when the message type was handled. Framing is done by the caller. */
-static void abort_queued(kernel *k);
 
 static void dispatch_shell(kernel *k, lp_msg *req)
 {
@@ -314,6 +316,8 @@ static void dispatch_shell(kernel *k, lp_msg *req)
     else lp_log("shell: ignored a message of unknown type '%s'", t);
 }
 
+static void abort_held(kernel *k);
+
 static void on_shell(lp_server *s, lp_msg *req, void *ud)
 {
     kernel *k = ud;
@@ -325,38 +329,57 @@ static void on_shell(lp_server *s, lp_msg *req, void *ud)
     lp_streams_flush();
     lp_server_status(k->srv, req, "idle");
     k->current = NULL;
-    if (k->abort_pending) {
-        k->abort_pending = 0;
-        abort_queued(k);
-    }
+    if (k->n_held)
+        abort_held(k); /* after this request's idle, as ipykernel does */
 }
 
-/* After an error with stop_on_error: answer the executes already queued without running
- * them; other requests are served as usual. Only what is queued now counts, as in
- * ipykernel: a client that sends its next cell after reading the error reply runs it. */
-static void abort_queued(kernel *k)
+/* After an error with stop_on_error, the executes that were queued while the cell ran are
+ * answered without running them ("ExecutionAborted"); other queued requests are served as
+ * usual. The queue is read before the failed cell's reply goes out, so a client that sends
+ * its next cell after reading that reply gets it run. */
+static void hold_queued(kernel *k)
 {
     lp_msg m;
     while (lp_server_next_shell(k->srv, &m, 0)) {
-        if (strcmp(lp_msg_type(&m), "execute_request") == 0) {
-            lp_server_status(k->srv, &m, "busy");
-            lp_server_reply(k->srv, LP_CH_SHELL, &m, "execute_reply",
+        if (k->n_held == k->cap_held) {
+            size_t cap = k->cap_held ? k->cap_held * 2 : 8;
+            lp_msg *v = realloc(k->held, cap * sizeof *v);
+            if (!v) {
+                lp_log("out of memory holding queued requests; dropping one");
+                lp_msg_clear(&m);
+                continue;
+            }
+            k->held = v;
+            k->cap_held = cap;
+        }
+        k->held[k->n_held++] = m;
+    }
+}
+
+static void abort_held(kernel *k)
+{
+    for (size_t i = 0; i < k->n_held; i++) {
+        lp_msg *m = &k->held[i];
+        if (strcmp(lp_msg_type(m), "execute_request") == 0) {
+            lp_server_status(k->srv, m, "busy");
+            lp_server_reply(k->srv, LP_CH_SHELL, m, "execute_reply",
                             json_pack("{s:s, s:i, s:s, s:s, s:[], s:{}, s:[]}", "status", "error", "execution_count",
                                       k->execution_count, "ename", "ExecutionAborted", "evalue",
                                       "not run: an earlier cell failed (stop_on_error)", "traceback",
                                       "user_expressions", "payload"));
-            lp_server_status(k->srv, &m, "idle");
+            lp_server_status(k->srv, m, "idle");
         } else {
-            k->current = &m;
-            lp_streams_begin(m.header);
-            lp_server_status(k->srv, &m, "busy");
-            dispatch_shell(k, &m);
+            k->current = m;
+            lp_streams_begin(m->header);
+            lp_server_status(k->srv, m, "busy");
+            dispatch_shell(k, m);
             lp_streams_flush();
-            lp_server_status(k->srv, &m, "idle");
+            lp_server_status(k->srv, m, "idle");
+            k->current = NULL;
         }
-        k->current = NULL;
-        lp_msg_clear(&m);
+        lp_msg_clear(m);
     }
+    k->n_held = 0;
 }
 
 /* ---- control ----------------------------------------------------------------------------- */
@@ -442,5 +465,9 @@ int lp_kernel_main(const char *connection_file)
     lp_server_free(k.srv);
     lp_interp_free(k.interp);
     lp_history_free(k.history);
+    for (size_t i = 0; i < k.n_held; i++)
+        lp_msg_clear(&k.held[i]);
+    free(k.held);
+    json_decref(k.payload);
     return 0;
 }

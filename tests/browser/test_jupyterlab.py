@@ -116,9 +116,9 @@ def test_notebook_in_jupyterlab(lab):
             page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).first.click()
 
             out = page.locator(".jp-NotebookPanel .jp-OutputArea-output")
-            expect(page.locator(".jp-OutputArea-executeResult", has_text="42").first).to_be_visible()
+            expect(page.locator(".jp-OutputArea-executeResult", has_text="42").first).to_be_visible(timeout=90_000)
             expect(out.filter(has_text="100%").first).to_be_visible(timeout=90_000)
-            expect(out.filter(has_text="printed from lua").first).to_be_visible()
+            expect(out.filter(has_text="printed from lua").first).to_be_visible(timeout=90_000)
             err = page.locator('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]',
                                has_text="boom from the browser test")
             expect(err.first).to_be_visible(timeout=90_000)
