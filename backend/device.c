@@ -9,6 +9,10 @@
 #include "core/error.h"
 #include "ops/ops.h"
 #ifdef LOUPE_HAVE_CUDA
+#include <dlfcn.h>
+#include <limits.h>
+#include <libgen.h>
+
 #include "cuda/cuda_backend.h"
 #endif
 
@@ -62,12 +66,54 @@ static int cuda_state; /* 0 unknown, 1 available, -1 not */
 static char cuda_reason[256];
 static const lp_backend *cuda_be;
 
+#ifdef LOUPE_HAVE_CUDA
+/* The CUDA path is a module (libloupe_cuda.so) opened only when a GPU is asked for, so that
+ * a CPU-only session never maps cuBLAS (hundreds of MB) and starts in milliseconds. Looked
+ * for in: $LOUPE_CUDA_MODULE, the build's lib folder, beside the executable, ../lib, and the
+ * loader's search path. */
+typedef const lp_backend *(*cuda_init_fn)(char *reason, size_t cap);
+
+static cuda_init_fn cuda_open(char *why, size_t cap)
+{
+    char exe[PATH_MAX], dir[PATH_MAX], cand[5][PATH_MAX + 64];
+    int n = 0;
+    const char *env = getenv("LOUPE_CUDA_MODULE");
+    if (env && *env)
+        snprintf(cand[n++], sizeof cand[0], "%s", env);
+    snprintf(cand[n++], sizeof cand[0], "%s", LOUPE_CUDA_MODULE_PATH);
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len > 0) {
+        exe[len] = '\0';
+        snprintf(dir, sizeof dir, "%s", dirname(exe));
+        snprintf(cand[n++], sizeof cand[0], "%s/libloupe_cuda.so", dir);
+        snprintf(cand[n++], sizeof cand[0], "%s/../lib/libloupe_cuda.so", dir);
+    }
+    snprintf(cand[n++], sizeof cand[0], "libloupe_cuda.so");
+    why[0] = '\0';
+    for (int i = 0; i < n; i++) {
+        void *h = dlopen(cand[i], RTLD_NOW | RTLD_LOCAL);
+        if (!h) {
+            if (!why[0])
+                snprintf(why, cap, "cannot load the CUDA module: %s", dlerror());
+            continue;
+        }
+        cuda_init_fn f = (cuda_init_fn)dlsym(h, "lp_cuda_backend_init");
+        if (f)
+            return f;
+        snprintf(why, cap, "%.200s has no lp_cuda_backend_init", cand[i]);
+        dlclose(h);
+    }
+    return NULL;
+}
+#endif
+
 static void cuda_probe(void)
 {
     if (cuda_state)
         return;
 #ifdef LOUPE_HAVE_CUDA
-    cuda_be = lp_cuda_backend_init(cuda_reason, sizeof cuda_reason);
+    cuda_init_fn init = cuda_open(cuda_reason, sizeof cuda_reason);
+    cuda_be = init ? init(cuda_reason, sizeof cuda_reason) : NULL;
 #else
     snprintf(cuda_reason, sizeof cuda_reason, "loupe was built without CUDA");
 #endif
