@@ -1,5 +1,6 @@
 // Layer kernels: bias add, LayerNorm, RMSNorm (one block per row), activations
 // (elementwise), softmax with a causal mask (one block per row).
+#include <limits.h>
 #include <math.h>
 
 #include "common.cuh"
@@ -272,6 +273,70 @@ static int jumprelu_backward(float *d, float *dth, const float *g, const float *
     k_jump_back<<<blocks_for((size_t)N * C), 256>>>(d, dth, g, x, th, (size_t)N * C, C, bw);
     return LAUNCHED("jumprelu backward");
 }
+// ---- top-k activation: one block per row ----
+// Keeps the k largest entries of each row (ties: the lower index first, as the reference
+// orders them) and zeroes the rest and the negatives. Round r finds the largest entry that
+// comes strictly after round r-1's pick in that order, so no marks are needed; the k-th
+// pick is the row's threshold. O(k C / threads) per row: fine for SAE widths and small k.
+
+__device__ inline bool topk_before(float v, int i, float bv, int bi) { return v > bv || (v == bv && i < bi); }
+
+__global__ void k_topk_act(float *out, const float *inp, int C, int k)
+{
+    __shared__ float sv[256];
+    __shared__ int si[256];
+    const float *x = inp + (size_t)blockIdx.x * C;
+    float *o = out + (size_t)blockIdx.x * C;
+    int t = threadIdx.x;
+    float pv = INFINITY; // the previous pick; (+inf, -1) = none yet
+    int pi = -1;
+    for (int r = 0; r < k; r++) {
+        float bv = -INFINITY;
+        int bi = INT_MAX;
+        for (int c = t; c < C; c += blockDim.x) {
+            float v = x[c];
+            bool after = v < pv || (v == pv && c > pi);
+            if (after && topk_before(v, c, bv, bi)) {
+                bv = v;
+                bi = c;
+            }
+        }
+        sv[t] = bv;
+        si[t] = bi;
+        __syncthreads();
+        for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+            if (t < s && topk_before(sv[t + s], si[t + s], sv[t], si[t])) {
+                sv[t] = sv[t + s];
+                si[t] = si[t + s];
+            }
+            __syncthreads();
+        }
+        bool none = si[0] == INT_MAX; // fewer than k comparable entries (NaNs)
+        if (!none) {
+            pv = sv[0];
+            pi = si[0];
+        }
+        __syncthreads();
+        if (none)
+            break;
+    }
+    for (int c = t; c < C; c += blockDim.x) {
+        float v = x[c];
+        bool kept = k > 0 && (v > pv || (v == pv && c <= pi));
+        o[c] = kept && v > 0 ? v : 0.0f;
+    }
+}
+
+static int topk_act_forward(float *o, const float *x, int N, int C, int k)
+{
+    if (k < 0 || k > C)
+        return lp_set_error("topk activation: k = %d with rows of %d", k, C);
+    if (N == 0 || C == 0)
+        return 0;
+    k_topk_act<<<N, 256>>>(o, x, C, k);
+    return LAUNCHED("topk activation");
+}
+
 static int topk_act_backward(float *d, const float *g, const float *out, int N, int C)
 {
     k_mask_back<<<blocks_for((size_t)N * C), 256>>>(d, g, out, (size_t)N * C);
@@ -341,7 +406,7 @@ void lp_cuda_fill_nn(lp_ops *t)
     t->swiglu_backward = swiglu_backward;
     t->jumprelu_forward = jumprelu_forward;
     t->jumprelu_backward = jumprelu_backward;
-    t->topk_act_forward = NULL; // not yet on the GPU
+    t->topk_act_forward = topk_act_forward;
     t->topk_act_backward = topk_act_backward;
     t->softmax_forward = lp_cuda_softmax;
     t->softmax_backward = lp_cuda_softmax_back;

@@ -142,6 +142,14 @@ Test(cuda, norms_and_activations)
     be->ops->jumprelu_forward(O, X, W, N, C);
     R->jumprelu_forward(o, x, w, N, C);
     check(O, o, n, 0, 0, "cuda jumprelu");
+    for (int k = 0; k <= 40; k += 13) { /* with ties: equal values keep the lower index */
+        for (size_t i = 0; i < n; i += 7)
+            x[i] = x[(i / C) * C];
+        be->to_device(X, x, n * sizeof(float));
+        be->ops->topk_act_forward(O, X, N, C, k);
+        R->topk_act_forward(o, x, N, C, k);
+        check(O, o, n, 0, 0, "cuda topk activation");
+    }
     for (int causal = 0; causal < 2; causal++) {
         be->ops->softmax_forward(O, X, N, 3, C / 3, causal);
         R->softmax_forward(o, x, N, 3, C / 3, causal);
