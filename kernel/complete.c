@@ -116,9 +116,8 @@ static void collect(lua_State *L, int idx, const char *prefix, size_t plen, json
     }
 }
 
-json_t *lp_interp_complete(lp_interp *I, const char *code, size_t pos, size_t *start, size_t *end, json_t **meta)
+static json_t *complete(lua_State *L, const char *code, size_t pos, size_t *start, size_t *end, json_t **meta)
 {
-    lua_State *L = lp_interp_lua(I);
     size_t len = strlen(code);
     if (pos > len)
         pos = len;
@@ -174,9 +173,8 @@ json_t *lp_interp_complete(lp_interp *I, const char *code, size_t pos, size_t *s
     return matches;
 }
 
-json_t *lp_interp_inspect(lp_interp *I, const char *code, size_t pos, int detail)
+static json_t *inspect(lua_State *L, const char *code, size_t pos, int detail)
 {
-    lua_State *L = lp_interp_lua(I);
     size_t len = strlen(code);
     if (pos > len)
         pos = len;
@@ -225,4 +223,49 @@ json_t *lp_interp_inspect(lp_interp *I, const char *code, size_t pos, int detail
     json_t *bundle = json_pack("{s:s}", "text/plain", lp_buf_str(&b));
     lp_buf_free(&b);
     return bundle;
+}
+
+/* ---- the protected entry points -------------------------------------------------------- */
+
+typedef struct complete_args {
+    const char *code;
+    size_t pos, *start, *end;
+    json_t **meta, *result;
+    int detail;
+} complete_args;
+
+static void complete_p(lua_State *L, void *arg)
+{
+    complete_args *a = arg;
+    a->result = complete(L, a->code, a->pos, a->start, a->end, a->meta);
+}
+
+static void inspect_p(lua_State *L, void *arg)
+{
+    complete_args *a = arg;
+    a->result = inspect(L, a->code, a->pos, a->detail);
+}
+
+json_t *lp_interp_complete(lp_interp *I, const char *code, size_t pos, size_t *start, size_t *end, json_t **meta)
+{
+    complete_args a = {code, pos, start, end, meta, NULL, 0};
+    *start = *end = pos;
+    *meta = NULL;
+    if (lp_interp_protect(I, complete_p, &a) < 0 || !a.result) {
+        json_decref(a.result);
+        json_decref(*meta);
+        *meta = json_array();
+        return json_array();
+    }
+    return a.result;
+}
+
+json_t *lp_interp_inspect(lp_interp *I, const char *code, size_t pos, int detail)
+{
+    complete_args a = {code, pos, NULL, NULL, NULL, NULL, detail};
+    if (lp_interp_protect(I, inspect_p, &a) < 0) {
+        json_decref(a.result);
+        return NULL;
+    }
+    return a.result;
 }

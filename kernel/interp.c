@@ -121,6 +121,37 @@ lua_State *lp_interp_lua(lp_interp *I) { return I->L; }
 lp_interp *lp_interp_from_lua(lua_State *L) { return *(lp_interp **)lua_getextraspace(L); }
 const lp_io *lp_interp_io(lp_interp *I) { return &I->io; }
 
+/* ---- protected calls for the kernel's own Lua work ----------------------------------- */
+
+typedef struct protect_call {
+    void (*fn)(lua_State *L, void *arg);
+    void *arg;
+} protect_call;
+
+static int protect_trampoline(lua_State *L)
+{
+    protect_call *pc = lua_touserdata(L, 1);
+    lua_settop(L, 0);
+    pc->fn(L, pc->arg);
+    return 0;
+}
+
+int lp_interp_protect(lp_interp *I, void (*fn)(lua_State *L, void *arg), void *arg)
+{
+    lua_State *L = I->L;
+    int top = lua_gettop(L);
+    protect_call pc = {fn, arg};
+    lua_pushcfunction(L, protect_trampoline);
+    lua_pushlightuserdata(L, &pc);
+    int st = lua_pcall(L, 1, 0, 0);
+    if (st != LUA_OK) {
+        const char *msg = lua_tostring(L, -1);
+        lp_log("lua: %s", msg ? msg : "error");
+    }
+    lua_settop(L, top);
+    return st == LUA_OK ? 0 : -1;
+}
+
 /* ---- errors ----------------------------------------------------------------------------- */
 
 /* Message handler: returns {message, traceback}. */

@@ -80,6 +80,10 @@ void lp_lua_push_json(lua_State *L, json_t *v);
 json_t *lp_lua_to_json(lua_State *L, int idx);
 /* Calls the loaders of every binding module: base, tensor, plot, ... */
 void lp_lua_open_all(lua_State *L);
+/* Runs fn(L, arg) in protected mode, so that a Lua error in the kernel's own work
+ * (completion, comms: out of memory, a stack overflow) is logged instead of aborting.
+ * Returns 0, or -1 when fn raised an error. */
+int lp_interp_protect(lp_interp *I, void (*fn)(lua_State *L, void *arg), void *arg);
 /* Run Lua code from the kernel (not the user): the memory reserve applies. */
 void lp_interp_set_user_mode(lp_interp *I, int on);
 

@@ -1,5 +1,7 @@
 #include "kernel.h"
 
+#include <fcntl.h>
+#include <lauxlib.h>
 #include <lua.h>
 #include <pthread.h>
 #include <signal.h>
@@ -413,6 +415,12 @@ static void on_control(lp_server *s, lp_msg *req, void *ud)
 
 /* ---- main ---------------------------------------------------------------------------------- */
 
+static int l_exit_disabled(lua_State *L)
+{
+    return luaL_error(L, "os.exit would end the kernel and lose its state; "
+                         "use Kernel > Shut Down (or Restart) in the notebook instead");
+}
+
 static void on_sigint(int sig)
 {
     (void)sig;
@@ -451,6 +459,18 @@ int lp_kernel_main(const char *connection_file)
         lp_log("%s", lp_last_error());
         return 1;
     }
+    /* A kernel has no terminal: io.stdin reads end at once instead of blocking forever,
+     * and os.exit from a cell is refused. */
+    int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (devnull >= 0) {
+        dup2(devnull, 0);
+        close(devnull);
+    }
+    lua_State *L = lp_interp_lua(k.interp);
+    lua_getglobal(L, "os");
+    lua_pushcfunction(L, l_exit_disabled);
+    lua_setfield(L, -2, "exit");
+    lua_pop(L, 1);
     k.srv = lp_server_start(&conn, session, on_shell, on_control, &k);
     lp_conn_clear(&conn);
     if (!k.srv) {

@@ -164,19 +164,31 @@ static void call_handler(lp_interp *I, int nargs)
     lp_interp_set_user_mode(I, 0);
 }
 
-int lp_interp_comm_open(lp_interp *I, json_t *content)
+typedef struct comm_args {
+    lp_interp *I;
+    json_t *content;
+    const char *field;
+    int closing, found;
+    json_t *result;
+} comm_args;
+
+static void comm_open_p(lua_State *L, void *arg)
 {
-    lua_State *L = lp_interp_lua(I);
+    comm_args *a = arg;
+    lp_interp *I = a->I;
+    json_t *content = a->content;
+    a->found = 0;
     const char *id = json_string_value(json_object_get(content, "comm_id"));
     const char *target = json_string_value(json_object_get(content, "target_name"));
     if (!id || !target)
-        return -1;
+        return;
     int top = lua_gettop(L);
     push_registry_table(L, TARGETS_KEY);
     if (lua_getfield(L, -1, target) != LUA_TFUNCTION) {
         lua_settop(L, top);
-        return -1;
+        return;
     }
+    a->found = 1;
     new_comm(L, id, target);
     json_t *data = json_object_get(content, "data");
     if (data)
@@ -185,12 +197,22 @@ int lp_interp_comm_open(lp_interp *I, json_t *content)
         lua_newtable(L);
     call_handler(I, 2);
     lua_settop(L, top);
-    return 0;
 }
 
-static void dispatch(lp_interp *I, json_t *content, const char *field, int closing)
+int lp_interp_comm_open(lp_interp *I, json_t *content)
 {
-    lua_State *L = lp_interp_lua(I);
+    comm_args a = {I, content, NULL, 0, 0, NULL};
+    lp_interp_protect(I, comm_open_p, &a);
+    return a.found ? 0 : -1;
+}
+
+static void dispatch_p(lua_State *L, void *arg)
+{
+    comm_args *a = arg;
+    lp_interp *I = a->I;
+    json_t *content = a->content;
+    const char *field = a->field;
+    int closing = a->closing;
     const char *id = json_string_value(json_object_get(content, "comm_id"));
     if (!id)
         return;
@@ -213,13 +235,20 @@ static void dispatch(lp_interp *I, json_t *content, const char *field, int closi
         forget(L, id);
 }
 
+static void dispatch(lp_interp *I, json_t *content, const char *field, int closing)
+{
+    comm_args a = {I, content, field, closing, 0, NULL};
+    lp_interp_protect(I, dispatch_p, &a);
+}
+
 void lp_interp_comm_msg(lp_interp *I, json_t *content) { dispatch(I, content, "_on_msg", 0); }
 void lp_interp_comm_close(lp_interp *I, json_t *content) { dispatch(I, content, "_on_close", 1); }
 
-json_t *lp_interp_comm_info(lp_interp *I, const char *target)
+static void comm_info_p(lua_State *L, void *arg)
 {
-    lua_State *L = lp_interp_lua(I);
-    json_t *out = json_object();
+    comm_args *a = arg;
+    const char *target = a->field;
+    json_t *out = a->result;
     int top = lua_gettop(L);
     push_registry_table(L, COMMS_KEY);
     lua_pushnil(L);
@@ -234,5 +263,11 @@ json_t *lp_interp_comm_info(lp_interp *I, const char *target)
         lua_pop(L, 1);
     }
     lua_settop(L, top);
-    return out;
+}
+
+json_t *lp_interp_comm_info(lp_interp *I, const char *target)
+{
+    comm_args a = {I, NULL, target, 0, 0, json_object()};
+    lp_interp_protect(I, comm_info_p, &a);
+    return a.result;
 }

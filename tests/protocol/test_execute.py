@@ -277,3 +277,13 @@ def test_is_complete(kernel, src, status):
     assert reply["content"]["status"] == status, reply["content"]
     if status == "incomplete":
         assert "indent" in reply["content"]
+
+
+@lua
+def test_os_exit_and_stdin_cannot_end_or_block_the_kernel(kernel):
+    reply, _ = kernel.execute("os.exit(3)")
+    assert reply["content"]["status"] == "error"
+    assert "Shut Down" in reply["content"]["evalue"]
+    # the process's own stdin is /dev/null: a read ends at once instead of hanging
+    assert kernel.value("io.stdin:read('l')") is None
+    assert kernel.value("1 + 1") == "2"
