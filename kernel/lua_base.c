@@ -12,6 +12,7 @@
 #include "lua_api.h"
 #include "lua_plot.h"
 #include "lua_tensor.h"
+#include "lua_tokenizer.h"
 #include "progress.h"
 #include "util.h"
 
@@ -488,6 +489,7 @@ void lp_lua_open_all(lua_State *L)
     lua_getglobal(L, "loupe");
     lp_lua_open_comm(L);
     lp_lua_open_tensor(L);
+    lp_lua_open_tokenizer(L);
     lp_lua_open_plot(L);
     lua_pop(L, 1);
 }

@@ -22,7 +22,8 @@ from queue import Empty
 from typing import Any
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-LOUPE = ROOT / "build" / "kernel" / "loupe"
+# LOUPE_BIN runs the tests on another build of the kernel (the ASan one, say)
+LOUPE = pathlib.Path(os.environ.get("LOUPE_BIN") or ROOT / "build" / "kernel" / "loupe")
 ARTIFACTS = ROOT / "out" / "test-artifacts"
 VENV_BIN = ROOT / ".venv" / "bin"
 
