@@ -546,7 +546,8 @@ lp_tokenizer *lp_tokenizer_load(const char *folder)
             rc = fail(tj, "post_processor: special token id %ld is not in the vocab", (long)id);
     }
     if (rc == 0) {
-        qsort(t->added, t->n_added, sizeof *t->added, cmp_added);
+        if (t->n_added)
+            qsort(t->added, t->n_added, sizeof *t->added, cmp_added);
         for (size_t i = 0; i < t->n_added; i++)
             t->added_first[(unsigned char)t->added[i].content[0]] |= (uint8_t)(1u << (t->added[i].normalized ? 1 : 0));
     }
