@@ -77,8 +77,48 @@ static void *scratch(lua_State *L, size_t n)
     return p;
 }
 
+/* A loupe.Tensor given where an array is expected is read through its :totable() (1-D: an
+ * array of numbers, 2-D: an array of rows); the stack slot is replaced by that table. */
+static void tensor_to_table(lua_State *L, int idx)
+{
+    idx = lua_absindex(L, idx);
+    if (!luaL_testudata(L, idx, "loupe.Tensor"))
+        return;
+    lua_getfield(L, idx, "totable");
+    lua_pushvalue(L, idx);
+    lua_call(L, 1, 1);
+    lua_replace(L, idx);
+}
+
+/* The argument table of loupe.plot.*{...}: checked, and when any of its values is a tensor,
+ * replaced by a shallow copy with those tensors read as tables, so that every figure takes
+ * tensors wherever it takes arrays (the caller's table is not modified). */
+static void args_table(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    int any = 0;
+    lua_pushnil(L);
+    while (!any && lua_next(L, 1)) {
+        any = luaL_testudata(L, -1, "loupe.Tensor") != NULL;
+        lua_pop(L, 1);
+    }
+    if (!any)
+        return;
+    lua_newtable(L);
+    int copy = lua_gettop(L);
+    lua_pushnil(L);
+    while (lua_next(L, 1)) {
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);
+        tensor_to_table(L, -1);
+        lua_rawset(L, copy);
+    }
+    lua_replace(L, 1);
+}
+
 static size_t array_len(lua_State *L, int idx, const char *what)
 {
+    tensor_to_table(L, idx);
     if (!lua_istable(L, idx))
         luaL_error(L, "%s: expected an array (a Lua table), got %s", what, luaL_typename(L, idx));
     lua_Integer n = luaL_len(L, idx);
@@ -171,7 +211,7 @@ static int data_arg(lua_State *L, int t, const char *key, int pos)
 
 static int l_line(lua_State *L)
 {
-    luaL_checktype(L, 1, LUA_TTABLE);
+    args_table(L);
     lp_plot_opts o = plot_opts(L, 1);
     lua_geti(L, 1, 1);
     int positional_numbers = lua_type(L, -1) == LUA_TNUMBER;
@@ -231,7 +271,7 @@ static int l_line(lua_State *L)
 
 static int l_hist(lua_State *L)
 {
-    luaL_checktype(L, 1, LUA_TTABLE);
+    args_table(L);
     lp_plot_opts o = plot_opts(L, 1);
     lua_getfield(L, 1, "bins");
     int bins = (int)luaL_optinteger(L, -1, 0);
@@ -242,7 +282,7 @@ static int l_hist(lua_State *L)
 
 static int l_scatter(lua_State *L)
 {
-    luaL_checktype(L, 1, LUA_TTABLE);
+    args_table(L);
     lp_plot_opts o = plot_opts(L, 1);
     size_t nx, ny, nl = 0;
     const double *x = read_numbers(L, data_arg(L, 1, "x", 1), "x", &nx);
@@ -263,7 +303,7 @@ static int l_scatter(lua_State *L)
 
 static int l_bar(lua_State *L)
 {
-    luaL_checktype(L, 1, LUA_TTABLE);
+    args_table(L);
     lp_plot_opts o = plot_opts(L, 1);
     size_t n, nl = 0;
     const double *v = read_numbers(L, data_arg(L, 1, "values", 1), "values", &n);
@@ -306,9 +346,10 @@ static float *read_matrix(lua_State *L, int idx, size_t *rows, size_t *cols, flo
 
 static int l_heatmap(lua_State *L)
 {
-    luaL_checktype(L, 1, LUA_TTABLE);
-    /* data = t.data, or t itself when its entries are rows of numbers, or t[1]. */
+    args_table(L);
+    /* data = t.data, or t itself when its entries are rows of numbers, or t[1]; tensors too */
     lua_getfield(L, 1, "data");
+    tensor_to_table(L, -1);
     if (!lua_istable(L, -1)) {
         lua_pop(L, 1);
         lua_geti(L, 1, 1);
@@ -318,6 +359,7 @@ static int l_heatmap(lua_State *L)
             lua_pushvalue(L, 1);
         else
             lua_geti(L, 1, 1);
+        tensor_to_table(L, -1);
     }
     int m = lua_gettop(L);
     if (!lua_istable(L, m))

@@ -10,6 +10,7 @@
 
 #include "core/buf.h"
 #include "core/error.h"
+#include "figures.h"
 #include "lua_api.h"
 #include "rng.h"
 #include "tensor_ops.h"
@@ -582,6 +583,121 @@ static int mt_tostring(lua_State *L)
     return 1;
 }
 
+/* ---- rich display: a compact table for 1-D and 2-D tensors; t:heatmap() on request ---- */
+
+#define SHOW_ROWS 16
+#define SHOW_COLS 12
+
+/* Index of the i-th shown position among n (first half, an ellipsis, last half), or -1. */
+static int64_t shown_index(int64_t i, int64_t n, int64_t max, int *ellipsis)
+{
+    *ellipsis = 0;
+    if (n <= max)
+        return i < n ? i : -2;
+    int64_t half = max / 2;
+    if (i < half)
+        return i;
+    if (i == half) {
+        *ellipsis = 1;
+        return -1;
+    }
+    return i <= max ? n - (max - i) - 1 : -2;
+}
+
+static void push_bundle_as_table(lua_State *L, json_t *bundle)
+{
+    lua_newtable(L);
+    const char *mime;
+    json_t *v;
+    json_object_foreach(bundle, mime, v)
+    {
+        if (json_is_string(v)) {
+            lua_pushlstring(L, json_string_value(v), json_string_length(v));
+            lua_setfield(L, -2, mime);
+        }
+    }
+}
+
+static int mt_display(lua_State *L)
+{
+    lp_tensor *t = lp_lua_check_tensor(L, 1);
+    luaL_tolstring(L, 1, NULL); /* the text form */
+    int text = lua_gettop(L);
+    if (t->ndim < 1 || t->ndim > 2 || lp_tensor_numel(t) == 0) {
+        lua_newtable(L);
+        lua_pushvalue(L, text);
+        lua_setfield(L, -2, "text/plain");
+        return 1;
+    }
+    const float *h = host_elements(L, t);
+    int64_t rows = t->ndim == 2 ? t->shape[0] : 1, cols = t->shape[t->ndim - 1];
+    int64_t sr = rows > SHOW_ROWS ? SHOW_ROWS + 1 : rows, sc = cols > SHOW_COLS ? SHOW_COLS + 1 : cols;
+    /* cells as one Lua table of strings (kept alive on the stack), then pointers into it */
+    const char **cells = lua_newuserdatauv(L, (size_t)(sr * sc + sc) * sizeof(char *), 0);
+    const char **header = cells + sr * sc;
+    lua_createtable(L, (int)(sr * sc + sc), 0);
+    int anchor = lua_gettop(L), k = 0;
+    char buf[64];
+    for (int64_t c = 0; c < sc; c++) {
+        int el;
+        int64_t cc = shown_index(c, cols, SHOW_COLS, &el);
+        snprintf(buf, sizeof buf, "%s", el ? "\u2026" : "");
+        if (!el)
+            snprintf(buf, sizeof buf, "%lld", (long long)cc + 1);
+        lua_pushstring(L, buf);
+        header[c] = lua_tostring(L, -1);
+        lua_rawseti(L, anchor, ++k);
+    }
+    for (int64_t r = 0; r < sr; r++) {
+        int elr, elc;
+        int64_t rr = shown_index(r, rows, SHOW_ROWS, &elr);
+        for (int64_t c = 0; c < sc; c++) {
+            int64_t cc = shown_index(c, cols, SHOW_COLS, &elc);
+            if (elr || elc)
+                snprintf(buf, sizeof buf, "\u2026");
+            else
+                snprintf(buf, sizeof buf, "%.4g", (double)h[rr * cols + cc]);
+            lua_pushstring(L, buf);
+            cells[r * sc + c] = lua_tostring(L, -1);
+            lua_rawseti(L, anchor, ++k);
+        }
+    }
+    char sh[160], title[220];
+    snprintf(title, sizeof title, "tensor %s%s", lp_tensor_shape_str(t, sh, sizeof sh),
+             t->device != LP_DEVICE_CPU ? " (on the GPU)" : "");
+    json_t *bundle = lp_display_table(title, header, cells, (size_t)sr, (size_t)sc);
+    if (!bundle)
+        return lp_lua_backend_error(L, "tensor display");
+    json_object_set_new(bundle, "text/plain", json_string(lua_tostring(L, text)));
+    push_bundle_as_table(L, bundle);
+    json_decref(bundle);
+    return 1;
+}
+
+/* t:heatmap([{title=, rows=, cols=, scale=}]) -> figure: loupe.plot.heatmap of a 2-D tensor. */
+static int m_heatmap(lua_State *L)
+{
+    lp_tensor *t = lp_lua_check_tensor(L, 1);
+    if (t->ndim != 2)
+        return luaL_error(L, "heatmap: needs a 2-D tensor, got %d dimensions", t->ndim);
+    lua_getglobal(L, "loupe");
+    lua_getfield(L, -1, "plot");
+    lua_getfield(L, -1, "heatmap");
+    lua_newtable(L);
+    if (lua_istable(L, 2)) {
+        lua_pushnil(L);
+        while (lua_next(L, 2)) {
+            lua_pushvalue(L, -2);
+            lua_insert(L, -2);
+            lua_rawset(L, -4);
+        }
+    }
+    lua_pushvalue(L, 1);
+    lua_setfield(L, -2, "data");
+    lua_call(L, 1, 1);
+    return 1;
+}
+
 static int mt_len(lua_State *L)
 {
     lp_tensor *t = lp_lua_check_tensor(L, 1);
@@ -604,6 +720,8 @@ typedef struct {
 } entry;
 
 static const entry methods[] = {
+    {"heatmap", m_heatmap,
+     "t:heatmap([{title=, rows=, cols=, scale=}]) -> figure\nA 2-D tensor as a heatmap (loupe.plot.heatmap)."},
     {"shape", m_shape, "t:shape() -> table\nThe sizes of the dims, e.g. {2, 3}."},
     {"numel", m_numel, "t:numel() -> integer\nThe number of elements."},
     {"dim", m_dim, "t:dim() -> integer\nThe number of dims."},
@@ -669,6 +787,7 @@ void lp_lua_open_tensor(lua_State *L)
     static const luaL_Reg meta[] = {{"__newindex", mt_newindex}, {"__add", mt_add}, {"__sub", mt_sub},
                                     {"__mul", mt_mul},           {"__div", mt_div}, {"__unm", mt_unm},
                                     {"__tostring", mt_tostring}, {"__len", mt_len}, {"__gc", mt_gc},
+                                    {"__display", mt_display},
                                     {NULL, NULL}};
     luaL_setfuncs(L, meta, 0);
     lp_lua_setdoc(L, mt,

@@ -282,3 +282,25 @@ Test(interp, json_round_trip)
     json_decref(j);
     json_decref(back);
 }
+
+Test(interp, tensors_display_as_tables_and_heatmaps)
+{
+    cr_assert(strstr(value("loupe.tensor{{1, 2}, {3, 4}}"), "tensor(") != NULL);
+    const char *html = json_string_value(json_object_get(R.result, "text/html"));
+    cr_assert_not_null(html);
+    cr_assert(strstr(html, "<table") != NULL && strstr(html, "[2, 2]") != NULL, "%s", html);
+    value("big = loupe.randn(40, 30, {seed = 1})");
+    value("big");
+    html = json_string_value(json_object_get(R.result, "text/html"));
+    cr_assert(strstr(html, "\u2026") != NULL, "large tensors are elided");
+    value("big:heatmap{title = 'weights'}");
+    html = json_string_value(json_object_get(R.result, "text/html"));
+    cr_assert(strstr(html, "data:image/svg+xml;base64,") != NULL);
+    /* figures take tensors wherever they take arrays */
+    value("loupe.plot.line{y = loupe.arange(10)}");
+    cr_assert(strstr(text_of(R.result), "10 points") != NULL, "%s", text_of(R.result));
+    value("loupe.plot.hist{loupe.randn(100, {seed = 3})}");
+    cr_assert(strstr(text_of(R.result), "100") != NULL, "%s", text_of(R.result));
+    value("loupe.tokens({'a', 'b'}, loupe.tensor{0.5, -1})");
+    cr_assert_not_null(json_object_get(R.result, "text/html"));
+}
