@@ -13,6 +13,7 @@
 #include "lua_plot.h"
 #include "lua_tensor.h"
 #include "lua_tokenizer.h"
+#include "lua_toy.h"
 #include "progress.h"
 #include "util.h"
 
@@ -491,5 +492,6 @@ void lp_lua_open_all(lua_State *L)
     lp_lua_open_tensor(L);
     lp_lua_open_tokenizer(L);
     lp_lua_open_plot(L);
+    lp_lua_open_toy(L);
     lua_pop(L, 1);
 }
