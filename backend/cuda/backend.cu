@@ -166,7 +166,10 @@ extern "C" const lp_backend *lp_cuda_backend_init(char *reason, size_t cap)
     int n = 0;
     cudaError_t e = cudaGetDeviceCount(&n);
     if (e != cudaSuccess || n == 0) {
-        snprintf(reason, cap, "no CUDA device (%s)", e != cudaSuccess ? cudaGetErrorString(e) : "none found");
+        const char *why = e == cudaErrorInsufficientDriver ? "no NVIDIA driver, or one older than this CUDA runtime"
+                          : e == cudaErrorNoDevice || e == cudaSuccess ? "no NVIDIA GPU found"
+                                                                       : cudaGetErrorString(e);
+        snprintf(reason, cap, "no CUDA device (%s)", why);
         return NULL;
     }
     if ((e = cudaSetDevice(0)) != cudaSuccess || (e = cudaMalloc((void **)&flag_dev, sizeof(int))) != cudaSuccess) {
