@@ -12,6 +12,7 @@
 #include "lua_api.h"
 #include "lua_plot.h"
 #include "lua_tensor.h"
+#include "lua_data.h"
 #include "lua_tokenizer.h"
 #include "lua_toy.h"
 #include "progress.h"
@@ -491,6 +492,7 @@ void lp_lua_open_all(lua_State *L)
     lp_lua_open_comm(L);
     lp_lua_open_tensor(L);
     lp_lua_open_tokenizer(L);
+    lp_lua_open_data(L);
     lp_lua_open_plot(L);
     lp_lua_open_toy(L);
     lua_pop(L, 1);

@@ -1,0 +1,100 @@
+/* The Lua data bindings (kernel/lua_data.c) in a bare Lua state with the test stubs for the
+ * kernel's helpers (publishing is refused there: the progress bar must turn itself off,
+ * not fail the training). */
+#include <criterion/criterion.h>
+#include <lauxlib.h>
+#include <lualib.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "data_fixtures.h"
+#include "lua_data.h"
+#include "lua_tensor.h"
+#include "lua_tokenizer.h"
+
+static lua_State *L;
+
+static void setup(void)
+{
+    df_setup();
+    L = luaL_newstate();
+    luaL_openlibs(L);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setglobal(L, "loupe");
+    lp_lua_open_tensor(L);
+    lp_lua_open_tokenizer(L);
+    lp_lua_open_data(L);
+    cr_assert_eq(lua_gettop(L), 1, "open_data must leave the stack as it found it");
+    lua_pop(L, 1);
+    lua_pushstring(L, df_dir);
+    lua_setglobal(L, "DIR");
+    char *text = df_corpus(40000, 9);
+    df_write("corpus.txt", text, strlen(text));
+    free(text);
+}
+
+static void teardown(void)
+{
+    lua_close(L);
+    df_teardown();
+}
+
+TestSuite(lua_data, .init = setup, .fini = teardown);
+
+static void run(const char *code)
+{
+    if (luaL_dostring(L, code) != LUA_OK)
+        cr_assert_fail("Lua error: %s\nin:\n%s", lua_tostring(L, -1), code);
+}
+
+static const char *run_err(const char *code)
+{
+    int rc = luaL_dostring(L, code);
+    cr_assert_neq(rc, LUA_OK, "expected an error from: %s", code);
+    return lua_tostring(L, -1);
+}
+
+Test(lua_data, train_tokenizer_and_batch)
+{
+    run("local tok = loupe.tokenizer_train{files = {DIR .. '/corpus.txt'}, vocab_size = 300, save = DIR .. '/tok'}\n"
+        "assert(tok:vocab_size() == 300, tok:vocab_size())\n"
+        "assert(tok:decode(tok:encode('Mara lives in Paris.')) == 'Mara lives in Paris.')\n"
+        "local f = io.open(DIR .. '/tok/tokenizer.json'); assert(f, 'saved'); f:close()\n"
+        "local t2 = loupe.tokenizer_train{text = 'the cat sat on the mat ', vocab_size = 260, special = {}}\n"
+        "assert(t2:vocab_size() <= 260)\n"
+        "local d = loupe.data.load{files = DIR .. '/corpus.txt', tokenizer = tok, seed = 5}\n"
+        "assert(d:size() > 1000 and tostring(d):find('Dataset'))\n"
+        "local x, y = d:batch(4, 16)\n"
+        "assert(x:shape()[1] == 4 and x:shape()[2] == 16 and y:shape()[2] == 16)\n"
+        "for b = 1, 4 do for i = 1, 15 do assert(x[b][i + 1] == y[b][i]) end end\n"
+        "local d2 = loupe.data.load{files = {DIR .. '/corpus.txt'}, tokenizer = tok, seed = 5}\n"
+        "local x2 = d2:batch(4, 16); for b = 1, 4 do for i = 1, 16 do assert(x2[b][i] == x[b][i], 'same seed, same batch') end end\n"
+        "local tr, va = d:split(0.25)\n"
+        "assert(tr:size() + va:size() == d:size() and va:size() > 0)\n"
+        "d:save(DIR .. '/d.tok'); d:save(DIR .. '/d.bin', 'llmc')\n"
+        "local e = loupe.data.load{tokens = DIR .. '/d.bin'}\n"
+        "assert(e:size() == d:size() and e:tokens(1, 5)[5] == d:tokens(1, 5)[5])\n"
+        "local g = loupe.data.load{text = 'hello there, hello there', tokenizer = tok}\n"
+        "assert(g:size() > 3); assert(g:seed(3) == g)\n");
+}
+
+Test(lua_data, errors_are_clear)
+{
+    const char *e;
+    e = run_err("loupe.tokenizer_train{files = {DIR .. '/missing.txt'}}");
+    cr_expect(strstr(e, "missing.txt"), "%s", e);
+    e = run_err("loupe.tokenizer_train{text = 'abc', vocab_size = 100}");
+    cr_expect(strstr(e, "at least 256"), "%s", e);
+    e = run_err("loupe.tokenizer_train{vocab_size = 300}");
+    cr_expect(strstr(e, "files"), "%s", e);
+    e = run_err("loupe.data.load{text = 'abc'}");
+    cr_expect(strstr(e, "tokenizer"), "%s", e);
+    e = run_err("loupe.data.load{tokens = DIR .. '/corpus.txt'}");
+    cr_expect(strstr(e, "not a token file"), "%s", e);
+    e = run_err("local d = loupe.data.load{text = 'a b c', tokenizer = loupe.tokenizer_train{text = 'a b', vocab_size = 257}}\n"
+                "d:batch(2, 100)");
+    cr_expect(strstr(e, "too few"), "%s", e);
+    e = run_err("local d = loupe.data.load{tokens = DIR .. '/nope.tok'} ");
+    cr_expect(strstr(e, "nope.tok"), "%s", e);
+}
