@@ -18,6 +18,7 @@ import urllib.request
 import nbformat
 import pytest
 
+import figures_util as fu
 import kernelutil as ku
 
 pytestmark = pytest.mark.browser
@@ -104,9 +105,10 @@ def test_notebook_in_jupyterlab(lab):
         try:
             page.goto(f"{lab['base']}/lab/tree/browser-test.ipynb?token={lab['token']}")
             page.locator(".jp-NotebookPanel .jp-Notebook").first.wait_for()
-            # the notebook's kernel (from its metadata) starts by itself and goes idle
+            # the notebook's kernel (from its metadata) starts by itself and goes idle; the
+            # toolbar says "idle" before the kernel is connected, so wait for the status bar
+            fu.wait_kernel_idle(page, timeout=90_000)
             idle = page.locator('.jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status="idle"]')
-            expect(idle.first).to_be_visible(timeout=90_000)
             expect(page.locator(".jp-NotebookPanel-toolbar .jp-KernelName").first
                    ).to_have_text(lab["display_name"], timeout=30_000)
             page.screenshot(path=str(shots / "jupyterlab-opened.png"))
