@@ -13,6 +13,7 @@
 #include "lua_plot.h"
 #include "lua_tensor.h"
 #include "lua_data.h"
+#include "lua_model.h"
 #include "lua_tokenizer.h"
 #include "lua_toy.h"
 #include "progress.h"
@@ -493,6 +494,7 @@ void lp_lua_open_all(lua_State *L)
     lp_lua_open_tensor(L);
     lp_lua_open_tokenizer(L);
     lp_lua_open_data(L);
+    lp_lua_open_model(L);
     lp_lua_open_plot(L);
     lp_lua_open_toy(L);
     lua_pop(L, 1);

@@ -1,0 +1,809 @@
+/* loupe.load, loupe.Model, loupe.Run and the hook constructors (see lua_model.h). */
+#include "lua_model.h"
+
+#include <lauxlib.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bundle.h"
+#include "core/error.h"
+#include "figures.h"
+#include "lua_api.h"
+#include "lua_tensor.h"
+#include "model/model.h"
+#include "ops/ops.h"
+#include "tokenizer/tokenizer.h"
+
+#define MODEL_MT "loupe.Model"
+#define RUN_MT "loupe.Run"
+#define HOOK_MT "loupe.Hook"
+#define TOPK_MT "loupe.TopK"
+
+typedef struct {
+    lp_model *m;
+    lp_tokenizer *tok;  /* NULL when the folder has none that loads */
+    char tokerr[512];   /* why not */
+} model_ud;
+
+typedef struct {
+    lp_run run;
+    int B, T;
+    int32_t *tokens; /* B*T */
+} run_ud;
+
+static model_ud *check_model(lua_State *L, int idx)
+{
+    model_ud *u = luaL_checkudata(L, idx, MODEL_MT);
+    if (!u->m)
+        luaL_error(L, "the model has been freed");
+    return u;
+}
+
+static run_ud *check_run(lua_State *L, int idx) { return luaL_checkudata(L, idx, RUN_MT); }
+
+/* ---- loading ---- */
+
+static int l_load(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    model_ud *u = lua_newuserdatauv(L, sizeof *u, 0);
+    memset(u, 0, sizeof *u);
+    luaL_setmetatable(L, MODEL_MT);
+    u->m = lp_model_load(path);
+    if (!u->m)
+        return lp_lua_backend_error(L, "load");
+    u->tok = lp_tokenizer_load(path);
+    if (!u->tok)
+        snprintf(u->tokerr, sizeof u->tokerr, "%s", lp_last_error());
+    return 1;
+}
+
+static int model_gc(lua_State *L)
+{
+    model_ud *u = luaL_checkudata(L, 1, MODEL_MT);
+    lp_model_free(u->m);
+    lp_tokenizer_free(u->tok);
+    u->m = NULL, u->tok = NULL;
+    return 0;
+}
+
+static int model_tostring(lua_State *L)
+{
+    model_ud *u = check_model(L, 1);
+    const lp_model_config *c = &u->m->cfg;
+    char mem[32];
+    lp_format_bytes(u->m->param_bytes, mem, sizeof mem);
+    lua_pushfstring(L, "Model(%s, %d layers, d_model %d, %d heads (%d kv), d_mlp %d, vocab %d, %s f32%s)",
+                    lp_arch_name(c->arch), c->n_layers, c->d_model, c->n_heads, c->n_kv_heads, c->d_mlp,
+                    c->d_vocab, mem, u->tok ? "" : ", no tokenizer");
+    return 1;
+}
+
+/* ---- tokens ---- */
+
+/* Tokens of argument idx (text, {ids}, {{ids}...} or a Tensor) into a userdata buffer left on
+ * the stack (freed by Lua, even on error). */
+static int32_t *check_tokens(lua_State *L, model_ud *u, int idx, int *B, int *T)
+{
+    idx = lua_absindex(L, idx);
+    if (lua_type(L, idx) == LUA_TSTRING) {
+        if (!u->tok)
+            luaL_error(L, "run: this model has no tokenizer (%s); pass token ids instead", u->tokerr);
+        size_t len, n;
+        const char *s = lua_tolstring(L, idx, &len);
+        int32_t *ids;
+        if (lp_tokenizer_encode(u->tok, s, len, 1, &ids, &n) < 0)
+            lp_lua_backend_error(L, "run");
+        if (n == 0 || n > (1u << 30)) {
+            free(ids);
+            luaL_error(L, "run: the text has no tokens");
+        }
+        int32_t *buf = lua_newuserdatauv(L, n * sizeof *buf, 0);
+        memcpy(buf, ids, n * sizeof *buf);
+        free(ids);
+        *B = 1, *T = (int)n;
+        return buf;
+    }
+    lp_tensor *tt = lua_type(L, idx) == LUA_TUSERDATA ? lp_lua_check_tensor(L, idx) : NULL;
+    if (tt) {
+        if (tt->ndim != 1 && tt->ndim != 2)
+            luaL_error(L, "run: a token tensor must be (T) or (B, T)");
+        *B = tt->ndim == 2 ? (int)tt->shape[0] : 1;
+        *T = (int)tt->shape[tt->ndim - 1];
+        size_t n = (size_t)lp_tensor_numel(tt);
+        if (n == 0)
+            luaL_error(L, "run: no tokens");
+        float *f = lua_newuserdatauv(L, n * sizeof *f, 0);
+        if (lp_tensor_to_host(tt, f) < 0)
+            lp_lua_backend_error(L, "run");
+        int32_t *buf = lua_newuserdatauv(L, n * sizeof *buf, 0);
+        for (size_t i = 0; i < n; i++) {
+            if (f[i] != floorf(f[i]) || f[i] < 0 || f[i] > 2e9f)
+                luaL_error(L, "run: token %d is not a token id (%f)", (int)i + 1, (double)f[i]);
+            buf[i] = (int32_t)f[i];
+        }
+        lua_remove(L, -2);
+        return buf;
+    }
+    luaL_checktype(L, idx, LUA_TTABLE);
+    int nested = lua_rawgeti(L, idx, 1) == LUA_TTABLE;
+    lua_pop(L, 1);
+    *B = nested ? (int)lua_rawlen(L, idx) : 1;
+    if (nested) {
+        lua_rawgeti(L, idx, 1);
+        *T = (int)lua_rawlen(L, -1);
+        lua_pop(L, 1);
+    } else {
+        *T = (int)lua_rawlen(L, idx);
+    }
+    if (*B <= 0 || *T <= 0)
+        luaL_error(L, "run: no tokens");
+    int32_t *buf = lua_newuserdatauv(L, (size_t)*B * *T * sizeof *buf, 0);
+    for (int b = 0; b < *B; b++) {
+        int row = idx;
+        if (nested) {
+            lua_rawgeti(L, idx, b + 1);
+            row = lua_gettop(L);
+            if (!lua_istable(L, row) || (int)lua_rawlen(L, row) != *T)
+                luaL_error(L, "run: row %d of the token batch is not a list of %d ids", b + 1, *T);
+        }
+        for (int t = 0; t < *T; t++) {
+            lua_rawgeti(L, row, t + 1);
+            int ok;
+            lua_Integer v = lua_tointegerx(L, -1, &ok);
+            if (!ok || v < 0 || v > INT32_MAX)
+                luaL_error(L, "run: token %d is not a token id", t + 1);
+            buf[(size_t)b * *T + t] = (int32_t)v;
+            lua_pop(L, 1);
+        }
+        if (nested)
+            lua_pop(L, 1);
+    }
+    return buf;
+}
+
+/* ---- hooks ---- */
+
+typedef struct {
+    lua_State *L;
+    int fn;            /* stack index of the filter, or of the table of hook functions */
+    int slot;          /* hook functions: index in that table */
+    int failed;        /* filter: an error was raised */
+    char err[512];
+} lua_cb;
+
+static int is_hook(lua_State *L, int idx)
+{
+    if (!lua_istable(L, idx) || !lua_getmetatable(L, idx))
+        return 0;
+    luaL_getmetatable(L, HOOK_MT);
+    int eq = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    return eq;
+}
+
+static int call_trampoline(lua_State *L)
+{
+    const lp_tensor *act = lua_touserdata(L, 2);
+    lp_lua_push_tensor(L, lp_tensor_alias(act));
+    lua_replace(L, 2);
+    lua_call(L, 2, 1); /* fn(tensor, name) */
+    return 1;
+}
+
+static int hook_fn(void *ud, const char *name, const lp_tensor *act, lp_tensor **out)
+{
+    lua_cb *cb = ud;
+    lua_State *L = cb->L;
+    lua_pushcfunction(L, call_trampoline);
+    lua_rawgeti(L, cb->fn, cb->slot);
+    lua_pushlightuserdata(L, (void *)act);
+    lua_pushstring(L, name);
+    if (lua_pcall(L, 3, 1, 0) != LUA_OK) {
+        lp_set_error("hook '%s': %s", name, lua_tostring(L, -1) ? lua_tostring(L, -1) : "error");
+        lua_pop(L, 1);
+        return -1;
+    }
+    int rc = 0;
+    if (!lua_isnil(L, -1)) {
+        lp_tensor **t = luaL_testudata(L, -1, "loupe.Tensor");
+        if (!t || !*t)
+            rc = lp_set_error("hook '%s': the function must return a Tensor or nil, not a %s", name,
+                              luaL_typename(L, -1));
+        else if (!(*out = lp_tensor_alias(*t)))
+            rc = -1;
+    }
+    lua_pop(L, 1);
+    return rc;
+}
+
+static int filter_fn(void *ud, const char *name)
+{
+    lua_cb *cb = ud;
+    lua_State *L = cb->L;
+    if (cb->failed)
+        return 0;
+    if (lua_type(L, cb->fn) == LUA_TSTRING)
+        return strstr(name, lua_tostring(L, cb->fn)) != NULL;
+    if (lua_type(L, cb->fn) == LUA_TTABLE) { /* a set built by parse_cache */
+        lua_pushstring(L, name);
+        int keep = lua_rawget(L, cb->fn) != LUA_TNIL;
+        lua_pop(L, 1);
+        return keep;
+    }
+    lua_pushvalue(L, cb->fn);
+    lua_pushstring(L, name);
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+        cb->failed = 1;
+        snprintf(cb->err, sizeof cb->err, "cache filter: %s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "error");
+        lua_pop(L, 1);
+        return 0;
+    }
+    int keep = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return keep;
+}
+
+static int opt_index(lua_State *L, int spec, const char *key)
+{
+    lua_getfield(L, spec, key);
+    int v = -1;
+    if (!lua_isnil(L, -1)) {
+        int ok;
+        lua_Integer i = lua_tointegerx(L, -1, &ok);
+        if (!ok || i < 1 || i > INT32_MAX)
+            luaL_error(L, "hook: %s must be a positive integer (1-based)", key);
+        v = (int)(i - 1);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+/* Fills h from the hook spec or function at stack index v (for hook point name); functions
+ * are appended to the table at stack index fns. Leaves the stack as it found it (the values
+ * stay referenced by the options table during the run). */
+static void parse_hook(lua_State *L, int v, const char *name, lp_hook *h, lua_cb *cb, int fns)
+{
+    memset(h, 0, sizeof *h);
+    h->name = name, h->head = -1, h->pos = -1;
+    if (lua_isfunction(L, v)) {
+        h->kind = LP_HOOK_FN, h->fn = hook_fn, h->ud = cb;
+        cb->L = L, cb->fn = fns, cb->slot = (int)lua_rawlen(L, fns) + 1;
+        lua_pushvalue(L, v);
+        lua_rawseti(L, fns, cb->slot);
+        return;
+    }
+    if (!is_hook(L, v))
+        luaL_error(L, "hooks[\"%s\"]: expected a function or a hook (loupe.ablate, loupe.patch, loupe.steer), got %s",
+                   name, luaL_typename(L, v));
+    lua_getfield(L, v, "kind");
+    const char *kind = lua_tostring(L, -1);
+    lua_pop(L, 1);
+    h->head = opt_index(L, v, "head");
+    h->pos = opt_index(L, v, "pos");
+    lua_getfield(L, v, "value");
+    int val = lua_gettop(L);
+    if (kind && !strcmp(kind, "zero")) {
+        h->kind = LP_HOOK_ZERO;
+    } else if (kind && !strcmp(kind, "mean")) {
+        h->kind = LP_HOOK_MEAN;
+        if (lua_isuserdata(L, val))
+            h->value = lp_lua_check_tensor(L, val);
+    } else if (kind && !strcmp(kind, "patch")) {
+        h->kind = LP_HOOK_PATCH;
+        run_ud *src = luaL_testudata(L, val, RUN_MT);
+        if (src) {
+            h->value = lp_run_get(&src->run, name);
+            if (!h->value)
+                luaL_error(L, "patch: the cache has no '%s' (run the source with cache = true or a filter "
+                              "that keeps it)", name);
+        } else {
+            h->value = lp_lua_check_tensor(L, val);
+        }
+    } else if (kind && !strcmp(kind, "add")) {
+        h->kind = LP_HOOK_ADD;
+        h->value = lp_lua_check_tensor(L, val);
+        lua_getfield(L, v, "scale");
+        h->scale = lua_isnil(L, -1) ? 1.0f : (float)luaL_checknumber(L, -1);
+        lua_pop(L, 1);
+    } else {
+        luaL_error(L, "hooks[\"%s\"]: unknown hook kind", name);
+    }
+    lua_pop(L, 1); /* value */
+}
+
+/* ---- run ---- */
+
+static int l_run(lua_State *L)
+{
+    model_ud *u = check_model(L, 1);
+    int has_opts = !lua_isnoneornil(L, 3);
+    if (has_opts)
+        luaL_checktype(L, 3, LUA_TTABLE);
+    lua_settop(L, 3);
+    int B, T;
+    int32_t *tokens = check_tokens(L, u, 2, &B, &T);
+    lp_run_opts o = {.cache_all = 1};
+    lua_cb fcb = {.L = L};
+    if (has_opts) {
+        lua_getfield(L, 3, "cache");
+        int c = lua_gettop(L);
+        if (lua_isnil(L, c) || (lua_isboolean(L, c) && lua_toboolean(L, c))) {
+            o.cache_all = 1;
+        } else if (lua_isboolean(L, c)) {
+            o.cache_all = 0;
+        } else if (lua_type(L, c) == LUA_TSTRING || lua_isfunction(L, c)) {
+            o.cache_all = 0, o.filter = filter_fn, o.filter_ud = &fcb, fcb.fn = c;
+        } else if (lua_istable(L, c)) {
+            lua_newtable(L); /* the set of names */
+            for (lua_Integer i = 1; lua_rawgeti(L, c, i) != LUA_TNIL; i++) {
+                if (lua_type(L, -1) != LUA_TSTRING)
+                    luaL_error(L, "run: cache[%d] is not a hook name", (int)i);
+                if (!lp_model_has_hook(u->m, lua_tostring(L, -1)))
+                    luaL_error(L, "run: cache: unknown hook point '%s'", lua_tostring(L, -1));
+                lua_pushboolean(L, 1);
+                lua_rawset(L, -3);
+            }
+            lua_pop(L, 1);
+            o.cache_all = 0, o.filter = filter_fn, o.filter_ud = &fcb, fcb.fn = lua_gettop(L);
+        } else {
+            luaL_error(L, "run: cache must be true, false, a string, a list of hook names or a function");
+        }
+        lua_getfield(L, 3, "hooks");
+        int hk = lua_gettop(L);
+        if (!lua_isnil(L, hk)) {
+            luaL_checktype(L, hk, LUA_TTABLE);
+            size_t n = 0, cap = 0;
+            lua_pushnil(L);
+            while (lua_next(L, hk)) { /* count */
+                cap += lua_istable(L, -1) && !is_hook(L, -1) ? lua_rawlen(L, -1) : 1;
+                lua_pop(L, 1);
+            }
+            lp_hook *hooks = lua_newuserdatauv(L, (cap ? cap : 1) * sizeof *hooks, 0);
+            lua_cb *cbs = lua_newuserdatauv(L, (cap ? cap : 1) * sizeof *cbs, 0);
+            lua_newtable(L);
+            int fns = lua_gettop(L);
+            lua_pushnil(L);
+            while (lua_next(L, hk)) { /* key at -2, value at -1 */
+                if (lua_type(L, -2) != LUA_TSTRING)
+                    luaL_error(L, "run: hooks must be keyed by hook point name");
+                const char *name = lua_tostring(L, -2);
+                int v = lua_gettop(L);
+                if (lua_istable(L, v) && !is_hook(L, v)) {
+                    for (lua_Integer i = 1; i <= (lua_Integer)lua_rawlen(L, v) && n < cap; i++) {
+                        lua_rawgeti(L, v, i);
+                        parse_hook(L, lua_gettop(L), name, &hooks[n], &cbs[n], fns);
+                        n++;
+                        lua_pop(L, 1);
+                    }
+                } else if (n < cap) {
+                    parse_hook(L, v, name, &hooks[n], &cbs[n], fns);
+                    n++;
+                }
+                lua_pop(L, 1);
+            }
+            o.hooks = hooks, o.nhooks = n;
+        }
+    }
+    run_ud *r = lua_newuserdatauv(L, sizeof *r, 1);
+    memset(r, 0, sizeof *r);
+    luaL_setmetatable(L, RUN_MT);
+    lua_pushvalue(L, 1);
+    lua_setiuservalue(L, -2, 1); /* the run keeps its model (and tokenizer) alive */
+    r->tokens = malloc((size_t)B * T * sizeof *r->tokens);
+    if (!r->tokens)
+        return luaL_error(L, "run: out of memory");
+    memcpy(r->tokens, tokens, (size_t)B * T * sizeof *tokens);
+    r->B = B, r->T = T;
+    if (lp_model_run(u->m, tokens, B, T, &o, &r->run) < 0)
+        return lp_lua_backend_error(L, "run");
+    if (fcb.failed)
+        return luaL_error(L, "run: %s", fcb.err);
+    return 1;
+}
+
+/* ---- Run ---- */
+
+static int run_gc(lua_State *L)
+{
+    run_ud *r = luaL_checkudata(L, 1, RUN_MT);
+    lp_run_clear(&r->run);
+    free(r->tokens);
+    r->tokens = NULL;
+    return 0;
+}
+
+static model_ud *run_model(lua_State *L, int idx)
+{
+    lua_getiuservalue(L, idx, 1);
+    model_ud *u = luaL_checkudata(L, -1, MODEL_MT);
+    lua_pop(L, 1); /* still referenced by the run */
+    return u;
+}
+
+static const char *token_str(model_ud *u, int32_t id, char *buf, size_t cap)
+{
+    const char *s = u->tok ? lp_tokenizer_token(u->tok, id) : NULL;
+    if (s)
+        return s;
+    snprintf(buf, cap, "#%d", (int)id);
+    return buf;
+}
+
+static int run_top(lua_State *L)
+{
+    run_ud *r = check_run(L, 1);
+    model_ud *u = run_model(L, 1);
+    lua_Integer k = luaL_optinteger(L, 2, 10), pos = luaL_optinteger(L, 3, r->T), b = luaL_optinteger(L, 4, 1);
+    if (pos < 0)
+        pos += r->T + 1;
+    if (pos < 1 || pos > r->T)
+        return luaL_error(L, "top: position %d is outside 1..%d", (int)pos, r->T);
+    if (b < 1 || b > r->B)
+        return luaL_error(L, "top: batch row %d is outside 1..%d", (int)b, r->B);
+    int V = u->m->cfg.d_vocab;
+    if (k < 1)
+        k = 1;
+    if (k > V)
+        k = V;
+    const float *lg = r->run.logits->data + ((size_t)(b - 1) * r->T + (size_t)(pos - 1)) * V;
+    double mx = -INFINITY, z = 0;
+    for (int i = 0; i < V; i++)
+        mx = fmax(mx, lg[i]);
+    for (int i = 0; i < V; i++)
+        z += exp(lg[i] - mx);
+    int32_t *idx = lua_newuserdatauv(L, (size_t)k * sizeof *idx, 0);
+    float *vals = lua_newuserdatauv(L, (size_t)k * sizeof *vals, 0);
+    if (lp_cpu_ops()->topk_forward(vals, idx, lg, 1, V, k) < 0)
+        return lp_lua_backend_error(L, "top");
+    char buf[32];
+    lua_createtable(L, (int)k, 2);
+    for (int j = 0; j < k; j++) {
+        lua_createtable(L, 0, 4);
+        lua_pushstring(L, token_str(u, idx[j], buf, sizeof buf));
+        lua_setfield(L, -2, "token");
+        lua_pushinteger(L, idx[j]);
+        lua_setfield(L, -2, "id");
+        lua_pushnumber(L, lg[idx[j]]);
+        lua_setfield(L, -2, "logit");
+        lua_pushnumber(L, exp(lg[idx[j]] - mx) / z);
+        lua_setfield(L, -2, "prob");
+        lua_rawseti(L, -2, j + 1);
+    }
+    lua_pushfstring(L, "Next token after %s (position %d)",
+                    token_str(u, r->tokens[(size_t)(b - 1) * r->T + (size_t)(pos - 1)], buf, sizeof buf), (int)pos);
+    lua_setfield(L, -2, "title");
+    luaL_setmetatable(L, TOPK_MT);
+    return 1;
+}
+
+/* The top-k table's bundle: rank, token, id, probability, logit. */
+static json_t *topk_bundle(lua_State *L, int idx)
+{
+    size_t n = lua_rawlen(L, idx);
+    const char *header[] = {"#", "token", "id", "prob", "logit"};
+    char(*cells)[5][64] = lua_newuserdatauv(L, (n ? n : 1) * sizeof *cells, 0);
+    const char **ptrs = lua_newuserdatauv(L, (n ? n : 1) * 5 * sizeof *ptrs, 0);
+    for (size_t i = 0; i < n; i++) {
+        lua_rawgeti(L, idx, (lua_Integer)i + 1);
+        snprintf(cells[i][0], 64, "%zu", i + 1);
+        lua_getfield(L, -1, "token");
+        snprintf(cells[i][1], 64, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "");
+        lua_getfield(L, -2, "id");
+        snprintf(cells[i][2], 64, "%lld", (long long)lua_tointeger(L, -1));
+        lua_getfield(L, -3, "prob");
+        snprintf(cells[i][3], 64, "%.4f", lua_tonumber(L, -1));
+        lua_getfield(L, -4, "logit");
+        snprintf(cells[i][4], 64, "%.3f", lua_tonumber(L, -1));
+        lua_pop(L, 5);
+        for (int c = 0; c < 5; c++)
+            ptrs[i * 5 + c] = cells[i][c];
+    }
+    lua_getfield(L, idx, "title");
+    json_t *b = lp_display_table(lua_tostring(L, -1), header, ptrs, n, 5);
+    lua_pop(L, 3);
+    return b;
+}
+
+static int topk_display(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    json_t *b = topk_bundle(L, 1);
+    if (!b)
+        return lp_lua_backend_error(L, "top");
+    lua_newtable(L);
+    const char *mime;
+    json_t *v;
+    json_object_foreach(b, mime, v) {
+        lua_pushstring(L, json_string_value(v));
+        lua_setfield(L, -2, mime);
+    }
+    json_decref(b);
+    return 1;
+}
+
+static int topk_tostring(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    json_t *b = topk_bundle(L, 1);
+    if (!b)
+        return lp_lua_backend_error(L, "top");
+    lua_pushstring(L, json_string_value(json_object_get(b, "text/plain")));
+    json_decref(b);
+    return 1;
+}
+
+static int run_names(lua_State *L)
+{
+    run_ud *r = check_run(L, 1);
+    lua_createtable(L, (int)r->run.n, 0);
+    for (size_t i = 0; i < r->run.n; i++) {
+        lua_pushstring(L, r->run.names[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    return 1;
+}
+
+static int run_index(lua_State *L)
+{
+    run_ud *r = check_run(L, 1);
+    const char *key = luaL_checkstring(L, 2);
+    if (luaL_getmetafield(L, 1, "__methods") != LUA_TNIL) {
+        if (lua_getfield(L, -1, key) != LUA_TNIL)
+            return 1;
+        lua_pop(L, 2);
+    }
+    if (!strcmp(key, "logits")) {
+        lp_lua_push_tensor(L, lp_tensor_alias(r->run.logits));
+        return 1;
+    }
+    if (!strcmp(key, "tokens")) {
+        lua_createtable(L, r->B, 0);
+        for (int b = 0; b < r->B; b++) {
+            lua_createtable(L, r->T, 0);
+            for (int t = 0; t < r->T; t++) {
+                lua_pushinteger(L, r->tokens[(size_t)b * r->T + t]);
+                lua_rawseti(L, -2, t + 1);
+            }
+            lua_rawseti(L, -2, b + 1);
+        }
+        if (r->B == 1)
+            lua_rawgeti(L, -1, 1);
+        return 1;
+    }
+    lp_tensor *t = lp_run_get(&r->run, key);
+    if (t) {
+        lp_lua_push_tensor(L, lp_tensor_alias(t));
+        return 1;
+    }
+    model_ud *u = run_model(L, 1);
+    if (lp_model_has_hook(u->m, key))
+        return luaL_error(L, "'%s' was not cached by this run (run with cache = true, or a filter that keeps it)", key);
+    lua_pushnil(L);
+    return 1;
+}
+
+static int run_tostring(lua_State *L)
+{
+    run_ud *r = check_run(L, 1);
+    lua_pushfstring(L, "Run(batch %d x %d tokens, %d hook points cached; r.logits, r[\"<hook>\"], r:top(k))", r->B,
+                    r->T, (int)r->run.n);
+    return 1;
+}
+
+/* ---- model methods ---- */
+
+static int model_hooks(lua_State *L)
+{
+    model_ud *u = check_model(L, 1);
+    char name[96];
+    lua_newtable(L);
+    for (size_t i = 0; lp_model_hook_name(u->m, i, name, sizeof name) == 0; i++) {
+        lua_pushstring(L, name);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    return 1;
+}
+
+static int model_to_tokens(lua_State *L)
+{
+    model_ud *u = check_model(L, 1);
+    luaL_checkstring(L, 2);
+    int B, T;
+    int32_t *ids = check_tokens(L, u, 2, &B, &T);
+    lua_createtable(L, T, 0);
+    for (int t = 0; t < T; t++) {
+        lua_pushinteger(L, ids[t]);
+        lua_rawseti(L, -2, t + 1);
+    }
+    return 1;
+}
+
+static int model_index(lua_State *L)
+{
+    model_ud *u = check_model(L, 1);
+    const char *key = luaL_checkstring(L, 2);
+    if (luaL_getmetafield(L, 1, "__methods") != LUA_TNIL) {
+        if (lua_getfield(L, -1, key) != LUA_TNIL)
+            return 1;
+        lua_pop(L, 2);
+    }
+    const lp_model_config *c = &u->m->cfg;
+    struct { const char *k; int v; } f[] = {{"n_layers", c->n_layers}, {"d_model", c->d_model}, {"n_heads", c->n_heads},
+                                             {"n_kv_heads", c->n_kv_heads}, {"d_head", c->d_head}, {"d_mlp", c->d_mlp},
+                                             {"d_vocab", c->d_vocab}, {"n_ctx", c->n_ctx}};
+    for (size_t i = 0; i < sizeof f / sizeof *f; i++)
+        if (!strcmp(key, f[i].k)) {
+            lua_pushinteger(L, f[i].v);
+            return 1;
+        }
+    if (!strcmp(key, "arch")) {
+        lua_pushstring(L, lp_arch_name(c->arch));
+        return 1;
+    }
+    lua_pushnil(L);
+    return 1;
+}
+
+/* ---- hook constructors ---- */
+
+static void push_hook(lua_State *L, const char *kind)
+{
+    lua_createtable(L, 0, 5);
+    lua_pushstring(L, kind);
+    lua_setfield(L, -2, "kind");
+    luaL_setmetatable(L, HOOK_MT);
+}
+
+static void copy_field(lua_State *L, int from, const char *key)
+{
+    lua_getfield(L, from, key);
+    lua_setfield(L, -2, key);
+}
+
+static int l_ablate(lua_State *L)
+{
+    int has = !lua_isnoneornil(L, 1);
+    if (has)
+        luaL_checktype(L, 1, LUA_TTABLE);
+    int mean = 0;
+    if (has) {
+        lua_getfield(L, 1, "mean");
+        mean = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+    }
+    push_hook(L, mean ? "mean" : "zero");
+    if (has) {
+        copy_field(L, 1, "head");
+        copy_field(L, 1, "pos");
+        lua_getfield(L, 1, "mean");
+        if (lua_isuserdata(L, -1))
+            lua_setfield(L, -2, "value");
+        else
+            lua_pop(L, 1);
+    }
+    return 1;
+}
+
+static int l_patch(lua_State *L)
+{
+    if (!luaL_testudata(L, 1, RUN_MT))
+        lp_lua_check_tensor(L, 1);
+    int opts = !lua_isnoneornil(L, 2);
+    if (opts)
+        luaL_checktype(L, 2, LUA_TTABLE);
+    push_hook(L, "patch");
+    lua_pushvalue(L, 1);
+    lua_setfield(L, -2, "value");
+    if (opts) {
+        copy_field(L, 2, "head");
+        copy_field(L, 2, "pos");
+    }
+    return 1;
+}
+
+static int l_steer(lua_State *L)
+{
+    lp_lua_check_tensor(L, 1);
+    double scale = luaL_optnumber(L, 2, 1.0);
+    int opts = !lua_isnoneornil(L, 3);
+    if (opts)
+        luaL_checktype(L, 3, LUA_TTABLE);
+    push_hook(L, "add");
+    lua_pushvalue(L, 1);
+    lua_setfield(L, -2, "value");
+    lua_pushnumber(L, scale);
+    lua_setfield(L, -2, "scale");
+    if (opts)
+        copy_field(L, 3, "pos");
+    return 1;
+}
+
+static int hook_tostring(lua_State *L)
+{
+    lua_getfield(L, 1, "kind");
+    lua_getfield(L, 1, "head");
+    lua_getfield(L, 1, "pos");
+    lua_pushfstring(L, "Hook(%s%s%s%s%s)", lua_tostring(L, 2), lua_isnil(L, 3) ? "" : ", head ",
+                    lua_isnil(L, 3) ? "" : lua_tostring(L, 3), lua_isnil(L, 4) ? "" : ", pos ",
+                    lua_isnil(L, 4) ? "" : lua_tostring(L, 4));
+    return 1;
+}
+
+/* ---- registration ---- */
+
+void lp_lua_open_model(lua_State *L)
+{
+    int loupe = lua_gettop(L);
+    luaL_newmetatable(L, MODEL_MT);
+    int mt = lua_gettop(L);
+    lua_newtable(L);
+    lp_lua_setfunc(L, -1, "run", l_run,
+                   "m:run(input [, {cache = ..., hooks = {...}}]) -> Run\n"
+                   "A forward pass. input: text (needs the folder's tokenizer), a list of token ids, a list of\n"
+                   "equal-length lists (a batch), or a Tensor of ids (T) or (B, T). Ids are the model's (0-based).\n"
+                   "cache: true (default: every hook point), false (none), a string (names containing it),\n"
+                   "a list of hook names, or function(name) -> boolean.\n"
+                   "hooks: {[hook name] = hook or function(tensor, name) -> Tensor or nil, or a list of them};\n"
+                   "hooks come from loupe.ablate, loupe.patch and loupe.steer. Heads and positions are 1-based.");
+    lp_lua_setfunc(L, -1, "hooks", model_hooks, "m:hooks() -> {names}\nEvery hook point of the model, in forward order.");
+    lp_lua_setfunc(L, -1, "to_tokens", model_to_tokens,
+                   "m:to_tokens(text) -> {ids}\nThe token ids of text (BOS as the model's tokenizer adds it).");
+    lua_setfield(L, mt, "__methods");
+    lua_pushcfunction(L, model_index);
+    lua_setfield(L, mt, "__index");
+    lua_pushcfunction(L, model_gc);
+    lua_setfield(L, mt, "__gc");
+    lua_pushcfunction(L, model_tostring);
+    lua_setfield(L, mt, "__tostring");
+    lp_lua_setdoc(L, mt, "Model: m:run(...), m:hooks(), m:to_tokens(text); fields n_layers, d_model, n_heads, "
+                          "n_kv_heads, d_head, d_mlp, d_vocab, n_ctx, arch.");
+    lua_pop(L, 1);
+
+    luaL_newmetatable(L, RUN_MT);
+    mt = lua_gettop(L);
+    lua_newtable(L);
+    lp_lua_setfunc(L, -1, "top", run_top,
+                   "r:top([k [, pos [, row]]]) -> table\nThe k (default 10) most likely next tokens after position pos\n"
+                   "(default the last; negative counts from the end) of batch row row (default 1): a list of\n"
+                   "{token, id, prob, logit}, shown as a table.");
+    lp_lua_setfunc(L, -1, "names", run_names, "r:names() -> {names}\nThe hook points this run cached.");
+    lua_setfield(L, mt, "__methods");
+    lua_pushcfunction(L, run_index);
+    lua_setfield(L, mt, "__index");
+    lua_pushcfunction(L, run_gc);
+    lua_setfield(L, mt, "__gc");
+    lua_pushcfunction(L, run_tostring);
+    lua_setfield(L, mt, "__tostring");
+    lp_lua_setdoc(L, mt, "Run: r.logits (B, T, vocab), r[\"blocks.0.hook_resid_post\"], r.tokens, r:top(k), r:names().");
+    lua_pop(L, 1);
+
+    luaL_newmetatable(L, HOOK_MT);
+    lua_pushcfunction(L, hook_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
+    luaL_newmetatable(L, TOPK_MT);
+    lua_pushcfunction(L, topk_display);
+    lua_setfield(L, -2, "__display");
+    lua_pushcfunction(L, topk_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
+
+    lp_lua_setfunc(L, loupe, "load", l_load,
+                   "loupe.load(folder) -> Model\nA Hugging Face model folder: config.json, model.safetensors (or a "
+                   "sharded index)\nand, for text input, tokenizer.json or vocab.json + merges.txt. GPT-2 and Llama "
+                   "families.");
+    lp_lua_setfunc(L, loupe, "ablate", l_ablate,
+                   "loupe.ablate{[head = h] [, pos = p] [, mean = true or Tensor]} -> hook\n"
+                   "Zero ablation (or mean: over batch and positions, or the given tensor) of a hook point,\n"
+                   "of one head and/or one position (1-based) when given.");
+    lp_lua_setfunc(L, loupe, "patch", l_patch,
+                   "loupe.patch(run or Tensor [, {head = h, pos = p}]) -> hook\n"
+                   "Activation patching: the hook point's value from another run's cache (same shape, or batch 1).");
+    lp_lua_setfunc(L, loupe, "steer", l_steer,
+                   "loupe.steer(vec [, scale [, {pos = p}]]) -> hook\nAdds scale * vec (broadcast, e.g. a d_model "
+                   "vector) to the hook point.");
+    lua_settop(L, loupe);
+}

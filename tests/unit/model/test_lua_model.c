@@ -1,0 +1,142 @@
+/* The Lua model bindings (kernel/lua_model.c) in a bare Lua state with the tensor bindings
+ * and test stubs for the kernel's helpers, on the tiny fixture models. */
+#include <criterion/criterion.h>
+#include <lauxlib.h>
+#include <lualib.h>
+
+#include "fixtures.h"
+#include "lua_model.h"
+#include "lua_tensor.h"
+
+static lua_State *L;
+static char dir[64];
+
+static void setup(void)
+{
+    L = luaL_newstate();
+    luaL_openlibs(L);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setglobal(L, "loupe");
+    lp_lua_open_tensor(L);
+    lp_lua_open_model(L);
+    cr_assert_eq(lua_gettop(L), 1, "open_model must leave the stack as it found it");
+    lua_pop(L, 1);
+    dir[0] = 0;
+}
+
+static void teardown(void)
+{
+    lua_close(L);
+    if (dir[0])
+        fx_remove(dir);
+}
+
+TestSuite(lua_model, .init = setup, .fini = teardown);
+
+static void run(const char *code)
+{
+    if (luaL_dostring(L, code) != LUA_OK)
+        cr_assert_fail("Lua error: %s\nin:\n%s", lua_tostring(L, -1), code);
+}
+
+static void run_err(const char *code, const char *want)
+{
+    cr_assert_neq(luaL_dostring(L, code), LUA_OK, "no error from:\n%s", code);
+    const char *msg = lua_tostring(L, -1);
+    cr_assert(msg && strstr(msg, want), "error '%s' does not say '%s'", msg, want);
+    lua_pop(L, 1);
+}
+
+static void use(const fx_opts *o)
+{
+    fx_make(dir, o);
+    lua_pushstring(L, dir);
+    lua_setglobal(L, "DIR");
+    run("m = loupe.load(DIR); ids = {3, 1, 4, 1, 5, 9}; other = {2, 7, 18, 28, 18, 28}");
+}
+
+Test(lua_model, load_run_cache)
+{
+    use(&(fx_opts){0});
+    run("assert(tostring(m):find('Model%(gpt2, 2 layers'), tostring(m))\n"
+        "assert(m.n_layers == 2 and m.d_model == 16 and m.n_heads == 4 and m.arch == 'gpt2')\n"
+        "local r = m:run(ids)\n"
+        "local s = r.logits:shape(); assert(s[1] == 1 and s[2] == 6 and s[3] == 37)\n"
+        "assert(r['blocks.0.hook_resid_post']:shape()[3] == 16)\n"
+        "assert(#r:names() == #m:hooks() and #m:hooks() == 38)\n"
+        "assert(r.tokens[3] == 4)\n"
+        "assert(tostring(r):find('6 tokens'))\n"
+        "assert(r['not a hook'] == nil)\n"
+        "local b = m:run({ids, other}, {cache = false})\n"
+        "assert(#b:names() == 0 and b.logits:shape()[1] == 2 and b.tokens[2][1] == 2)\n"
+        "assert((b.logits[1] - r.logits[1]):norm() < 1e-4)\n"
+        "local f = m:run(ids, {cache = {'blocks.1.hook_resid_post', 'hook_embed'}})\n"
+        "assert(#f:names() == 2)\n"
+        "local ok, err = pcall(function() return f['blocks.0.attn.hook_z'] end)\n"
+        "assert(not ok and err:find('was not cached'), err)\n"
+        "local g = m:run(ids, {cache = 'resid_post'}); assert(#g:names() == 2)\n"
+        "local h = m:run(ids, {cache = function(n) return n:find('^blocks%.1%.') ~= nil end}); assert(#h:names() == 17)\n"
+        "local t = m:run(loupe.tensor({ids, other})); assert(t.logits:shape()[1] == 2)\n");
+}
+
+Test(lua_model, hooks_patch_ablate_steer_callback)
+{
+    use(&(fx_opts){.llama = 1});
+    run("local clean = m:run(ids)\n"
+        "local p = m:run(other, {hooks = {['blocks.0.hook_resid_pre'] = loupe.patch(clean)}})\n"
+        "assert((p.logits - clean.logits):norm() == 0, 'patching everything gives the clean logits')\n"
+        "local a = m:run(ids, {hooks = {['blocks.1.attn.hook_z'] = loupe.ablate{head = 2}}})\n"
+        "local z = a['blocks.1.attn.hook_z']\n"
+        "assert(z:slice(3, 2, 2):norm() == 0 and z:slice(3, 1, 1):norm() > 0)\n"
+        "local c = m:run(ids, {hooks = {['blocks.0.hook_mlp_out'] = function(t, name)\n"
+        "    assert(name == 'blocks.0.hook_mlp_out'); return t * 0 end}})\n"
+        "local zero = m:run(ids, {hooks = {['blocks.0.hook_mlp_out'] = loupe.ablate()}})\n"
+        "assert((c.logits - zero.logits):norm() == 0)\n"
+        "local n = m:run(ids, {hooks = {['blocks.0.hook_mlp_out'] = function(t) end}})\n"
+        "assert((n.logits - clean.logits):norm() == 0, 'nil keeps the activation')\n"
+        "local s = m:run(ids, {hooks = {['blocks.1.hook_resid_post'] = loupe.steer(loupe.ones(16), 2, {pos = 6})}})\n"
+        "local d = s['blocks.1.hook_resid_post'] - clean['blocks.1.hook_resid_post']\n"
+        "assert(math.abs(d:sum() - 32) < 1e-3, d:sum())\n"
+        "local two = m:run(ids, {hooks = {['blocks.1.hook_resid_post'] = {loupe.steer(loupe.ones(16)), loupe.steer(loupe.ones(16))}}})\n"
+        "assert(math.abs((two['blocks.1.hook_resid_post'] - clean['blocks.1.hook_resid_post']):sum() - 6 * 16 * 2) < 1e-2)\n"
+        "local mn = m:run(ids, {hooks = {['blocks.0.hook_attn_out'] = loupe.ablate{mean = true}}})\n"
+        "local ao = mn['blocks.0.hook_attn_out']; assert((ao[1][1] - ao[1][6]):norm() < 1e-6)\n"
+        "assert(tostring(loupe.ablate{head = 2, pos = 3}) == 'Hook(zero, head 2, pos 3)')\n");
+}
+
+Test(lua_model, top_k_table)
+{
+    use(&(fx_opts){0});
+    run("local r = m:run(ids)\n"
+        "local t = r:top(5)\n"
+        "assert(#t == 5 and t[1].prob >= t[2].prob and t[1].logit >= t[5].logit)\n"
+        "local lg = r.logits[1][6]; local _, i = lg:topk(1); assert(t[1].id == i[1] - 1 or t[1].id == i[1])\n"
+        "assert(t[1].token:sub(1, 1) == '#', 'no tokenizer: ids shown')\n"
+        "local b = getmetatable(t).__display(t)\n"
+        "assert(b['text/html']:find('<table'), b['text/html'])\n"
+        "assert(tostring(t):find('Next token'))\n"
+        "local t2 = r:top(2, 1); assert(#t2 == 2)\n"
+        "local ok, err = pcall(r.top, r, 3, 9); assert(not ok and err:find('outside 1..6'))\n");
+}
+
+Test(lua_model, errors)
+{
+    use(&(fx_opts){0});
+    run_err("m:run('hello')", "this model has no tokenizer");
+    run_err("m:run(ids, {hooks = {['blocks.7.hook_z'] = loupe.ablate()}})", "unknown hook point 'blocks.7.hook_z'");
+    run_err("m:run(ids, {hooks = {['blocks.0.hook_mlp_out'] = 42}})", "expected a function or a hook");
+    run_err("m:run(ids, {hooks = {['blocks.0.hook_mlp_out'] = function() error('boom') end}})", "boom");
+    run_err("m:run(ids, {hooks = {['blocks.0.hook_mlp_out'] = function() return 3 end}})", "must return a Tensor or nil");
+    run_err("m:run(ids, {hooks = {['blocks.0.hook_mlp_out'] = function() return loupe.zeros(2) end}})", "returned shape [2]");
+    run_err("m:run(ids, {cache = {'nope'}})", "unknown hook point 'nope'");
+    run_err("m:run(ids, {cache = function() error('bad filter') end})", "bad filter");
+    run_err("m:run({1, 2, 99})", "outside the vocabulary");
+    run_err("m:run({{1, 2}, {3}})", "row 2 of the token batch");
+    run_err("m:run({1.5})", "not a token id");
+    run_err("m:run({})", "no tokens");
+    run_err("m:run(ids, {hooks = {['blocks.0.attn.hook_z'] = loupe.ablate{head = 0}}})", "positive integer");
+    run_err("local r = m:run(ids, {cache = false}); m:run(ids, {hooks = {['hook_embed'] = loupe.patch(r)}})",
+            "the cache has no 'hook_embed'");
+    run_err("loupe.load('/nonexistent')", "config.json");
+}
