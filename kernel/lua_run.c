@@ -1,0 +1,233 @@
+/* loupe.Run: what m:run returns. r.logits, r["<hook>"] (the cached activations), r.tokens,
+ * r:names(), and r:top(k), the next-token table with its display. */
+#include <lauxlib.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bundle.h"
+#include "core/error.h"
+#include "figures.h"
+#include "lua_api.h"
+#include "lua_model_impl.h"
+#include "lua_tensor.h"
+#include "ops/ops.h"
+
+
+static int run_gc(lua_State *L)
+{
+    run_ud *r = luaL_checkudata(L, 1, RUN_MT);
+    lp_run_clear(&r->run);
+    free(r->tokens);
+    r->tokens = NULL;
+    return 0;
+}
+
+static model_ud *run_model(lua_State *L, int idx)
+{
+    lua_getiuservalue(L, idx, 1);
+    model_ud *u = luaL_checkudata(L, -1, MODEL_MT);
+    lua_pop(L, 1); /* still referenced by the run */
+    return u;
+}
+
+static const char *token_str(model_ud *u, int32_t id, char *buf, size_t cap)
+{
+    const char *s = u->tok ? lp_tokenizer_token(u->tok, id) : NULL;
+    if (s)
+        return s;
+    snprintf(buf, cap, "#%d", (int)id);
+    return buf;
+}
+
+static int run_top(lua_State *L)
+{
+    run_ud *r = check_run(L, 1);
+    model_ud *u = run_model(L, 1);
+    lua_Integer k = luaL_optinteger(L, 2, 10), pos = luaL_optinteger(L, 3, r->T), b = luaL_optinteger(L, 4, 1);
+    if (pos < 0)
+        pos += r->T + 1;
+    if (pos < 1 || pos > r->T)
+        return luaL_error(L, "top: position %d is outside 1..%d", (int)pos, r->T);
+    if (b < 1 || b > r->B)
+        return luaL_error(L, "top: batch row %d is outside 1..%d", (int)b, r->B);
+    int V = u->m->cfg.d_vocab;
+    if (k < 1)
+        k = 1;
+    if (k > V)
+        k = V;
+    const float *lg = r->run.logits->data + ((size_t)(b - 1) * r->T + (size_t)(pos - 1)) * V;
+    double mx = -INFINITY, z = 0;
+    for (int i = 0; i < V; i++)
+        mx = fmax(mx, lg[i]);
+    for (int i = 0; i < V; i++)
+        z += exp(lg[i] - mx);
+    int32_t *idx = lua_newuserdatauv(L, (size_t)k * sizeof *idx, 0);
+    float *vals = lua_newuserdatauv(L, (size_t)k * sizeof *vals, 0);
+    if (lp_cpu_ops()->topk_forward(vals, idx, lg, 1, V, k) < 0)
+        return lp_lua_backend_error(L, "top");
+    char buf[32];
+    lua_createtable(L, (int)k, 2);
+    for (int j = 0; j < k; j++) {
+        lua_createtable(L, 0, 4);
+        lua_pushstring(L, token_str(u, idx[j], buf, sizeof buf));
+        lua_setfield(L, -2, "token");
+        lua_pushinteger(L, idx[j]);
+        lua_setfield(L, -2, "id");
+        lua_pushnumber(L, lg[idx[j]]);
+        lua_setfield(L, -2, "logit");
+        lua_pushnumber(L, exp(lg[idx[j]] - mx) / z);
+        lua_setfield(L, -2, "prob");
+        lua_rawseti(L, -2, j + 1);
+    }
+    lua_pushfstring(L, "Next token after %s (position %d)",
+                    token_str(u, r->tokens[(size_t)(b - 1) * r->T + (size_t)(pos - 1)], buf, sizeof buf), (int)pos);
+    lua_setfield(L, -2, "title");
+    luaL_setmetatable(L, TOPK_MT);
+    return 1;
+}
+
+/* The top-k table's bundle: rank, token, id, probability, logit. */
+static json_t *topk_bundle(lua_State *L, int idx)
+{
+    size_t n = lua_rawlen(L, idx);
+    const char *header[] = {"#", "token", "id", "prob", "logit"};
+    char(*cells)[5][64] = lua_newuserdatauv(L, (n ? n : 1) * sizeof *cells, 0);
+    const char **ptrs = lua_newuserdatauv(L, (n ? n : 1) * 5 * sizeof *ptrs, 0);
+    for (size_t i = 0; i < n; i++) {
+        lua_rawgeti(L, idx, (lua_Integer)i + 1);
+        snprintf(cells[i][0], 64, "%zu", i + 1);
+        lua_getfield(L, -1, "token");
+        snprintf(cells[i][1], 64, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "");
+        lua_getfield(L, -2, "id");
+        snprintf(cells[i][2], 64, "%lld", (long long)lua_tointeger(L, -1));
+        lua_getfield(L, -3, "prob");
+        snprintf(cells[i][3], 64, "%.4f", lua_tonumber(L, -1));
+        lua_getfield(L, -4, "logit");
+        snprintf(cells[i][4], 64, "%.3f", lua_tonumber(L, -1));
+        lua_pop(L, 5);
+        for (int c = 0; c < 5; c++)
+            ptrs[i * 5 + c] = cells[i][c];
+    }
+    lua_getfield(L, idx, "title");
+    json_t *b = lp_display_table(lua_tostring(L, -1), header, ptrs, n, 5);
+    lua_pop(L, 3);
+    return b;
+}
+
+static int topk_display(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    json_t *b = topk_bundle(L, 1);
+    if (!b)
+        return lp_lua_backend_error(L, "top");
+    lua_newtable(L);
+    const char *mime;
+    json_t *v;
+    json_object_foreach(b, mime, v) {
+        lua_pushstring(L, json_string_value(v));
+        lua_setfield(L, -2, mime);
+    }
+    json_decref(b);
+    return 1;
+}
+
+static int topk_tostring(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    json_t *b = topk_bundle(L, 1);
+    if (!b)
+        return lp_lua_backend_error(L, "top");
+    lua_pushstring(L, json_string_value(json_object_get(b, "text/plain")));
+    json_decref(b);
+    return 1;
+}
+
+static int run_names(lua_State *L)
+{
+    run_ud *r = check_run(L, 1);
+    lua_createtable(L, (int)r->run.n, 0);
+    for (size_t i = 0; i < r->run.n; i++) {
+        lua_pushstring(L, r->run.names[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    return 1;
+}
+
+static int run_index(lua_State *L)
+{
+    run_ud *r = check_run(L, 1);
+    const char *key = luaL_checkstring(L, 2);
+    if (luaL_getmetafield(L, 1, "__methods") != LUA_TNIL) {
+        if (lua_getfield(L, -1, key) != LUA_TNIL)
+            return 1;
+        lua_pop(L, 2);
+    }
+    if (!strcmp(key, "logits")) {
+        lp_lua_push_tensor(L, lp_tensor_alias(r->run.logits));
+        return 1;
+    }
+    if (!strcmp(key, "tokens")) {
+        lua_createtable(L, r->B, 0);
+        for (int b = 0; b < r->B; b++) {
+            lua_createtable(L, r->T, 0);
+            for (int t = 0; t < r->T; t++) {
+                lua_pushinteger(L, r->tokens[(size_t)b * r->T + t]);
+                lua_rawseti(L, -2, t + 1);
+            }
+            lua_rawseti(L, -2, b + 1);
+        }
+        if (r->B == 1)
+            lua_rawgeti(L, -1, 1);
+        return 1;
+    }
+    lp_tensor *t = lp_run_get(&r->run, key);
+    if (t) {
+        lp_lua_push_tensor(L, lp_tensor_alias(t));
+        return 1;
+    }
+    model_ud *u = run_model(L, 1);
+    if (lp_model_has_hook(u->m, key))
+        return luaL_error(L, "'%s' was not cached by this run (run with cache = true, or a filter that keeps it)", key);
+    lua_pushnil(L);
+    return 1;
+}
+
+static int run_tostring(lua_State *L)
+{
+    run_ud *r = check_run(L, 1);
+    lua_pushfstring(L, "Run(batch %d x %d tokens, %d hook points cached; r.logits, r[\"<hook>\"], r:top(k))", r->B,
+                    r->T, (int)r->run.n);
+    return 1;
+}
+
+void lp_lua_open_run(lua_State *L)
+{
+    int mt;
+    luaL_newmetatable(L, RUN_MT);
+    mt = lua_gettop(L);
+    lua_newtable(L);
+    lp_lua_setfunc(L, -1, "top", run_top,
+                   "r:top([k [, pos [, row]]]) -> table\nThe k (default 10) most likely next tokens after position pos\n"
+                   "(default the last; negative counts from the end) of batch row row (default 1): a list of\n"
+                   "{token, id, prob, logit}, shown as a table.");
+    lp_lua_setfunc(L, -1, "names", run_names, "r:names() -> {names}\nThe hook points this run cached.");
+    lua_setfield(L, mt, "__methods");
+    lua_pushcfunction(L, run_index);
+    lua_setfield(L, mt, "__index");
+    lua_pushcfunction(L, run_gc);
+    lua_setfield(L, mt, "__gc");
+    lua_pushcfunction(L, run_tostring);
+    lua_setfield(L, mt, "__tostring");
+    lp_lua_setdoc(L, mt, "Run: r.logits (B, T, vocab), r[\"blocks.0.hook_resid_post\"], r.tokens, r:top(k), r:names().");
+    lua_pop(L, 1);
+
+    luaL_newmetatable(L, TOPK_MT);
+    lua_pushcfunction(L, topk_display);
+    lua_setfield(L, -2, "__display");
+    lua_pushcfunction(L, topk_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
+
+}
