@@ -62,7 +62,7 @@ static int model_tostring(lua_State *L)
 
 /* Tokens of argument idx (text, {ids}, {{ids}...} or a Tensor) into a userdata buffer left on
  * the stack (freed by Lua, even on error). */
-static int32_t *check_tokens(lua_State *L, model_ud *u, int idx, int *B, int *T)
+int32_t *lp_lua_model_tokens(lua_State *L, model_ud *u, int idx, int *B, int *T)
 {
     idx = lua_absindex(L, idx);
     if (lua_type(L, idx) == LUA_TSTRING) {
@@ -301,7 +301,7 @@ static int l_run(lua_State *L)
         luaL_checktype(L, 3, LUA_TTABLE);
     lua_settop(L, 3);
     int B, T;
-    int32_t *tokens = check_tokens(L, u, 2, &B, &T);
+    int32_t *tokens = lp_lua_model_tokens(L, u, 2, &B, &T);
     lp_run_opts o = {.cache_all = 1};
     lua_cb fcb = {.L = L};
     if (has_opts) {
@@ -400,7 +400,7 @@ static int model_to_tokens(lua_State *L)
     model_ud *u = check_model(L, 1);
     luaL_checkstring(L, 2);
     int B, T;
-    int32_t *ids = check_tokens(L, u, 2, &B, &T);
+    int32_t *ids = lp_lua_model_tokens(L, u, 2, &B, &T);
     lua_createtable(L, T, 0);
     for (int t = 0; t < T; t++) {
         lua_pushinteger(L, ids[t]);
@@ -536,6 +536,12 @@ void lp_lua_open_model(lua_State *L)
                    "a list of hook names, or function(name) -> boolean.\n"
                    "hooks: {[hook name] = hook or function(tensor, name) -> Tensor or nil, or a list of them};\n"
                    "hooks come from loupe.ablate, loupe.patch and loupe.steer. Heads and positions are 1-based.");
+    lp_lua_setfunc(L, -1, "generate", lp_lua_model_generate,
+                   "m:generate(prompt [, {max_tokens = 20, temperature = 0, top_k = 0, seed = 0, stop = true}])\n"
+                   "  -> text, {ids}\nContinues prompt (text or token ids) one token at a time: greedy when\n"
+                   "temperature is 0, else sampled from softmax(logits / temperature) (over the top_k\n"
+                   "tokens when top_k > 0) with a generator seeded by seed. Stops at max_tokens, at the\n"
+                   "end-of-text token when stop is true, or at the model's context length.");
     lp_lua_setfunc(L, -1, "hooks", model_hooks, "m:hooks() -> {names}\nEvery hook point of the model, in forward order.");
     lp_lua_setfunc(L, -1, "to_tokens", model_to_tokens,
                    "m:to_tokens(text) -> {ids}\nThe token ids of text (BOS as the model's tokenizer adds it).");

@@ -35,6 +35,12 @@ static inline model_ud *check_model(lua_State *L, int idx)
 
 static inline run_ud *check_run(lua_State *L, int idx) { return luaL_checkudata(L, idx, RUN_MT); }
 
+/* The tokens of the argument at idx (text, ids, a batch of ids, or a Tensor) into a buffer
+ * owned by a userdata left on the stack; raises on bad input. */
+int32_t *lp_lua_model_tokens(lua_State *L, model_ud *u, int idx, int *B, int *T);
+/* m:generate (lua_generate.c). */
+int lp_lua_model_generate(lua_State *L);
+
 /* Creates the metatables of loupe.Run and its top-k table (lua_run.c). */
 void lp_lua_open_run(lua_State *L);
 

@@ -140,3 +140,27 @@ Test(lua_model, errors)
             "the cache has no 'hook_embed'");
     run_err("loupe.load('/nonexistent')", "config.json");
 }
+
+/* Greedy generation picks, at each step, the argmax of a separate forward pass over the
+ * sequence so far (checked through m:run and r:top); sampling is reproducible by seed. */
+Test(lua_model, generate_greedy_and_sampled)
+{
+    fx_opts o = {0};
+    use(&o);
+    run("local _, got = m:generate(ids, {max_tokens = 4})\n"
+        "assert(#got == #ids + 4, 'four new tokens, got ' .. #got)\n"
+        "local seq = {table.unpack(ids)}\n"
+        "for step = 1, 4 do\n"
+        "  local top = m:run(seq):top(1)[1]\n"
+        "  assert(got[#ids + step] == top.id, 'step ' .. step .. ': ' .. got[#ids + step] .. ' vs ' .. top.id)\n"
+        "  seq[#seq + 1] = top.id\n"
+        "end\n"
+        "local _, a = m:generate(ids, {max_tokens = 6, temperature = 1.0, seed = 7})\n"
+        "local _, b = m:generate(ids, {max_tokens = 6, temperature = 1.0, seed = 7})\n"
+        "assert(table.concat(a, ',') == table.concat(b, ','), 'same seed, same sample')\n"
+        "local _, k1 = m:generate(ids, {max_tokens = 3, temperature = 5.0, top_k = 1, seed = 3})\n"
+        "local _, g = m:generate(ids, {max_tokens = 3})\n"
+        "assert(table.concat(k1, ',') == table.concat(g, ','), 'top_k = 1 is greedy')\n");
+    run_err("m:generate(ids, {temperature = -1})", "temperature");
+    run_err("m:generate({{1, 2}, {3, 4}})", "one prompt");
+}

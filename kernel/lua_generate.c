@@ -1,0 +1,127 @@
+/* m:generate: text continuation by repeated forward passes (no key/value cache yet: each
+ * step runs the whole sequence, which is fine for the small models loupe looks inside). */
+#include <lauxlib.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lua_api.h"
+#include "lua_model_impl.h"
+#include "rng.h"
+
+static lua_Number opt_num(lua_State *L, int t, const char *k, lua_Number def)
+{
+    if (!lua_istable(L, t))
+        return def;
+    lua_getfield(L, t, k);
+    lua_Number v = lua_isnil(L, -1) ? def : luaL_checknumber(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+/* Picks the next token from the logits of the last position. */
+static int32_t pick(const float *logits, int V, double temperature, int top_k, lp_rng *g, float *scratch)
+{
+    int best = 0;
+    for (int i = 1; i < V; i++)
+        if (logits[i] > logits[best])
+            best = i;
+    if (temperature <= 0)
+        return best;
+    /* threshold for top-k: the k-th largest logit (a partial selection by repeated scans is
+     * fine at these vocab sizes only for small k; otherwise keep every token) */
+    float cut = -INFINITY;
+    if (top_k > 0 && top_k < V) {
+        memcpy(scratch, logits, (size_t)V * sizeof *scratch);
+        for (int r = 0; r < top_k; r++) {
+            int m = -1;
+            for (int i = 0; i < V; i++)
+                if (scratch[i] != -INFINITY && (m < 0 || scratch[i] > scratch[m]))
+                    m = i;
+            if (m < 0)
+                break;
+            cut = scratch[m];
+            scratch[m] = -INFINITY;
+        }
+    }
+    double z = 0;
+    for (int i = 0; i < V; i++)
+        z += logits[i] >= cut ? exp((logits[i] - logits[best]) / temperature) : 0;
+    double u = lp_rng_uniform(g) * z, acc = 0;
+    for (int i = 0; i < V; i++) {
+        if (logits[i] < cut)
+            continue;
+        acc += exp((logits[i] - logits[best]) / temperature);
+        if (acc >= u)
+            return i;
+    }
+    return best;
+}
+
+int lp_lua_model_generate(lua_State *L)
+{
+    model_ud *u = check_model(L, 1);
+    int opts = 3;
+    int max_tokens = (int)opt_num(L, opts, "max_tokens", 20);
+    double temperature = opt_num(L, opts, "temperature", 0);
+    int top_k = (int)opt_num(L, opts, "top_k", 0);
+    uint64_t seed = (uint64_t)opt_num(L, opts, "seed", 0);
+    int stop = 1;
+    if (lua_istable(L, opts)) {
+        lua_getfield(L, opts, "stop");
+        if (!lua_isnil(L, -1))
+            stop = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+    }
+    if (max_tokens < 0 || temperature < 0 || !isfinite(temperature))
+        return luaL_error(L, "generate: max_tokens and temperature must be >= 0");
+    int B, T;
+    int32_t *prompt = lp_lua_model_tokens(L, u, 2, &B, &T);
+    if (B != 1)
+        return luaL_error(L, "generate: one prompt at a time (got a batch of %d)", B);
+    const lp_model_config *c = &u->m->cfg;
+    int n_ctx = c->n_ctx > 0 ? c->n_ctx : T + max_tokens, V = c->d_vocab;
+    size_t cap = (size_t)T + (size_t)max_tokens;
+    int32_t *toks = lua_newuserdatauv(L, cap * sizeof *toks, 0);
+    float *last = lua_newuserdatauv(L, 2 * (size_t)V * sizeof *last, 0);
+    memcpy(toks, prompt, (size_t)T * sizeof *toks);
+    lp_rng g;
+    lp_rng_seed(&g, seed);
+    int32_t eos = u->tok ? lp_tokenizer_eos(u->tok) : -1;
+    int n = T;
+    for (int step = 0; step < max_tokens && n < n_ctx; step++) {
+        lp_run r = {0};
+        if (lp_model_run(u->m, toks, 1, n, NULL, &r) < 0)
+            return lp_lua_backend_error(L, "generate");
+        int64_t idx[3] = {0, n - 1, 0};
+        int rc = 0;
+        for (int v = 0; v < V && rc == 0; v++) { /* the last position's logits */
+            idx[2] = v;
+            rc = lp_tensor_get(r.logits, idx, &last[v]);
+        }
+        lp_run_clear(&r);
+        if (rc < 0)
+            return lp_lua_backend_error(L, "generate");
+        int32_t next = pick(last, V, temperature, top_k, &g, last + V);
+        toks[n++] = next;
+        if (stop && next == eos)
+            break;
+    }
+    /* text of the new tokens (when there is a tokenizer), and every id */
+    if (u->tok) {
+        size_t len;
+        char *text = lp_tokenizer_decode(u->tok, toks + T, (size_t)(n - T), &len);
+        if (!text)
+            return lp_lua_backend_error(L, "generate");
+        lua_pushlstring(L, text, len);
+        free(text);
+    } else {
+        lua_pushnil(L);
+    }
+    lua_createtable(L, n, 0);
+    for (int i = 0; i < n; i++) {
+        lua_pushinteger(L, toks[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 2;
+}
