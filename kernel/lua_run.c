@@ -14,6 +14,8 @@
 #include "lua_tensor.h"
 #include "ops/ops.h"
 
+#define FIGURE_MT "loupe.RunFigure"
+
 
 static int run_gc(lua_State *L)
 {
@@ -144,6 +146,106 @@ static int topk_tostring(lua_State *L)
     return 1;
 }
 
+/* r:attention(layer [, {head = h, row = b}]): the attention patterns of a layer (0-based, as
+ * in the hook names) as a grid of every head, or one head's heatmap, with token labels. */
+static int run_attention(lua_State *L)
+{
+    run_ud *r = check_run(L, 1);
+    model_ud *u = run_model(L, 1);
+    lua_Integer layer = luaL_checkinteger(L, 2);
+    lua_Integer head = 0, row = 1;
+    if (lua_istable(L, 3)) {
+        lua_getfield(L, 3, "head");
+        head = luaL_optinteger(L, -1, 0);
+        lua_getfield(L, 3, "row");
+        row = luaL_optinteger(L, -1, 1);
+        lua_pop(L, 2);
+    }
+    char name[96];
+    snprintf(name, sizeof name, "blocks.%lld.attn.hook_pattern", (long long)layer);
+    const lp_tensor *p = lp_run_get(&r->run, name);
+    if (!p) {
+        if (!lp_model_has_hook(u->m, name))
+            return luaL_error(L, "attention: the model has no layer %d (layers 0..%d)", (int)layer,
+                              u->m->cfg.n_layers - 1);
+        return luaL_error(L, "attention: this run did not cache %s; run with {cache = true} or "
+                             "{cache = \"hook_pattern\"}", name);
+    }
+    if (p->ndim != 4)
+        return luaL_error(L, "attention: %s is not (batch, heads, query, key)", name);
+    int64_t B = p->shape[0], H = p->shape[1], T = p->shape[2];
+    if (row < 1 || row > B)
+        return luaL_error(L, "attention: row %d out of range 1..%d", (int)row, (int)B);
+    if (head < 0 || head > H)
+        return luaL_error(L, "attention: head %d out of range 1..%d", (int)head, (int)H);
+    size_t n = (size_t)lp_tensor_numel(p);
+    float *all = lua_newuserdatauv(L, n * sizeof *all, 0);
+    if (lp_tensor_to_host(p, all) < 0)
+        return lp_lua_backend_error(L, "attention");
+    const float *v = all + (size_t)(row - 1) * H * T * T;
+    /* token labels, kept alive by a table on the stack */
+    const char **labels = lua_newuserdatauv(L, (size_t)T * sizeof *labels, 0);
+    lua_createtable(L, (int)T, 0);
+    for (int64_t t = 0; t < T; t++) {
+        char buf[32];
+        lua_pushstring(L, token_str(u, r->tokens[(size_t)(row - 1) * r->T + (size_t)t], buf, sizeof buf));
+        labels[t] = lua_tostring(L, -1);
+        lua_rawseti(L, -2, t + 1);
+    }
+    char title[128];
+    lp_heatmap_opts o = {title, labels, labels, "query", "key", LP_SCALE_SEQUENTIAL};
+    json_t *b;
+    if (head > 0) {
+        snprintf(title, sizeof title, "Attention pattern, layer %lld, head %lld", (long long)layer, (long long)head);
+        b = lp_display_heatmap(v + (size_t)(head - 1) * T * T, (size_t)T, (size_t)T, &o);
+    } else {
+        snprintf(title, sizeof title, "Attention patterns, layer %lld, %lld heads", (long long)layer, (long long)H);
+        char(*titles)[24] = lua_newuserdatauv(L, (size_t)H * sizeof *titles, 0);
+        const char **tp = lua_newuserdatauv(L, (size_t)H * sizeof *tp, 0);
+        for (int64_t h = 0; h < H; h++) {
+            snprintf(titles[h], sizeof titles[h], "head %lld", (long long)h + 1);
+            tp[h] = titles[h];
+        }
+        b = lp_display_heatmap_grid(v, (size_t)H, (size_t)T, (size_t)T, tp, &o);
+    }
+    if (!b)
+        return lp_lua_backend_error(L, "attention");
+    /* a figure: {bundle = {mime = text}} with __display and __tostring */
+    lua_newtable(L);
+    lua_newtable(L);
+    const char *mime;
+    json_t *val;
+    json_object_foreach(b, mime, val)
+    {
+        if (json_is_string(val)) {
+            lua_pushstring(L, json_string_value(val));
+            lua_setfield(L, -2, mime);
+        }
+    }
+    json_decref(b);
+    lua_setfield(L, -2, "bundle");
+    luaL_setmetatable(L, FIGURE_MT);
+    return 1;
+}
+
+static int figure_display(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_getfield(L, 1, "bundle");
+    return 1;
+}
+
+static int figure_tostring(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_getfield(L, 1, "bundle");
+    if (lua_istable(L, -1))
+        lua_getfield(L, -1, "text/plain");
+    if (!lua_isstring(L, -1))
+        lua_pushliteral(L, "<figure>");
+    return 1;
+}
+
 static int run_names(lua_State *L)
 {
     run_ud *r = check_run(L, 1);
@@ -204,6 +306,12 @@ static int run_tostring(lua_State *L)
 
 void lp_lua_open_run(lua_State *L)
 {
+    luaL_newmetatable(L, FIGURE_MT);
+    lua_pushcfunction(L, figure_display);
+    lua_setfield(L, -2, "__display");
+    lua_pushcfunction(L, figure_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
     int mt;
     luaL_newmetatable(L, RUN_MT);
     mt = lua_gettop(L);
@@ -212,6 +320,10 @@ void lp_lua_open_run(lua_State *L)
                    "r:top([k [, pos [, row]]]) -> table\nThe k (default 10) most likely next tokens after position pos\n"
                    "(default the last; negative counts from the end) of batch row row (default 1): a list of\n"
                    "{token, id, prob, logit}, shown as a table.");
+    lp_lua_setfunc(L, -1, "attention", run_attention,
+                   "r:attention(layer [, {head = h, row = b}]) -> figure\nThe attention patterns of a layer (0-based,\n"
+                   "as in the hook names) for every head, or one head (1-based), with the tokens as labels.\n"
+                   "Needs blocks.<layer>.attn.hook_pattern in the run's cache.");
     lp_lua_setfunc(L, -1, "names", run_names, "r:names() -> {names}\nThe hook points this run cached.");
     lua_setfield(L, mt, "__methods");
     lua_pushcfunction(L, run_index);

@@ -164,3 +164,21 @@ Test(lua_model, generate_greedy_and_sampled)
     run_err("m:generate(ids, {temperature = -1})", "temperature");
     run_err("m:generate({{1, 2}, {3, 4}})", "one prompt");
 }
+
+/* r:attention shows the cached patterns: a grid of every head, or one head, labelled. */
+Test(lua_model, attention_figures)
+{
+    fx_opts o = {0};
+    use(&o);
+    run("r = m:run(ids)\n"
+        "local f = r:attention(0)\n"
+        "local b = getmetatable(f).__display(f)\n"
+        "assert(b['text/html']:find('data:image/svg+xml;base64,', 1, true), 'a picture')\n"
+        "assert(tostring(f):find('heads') or tostring(f):find('head'), tostring(f))\n"
+        "local one = r:attention(0, {head = 1})\n"
+        "assert(getmetatable(one).__display(one)['text/html'])\n");
+    run_err("r:attention(99)", "no layer 99");
+    run_err("r:attention(0, {head = 99})", "out of range");
+    run("r2 = m:run(ids, {cache = false})");
+    run_err("r2:attention(0)", "did not cache");
+}
