@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "bundle.h"
+#include "core/buf.h"
 #include "core/error.h"
 #include "figures.h"
 #include "lua_api.h"
@@ -246,6 +247,160 @@ static int figure_tostring(lua_State *L)
     return 1;
 }
 
+/* r:logit_lens([{pos = p, row = b, k = 5}]): what each layer's residual stream predicts at
+ * one position, read through the final norm and the unembedding (nostalgebraist's logit
+ * lens). Needs blocks.L.hook_resid_post cached for every layer. A table figure; its field
+ * `layers` holds {layer, top = {{id, token, prob}...}, next_prob} per layer. */
+static int run_logit_lens(lua_State *L)
+{
+    run_ud *r = check_run(L, 1);
+    model_ud *u = run_model(L, 1);
+    lua_Integer pos = r->T, row = 1, k = 5;
+    if (lua_istable(L, 2)) {
+        lua_getfield(L, 2, "pos");
+        pos = luaL_optinteger(L, -1, r->T);
+        lua_getfield(L, 2, "row");
+        row = luaL_optinteger(L, -1, 1);
+        lua_getfield(L, 2, "k");
+        k = luaL_optinteger(L, -1, 5);
+        lua_pop(L, 3);
+    }
+    if (pos < 0)
+        pos += r->T + 1;
+    if (pos < 1 || pos > r->T || row < 1 || row > r->B || k < 1 || k > 50)
+        return luaL_error(L, "logit_lens: pos must be in 1..%d, row in 1..%d, k in 1..50", r->T, r->B);
+    const lp_model_config *c = &u->m->cfg;
+    int NL = c->n_layers, D = c->d_model, V = c->d_vocab;
+    float *resid = lua_newuserdatauv(L, (size_t)NL * D * sizeof *resid, 0);
+    for (int l = 0; l < NL; l++) {
+        char name[96];
+        snprintf(name, sizeof name, "blocks.%d.hook_resid_post", l);
+        const lp_tensor *t = lp_run_get(&r->run, name);
+        if (!t)
+            return luaL_error(L, "logit_lens: this run did not cache %s; run with {cache = true} or "
+                                 "{cache = \"hook_resid_post\"}", name);
+        int64_t idx[3] = {row - 1, pos - 1, 0};
+        for (int d = 0; d < D; d++) {
+            idx[2] = d;
+            if (lp_tensor_get(t, idx, &resid[(size_t)l * D + d]) < 0)
+                return lp_lua_backend_error(L, "logit_lens");
+        }
+    }
+    float *logits = lua_newuserdatauv(L, (size_t)NL * V * sizeof *logits, 0);
+    if (lp_model_unembed(u->m, resid, NL, logits) < 0)
+        return lp_lua_backend_error(L, "logit_lens");
+    int32_t next = pos < r->T ? r->tokens[(size_t)(row - 1) * r->T + (size_t)pos] : -1;
+    /* per layer: softmax, the top k, the probability of the actual next token */
+    size_t cols = next >= 0 ? 3 : 2;
+    const char **cells = lua_newuserdatauv(L, (size_t)NL * cols * sizeof *cells, 0);
+    lua_createtable(L, NL * (int)cols, 0); /* keeps the cell strings */
+    int anchor = lua_gettop(L), na = 0;
+    lua_createtable(L, NL, 0); /* layers */
+    int layers = lua_gettop(L);
+    for (int l = 0; l < NL; l++) {
+        float *z = logits + (size_t)l * V;
+        float mx = z[0];
+        for (int v = 1; v < V; v++)
+            mx = z[v] > mx ? z[v] : mx;
+        double sum = 0;
+        for (int v = 0; v < V; v++)
+            sum += exp((double)z[v] - mx);
+        lua_createtable(L, 0, 3);
+        lua_pushinteger(L, l);
+        lua_setfield(L, -2, "layer");
+        lua_createtable(L, (int)k, 0);
+        lp_buf tops = LP_BUF_INIT;
+        for (int j = 0; j < k; j++) { /* k passes: k is small */
+            int best = -1;
+            for (int v = 0; v < V; v++)
+                if (z[v] > -INFINITY && (best < 0 || z[v] > z[best]))
+                    best = v;
+            if (best < 0)
+                break;
+            char buf[32], item[96];
+            double p = exp((double)z[best] - mx) / sum;
+            const char *tok = token_str(u, best, buf, sizeof buf);
+            lua_createtable(L, 0, 3);
+            lua_pushinteger(L, best);
+            lua_setfield(L, -2, "id");
+            lua_pushstring(L, tok);
+            lua_setfield(L, -2, "token");
+            lua_pushnumber(L, p);
+            lua_setfield(L, -2, "prob");
+            lua_rawseti(L, -2, j + 1);
+            snprintf(item, sizeof item, "%s%s (%.3f)", j ? ", " : "", tok, p);
+            lp_buf_puts(&tops, item);
+            z[best] = -INFINITY; /* taken */
+        }
+        lua_pushstring(L, lp_buf_str(&tops));
+        lp_buf_free(&tops);
+        lua_rawseti(L, anchor, ++na);
+        lua_rawgeti(L, anchor, na);
+        cells[(size_t)l * cols + 1] = lua_tostring(L, -1);
+        lua_pop(L, 1);
+        lua_setfield(L, -2, "top");
+        char num[48];
+        snprintf(num, sizeof num, "%d", l);
+        lua_pushstring(L, num);
+        cells[(size_t)l * cols] = lua_tostring(L, -1);
+        lua_rawseti(L, anchor, ++na);
+        if (next >= 0) {
+            /* the next token's probability (its logit was not taken unless in the top k) */
+            float *zz = logits + (size_t)l * V;
+            double pn = 0;
+            lua_getfield(L, -1, "top");
+            for (int j = 1; j <= k; j++) {
+                lua_rawgeti(L, -1, j);
+                if (lua_istable(L, -1)) {
+                    lua_getfield(L, -1, "id");
+                    if (lua_tointeger(L, -1) == next) {
+                        lua_getfield(L, -2, "prob");
+                        pn = lua_tonumber(L, -1);
+                        lua_pop(L, 1);
+                    }
+                    lua_pop(L, 1);
+                }
+                lua_pop(L, 1);
+            }
+            lua_pop(L, 1);
+            if (pn == 0 && zz[next] > -INFINITY)
+                pn = exp((double)zz[next] - mx) / sum;
+            lua_pushnumber(L, pn);
+            lua_setfield(L, -2, "next_prob");
+            snprintf(num, sizeof num, "%.4f", pn);
+            lua_pushstring(L, num);
+            cells[(size_t)l * cols + 2] = lua_tostring(L, -1);
+            lua_rawseti(L, anchor, ++na);
+        }
+        lua_rawseti(L, layers, l + 1);
+    }
+    char title[160], buf[32];
+    snprintf(title, sizeof title, "Logit lens at position %d (%s)%s%s", (int)pos,
+             token_str(u, r->tokens[(size_t)(row - 1) * r->T + (size_t)(pos - 1)], buf, sizeof buf),
+             next >= 0 ? ", next token " : "", "");
+    const char *header[3] = {"layer", "top tokens (probability)", "p(next)"};
+    json_t *b = lp_display_table(title, header, cells, (size_t)NL, cols);
+    if (!b)
+        return lp_lua_backend_error(L, "logit_lens");
+    lua_newtable(L);
+    lua_newtable(L);
+    const char *mime;
+    json_t *val;
+    json_object_foreach(b, mime, val)
+    {
+        if (json_is_string(val)) {
+            lua_pushstring(L, json_string_value(val));
+            lua_setfield(L, -2, mime);
+        }
+    }
+    json_decref(b);
+    lua_setfield(L, -2, "bundle");
+    lua_pushvalue(L, layers);
+    lua_setfield(L, -2, "layers");
+    luaL_setmetatable(L, FIGURE_MT);
+    return 1;
+}
+
 static int run_names(lua_State *L)
 {
     run_ud *r = check_run(L, 1);
@@ -324,6 +479,11 @@ void lp_lua_open_run(lua_State *L)
                    "r:attention(layer [, {head = h, row = b}]) -> figure\nThe attention patterns of a layer (0-based,\n"
                    "as in the hook names) for every head, or one head (1-based), with the tokens as labels.\n"
                    "Needs blocks.<layer>.attn.hook_pattern in the run's cache.");
+    lp_lua_setfunc(L, -1, "logit_lens", run_logit_lens,
+                   "r:logit_lens([{pos = p, row = b, k = 5}]) -> figure\nWhat each layer's residual stream predicts\n"
+                   "at position pos (default the last), through the final norm and the unembedding: the top k\n"
+                   "tokens per layer and the probability of the actual next token. .layers holds the numbers.\n"
+                   "Needs blocks.L.hook_resid_post cached (the default cache).");
     lp_lua_setfunc(L, -1, "names", run_names, "r:names() -> {names}\nThe hook points this run cached.");
     lua_setfield(L, mt, "__methods");
     lua_pushcfunction(L, run_index);

@@ -597,3 +597,28 @@ fail:
     lp_run_clear(out);
     return -1;
 }
+
+int lp_model_unembed(const lp_model *m, const float *resid, int N, float *logits)
+{
+    const lp_ops *ops = lp_cpu_ops();
+    int D = m->cfg.d_model;
+    float *x = lp_malloc((size_t)N * D * sizeof *x, "unembed input");
+    float *stats = lp_malloc(2 * (size_t)N * sizeof *stats, "unembed norm statistics");
+    int rc = -1;
+    if (!x || !stats)
+        goto done;
+    if (m->cfg.arch == LP_ARCH_GPT2) {
+        if (ops->layernorm_forward(x, stats, stats + N, resid, m->lnf_w->data, m->lnf_b ? m->lnf_b->data : NULL,
+                                   N, D, m->cfg.eps) < 0)
+            goto done;
+    } else if (ops->rmsnorm_forward(x, stats, resid, m->lnf_w->data, N, D, m->cfg.eps) < 0) {
+        goto done;
+    }
+    const lp_linear *u = &m->unembed;
+    rc = ops->matmul_forward(logits, x, u->w->data, u->b ? u->b->data : NULL, 1, N, u->in, u->out,
+                             LP_SHARE_B | (u->trans ? LP_TRANS_B : 0));
+done:
+    free(x);
+    free(stats);
+    return rc;
+}

@@ -137,6 +137,11 @@ bool lp_model_has_hook(const lp_model *m, const char *name);
 /* The i-th hook point name in forward order into buf; 0, or -1 when i is past the end. */
 int lp_model_hook_name(const lp_model *m, size_t i, char *buf, size_t cap);
 
+/* The logits the model would give if the residual stream ended here: the final norm and the
+ * unembedding applied to N residual vectors (resid: N x d_model) into logits (N x d_vocab).
+ * For the logit lens. No hooks run. Returns 0, or -1 with an error (allocation). */
+int lp_model_unembed(const lp_model *m, const float *resid, int N, float *logits);
+
 /* Approximate forward FLOPs for B x T tokens (matrix products and attention). */
 double lp_model_flops(const lp_model *m, int B, int T);
 

@@ -182,3 +182,26 @@ Test(lua_model, attention_figures)
     run("r2 = m:run(ids, {cache = false})");
     run_err("r2:attention(0)", "did not cache");
 }
+
+/* The logit lens of the last layer is the model's own prediction (final norm + unembedding
+ * of the last residual stream); every layer gives a distribution that sums to at most 1. */
+Test(lua_model, logit_lens)
+{
+    fx_opts o = {0};
+    use(&o);
+    run("r = m:run(ids)\n"
+        "local lens = r:logit_lens{k = 3}\n"
+        "local last = lens.layers[#lens.layers]\n"
+        "assert(last.top[1].id == r:top(1)[1].id, 'last layer = the model: ' .. last.top[1].id .. ' vs ' .. r:top(1)[1].id)\n"
+        "assert(math.abs(last.top[1].prob - r:top(1)[1].prob) < 1e-4, 'same probability')\n"
+        "for _, l in ipairs(lens.layers) do\n"
+        "  local s = 0 for _, t in ipairs(l.top) do s = s + t.prob end\n"
+        "  assert(s <= 1 + 1e-5 and #l.top == 3)\n"
+        "end\n"
+        "local mid = r:logit_lens{pos = 2}\n"
+        "assert(mid.layers[1].next_prob ~= nil, 'p(next) where the next token is known')\n"
+        "assert(getmetatable(mid).__display(mid)['text/html']:find('<table', 1, true))\n");
+    run_err("r:logit_lens{pos = 99}", "pos must be");
+    run("r2 = m:run(ids, {cache = false})");
+    run_err("r2:logit_lens()", "did not cache");
+}
