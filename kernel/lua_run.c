@@ -204,7 +204,7 @@ static int run_attention(lua_State *L)
         char(*titles)[24] = lua_newuserdatauv(L, (size_t)H * sizeof *titles, 0);
         const char **tp = lua_newuserdatauv(L, (size_t)H * sizeof *tp, 0);
         for (int64_t h = 0; h < H; h++) {
-            snprintf(titles[h], sizeof titles[h], "head %lld", (long long)h + 1);
+            snprintf(titles[h], sizeof titles[h], "head %d", (int)(h + 1));
             tp[h] = titles[h];
         }
         b = lp_display_heatmap_grid(v, (size_t)H, (size_t)T, (size_t)T, tp, &o);
