@@ -542,6 +542,11 @@ void lp_lua_open_model(lua_State *L)
                    "temperature is 0, else sampled from softmax(logits / temperature) (over the top_k\n"
                    "tokens when top_k > 0) with a generator seeded by seed. Stops at max_tokens, at the\n"
                    "end-of-text token when stop is true, or at the model's context length.");
+    lp_lua_setfunc(L, -1, "head_scores", lp_lua_model_head_scores,
+                   "m:head_scores([{seq_len = 50, batch = 4, seed = 0}]) -> figure\n"
+                   "Previous-token and induction scores of every head, measured on repeated random tokens\n"
+                   "[r_1..r_S, r_1..r_S]: layer x head heatmaps; .induction[layer + 1][head],\n"
+                   ".previous_token[layer + 1][head] and .tokens hold the numbers and the input.");
     lp_lua_setfunc(L, -1, "hooks", model_hooks, "m:hooks() -> {names}\nEvery hook point of the model, in forward order.");
     lp_lua_setfunc(L, -1, "to_tokens", model_to_tokens,
                    "m:to_tokens(text) -> {ids}\nThe token ids of text (BOS as the model's tokenizer adds it).");

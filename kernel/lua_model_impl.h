@@ -38,8 +38,9 @@ static inline run_ud *check_run(lua_State *L, int idx) { return luaL_checkudata(
 /* The tokens of the argument at idx (text, ids, a batch of ids, or a Tensor) into a buffer
  * owned by a userdata left on the stack; raises on bad input. */
 int32_t *lp_lua_model_tokens(lua_State *L, model_ud *u, int idx, int *B, int *T);
-/* m:generate (lua_generate.c). */
+/* m:generate (lua_generate.c) and m:head_scores (lua_scores.c). */
 int lp_lua_model_generate(lua_State *L);
+int lp_lua_model_head_scores(lua_State *L);
 
 /* Creates the metatables of loupe.Run and its top-k table (lua_run.c). */
 void lp_lua_open_run(lua_State *L);

@@ -205,3 +205,31 @@ Test(lua_model, logit_lens)
     run("r2 = m:run(ids, {cache = false})");
     run_err("r2:logit_lens()", "did not cache");
 }
+
+/* head_scores, recomputed here from the patterns of an ordinary run on the same tokens. */
+Test(lua_model, head_scores_match_the_patterns)
+{
+    fx_opts o = {0};
+    use(&o);
+    run("local S = 4\n"
+        "local s = m:head_scores{seq_len = S, batch = 2, seed = 1}\n"
+        "local T = #s.tokens[1]\n"
+        "local off = T - 2 * S\n"
+        "for i = 1, S do assert(s.tokens[1][off + i] == s.tokens[1][off + S + i], 'repeated') end\n"
+        "local r = m:run(s.tokens)\n"
+        "for l = 0, m.n_layers - 1 do\n"
+        "  local p = r['blocks.' .. l .. '.attn.hook_pattern']\n"
+        "  for h = 1, m.n_heads do\n"
+        "    local sp, si = 0, 0\n"
+        "    for b = 1, 2 do for i = 2, T do\n"
+        "      sp = sp + p[b][h][i][i - 1]\n"
+        "      if i - 1 >= off + S then si = si + p[b][h][i][i - S + 1] end\n"
+        "    end end\n"
+        "    assert(math.abs(sp / (2 * (T - 1)) - s.previous_token[l + 1][h]) < 1e-5, 'previous-token')\n"
+        "    assert(math.abs(si / (2 * S) - s.induction[l + 1][h]) < 1e-5, 'induction')\n"
+        "  end\n"
+        "end\n"
+        "assert(getmetatable(s).__display(s)['text/html']:find('data:image/svg+xml', 1, true))\n");
+    run_err("m:head_scores{seq_len = 1}", "seq_len");
+    run_err("m:head_scores{seq_len = 100000}", "context");
+}
