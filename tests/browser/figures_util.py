@@ -252,6 +252,44 @@ def heatmap_tip(root: Any) -> Any:
     return root.locator(":scope > div[style*='pointer-events']")
 
 
+def _stable_box(img: Any, tries: int = 50) -> dict:
+    """The image's bounding box once two reads 50 ms apart agree (JupyterLab keeps laying
+    out the notebook while later outputs' images load, and scrolling may still be going)."""
+    last = img.bounding_box()
+    for _ in range(tries):
+        time.sleep(0.05)
+        box = img.bounding_box()
+        if box == last and box is not None:
+            return box
+        last = box
+    return last
+
+
+def hover_heatmap_cell(page: Any, root: Any, panel: int, row: int, col: int,
+                       expect_text: str | None = None) -> Any:
+    """Moves the mouse onto cell (row, col) of a panel of a heatmap figure until its tooltip
+    shows (and contains expect_text, if given); returns the tooltip locator. The point is
+    recomputed on every try, after the layout has settled, and the mouse leaves the image in
+    between so that every try delivers a fresh mousemove. Asserts when no try succeeds."""
+    img = root.locator("img").first
+    d = figure_data(root)
+    tip = heatmap_tip(root)
+    for _ in range(10):
+        img.scroll_into_view_if_needed()
+        _stable_box(img)
+        page.mouse.move(1, 1)
+        x, y = heatmap_cell_point(img, d, panel, row, col)
+        page.mouse.move(x, y, steps=2)
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            if tip.count() and tip.first.is_visible():
+                if expect_text is None or expect_text in (tip.first.text_content() or ""):
+                    return tip
+            time.sleep(0.05)
+    raise AssertionError(f"the heatmap tooltip for panel {panel}, cell ({row}, {col}) never showed"
+                         + (f" with {expect_text!r}" if expect_text else ""))
+
+
 def code_cell_count(nb_path) -> int:
     import nbformat
 

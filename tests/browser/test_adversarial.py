@@ -145,13 +145,10 @@ def test_hover_shows_tokens_as_text(nb_page):
     hm = out(page, "heatmap").locator(".lp-heatmap").first
     img = hm.locator("img").first
     img.scroll_into_view_if_needed()
-    d = fu.figure_data(hm)
     tip = fu.heatmap_tip(hm)
     tips = []
     for row, col in ((0, 0), (4, 1), (5, 4), (11, 7)):
-        page.mouse.move(*fu.heatmap_cell_point(img, d, 0, row, col))
-        expect(tip).to_be_visible()
-        expect(tip).to_contain_text(f"<q> {row} ")
+        fu.hover_heatmap_cell(page, hm, 0, row, col, f"<q> {row} ")
         tips.append(tip.text_content())
     fu.shot(hm, "adversarial-heatmap-hover")
     no_harm(page, watch)
@@ -193,8 +190,7 @@ def test_scripts_run_once_per_output_and_stay_in_it(nb_page):
     h1, h2 = (twice.nth(k).locator(".lp-heatmap") for k in (2, 3))
     img2 = h2.locator("img").first
     img2.scroll_into_view_if_needed()
-    page.mouse.move(*fu.heatmap_cell_point(img2, fu.figure_data(h2), 0, 2, 1))
-    expect(fu.heatmap_tip(h2)).to_be_visible()
+    fu.hover_heatmap_cell(page, h2, 0, 2, 1)
     expect(fu.heatmap_tip(h1)).to_be_hidden()
     fu.shot(twice.nth(3), "adversarial-twice-hover")
 

@@ -54,16 +54,13 @@ def test_figures_in_jupyterlab(isolated_env, tmp_path):
             # hover a heatmap cell: query 3 " sat", key 2 " cat"; the value must match the
             # static values table (built separately, without scripts)
             hm = root_of(page, "heatmap")
-            d = fu.figure_data(hm)
             img = hm.locator("img").first
             img.scroll_into_view_if_needed()
             title = hm.locator("details table tr").nth(3).locator("td").nth(2).get_attribute("title")
             m = re.fullmatch(r"3 +sat \u2192 2 +cat: ([-0-9.e]+)", title)
             assert m, title
             want = float(m.group(1))
-            page.mouse.move(*fu.heatmap_cell_point(img, d, 0, 3, 2))
-            tip = fu.heatmap_tip(hm)
-            expect(tip).to_be_visible()
+            tip = fu.hover_heatmap_cell(page, hm, 0, 3, 2, 'query 3 " sat"')
             text = tip.inner_text()
             assert 'query 3 " sat"' in text and 'key 2 " cat"' in text, text
             got = float(re.search(r"= ([-0-9.e]+)", text).group(1))
@@ -72,12 +69,7 @@ def test_figures_in_jupyterlab(isolated_env, tmp_path):
 
             # hover a grid panel: head L0H2 (self attention, score 3), query 5, key 5
             grid = root_of(page, "grid")
-            gd = fu.figure_data(grid)
-            gimg = grid.locator("img").first
-            gimg.scroll_into_view_if_needed()
-            page.mouse.move(*fu.heatmap_cell_point(gimg, gd, 2, 5, 5))
-            gtip = fu.heatmap_tip(grid)
-            expect(gtip).to_be_visible()
+            gtip = fu.hover_heatmap_cell(page, grid, 2, 5, 5, "query 5")
             gtext = gtip.inner_text()
             want = math.exp(3) / (math.exp(3) + 5)
             assert gtext.startswith("L0H2\n") and "query 5" in gtext and "key 5" in gtext, gtext
