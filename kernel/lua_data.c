@@ -235,6 +235,57 @@ static int l_data_load(lua_State *L)
     return 1;
 }
 
+lp_dataset *lp_lua_check_dataset(lua_State *L, int idx, lp_rng **g)
+{
+    ldataset *u = check_dataset(L, idx);
+    if (!u->d)
+        luaL_error(L, "the dataset was freed");
+    if (g)
+        *g = &u->g;
+    return u->d;
+}
+
+/* count blocks of 2 * seg tokens: seg ids drawn uniformly from [first, vocab), then the same
+ * seg ids again. A model can predict the second copy only by looking back: induction. */
+static int l_data_repeated(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_Integer v[4];
+    const char *keys[4] = {"vocab", "seg", "count", "first"};
+    const lua_Integer defs[4] = {-1, -1, -1, 0};
+    for (int i = 0; i < 4; i++) {
+        lua_getfield(L, 1, keys[i]);
+        if (lua_isnil(L, -1) && defs[i] < 0)
+            return luaL_error(L, "loupe.data.repeated: %s = ... is required", keys[i]);
+        v[i] = lua_isnil(L, -1) ? defs[i] : luaL_checkinteger(L, -1);
+        lua_pop(L, 1);
+    }
+    lua_getfield(L, 1, "seed");
+    lua_Integer seed = lua_isnil(L, -1) ? DEFAULT_SEED : luaL_checkinteger(L, -1);
+    lua_pop(L, 1);
+    lua_Integer vocab = v[0], seg = v[1], count = v[2], first = v[3];
+    if (vocab < 2 || vocab > (1 << 30) || first < 0 || first >= vocab - 1)
+        return luaL_error(L, "loupe.data.repeated: need 0 <= first < vocab - 1 and vocab >= 2 (got first %d, vocab %d)",
+                          (int)first, (int)vocab);
+    if (seg < 1 || count < 1 || seg > (1 << 20) || count > (1 << 26) / (2 * seg))
+        return luaL_error(L, "loupe.data.repeated: seg and count must be positive with 2 * seg * count at most 2^26 "
+                             "(got seg %d, count %d)", (int)seg, (int)count);
+    size_t n = (size_t)(2 * seg * count);
+    int32_t *ids = lua_newuserdatauv(L, n * sizeof(int32_t), 0);
+    lp_rng g;
+    lp_rng_seed(&g, (uint64_t)seed);
+    for (lua_Integer b = 0; b < count; b++) {
+        int32_t *blk = ids + 2 * seg * b;
+        for (lua_Integer i = 0; i < seg; i++)
+            blk[i] = (int32_t)(first + (lua_Integer)lp_rng_below(&g, (uint64_t)(vocab - first)));
+        memcpy(blk + seg, blk, (size_t)seg * sizeof(int32_t));
+    }
+    ldataset *u = push_dataset(L, seed);
+    if (!(u->d = lp_dataset_from_ids(ids, n)))
+        return lp_lua_backend_error(L, "loupe.data.repeated");
+    return 1;
+}
+
 static int ds_size(lua_State *L)
 {
     lua_pushinteger(L, (lua_Integer)lp_dataset_size(check_dataset(L, 1)->d));
@@ -377,7 +428,12 @@ void lp_lua_open_data(lua_State *L)
                    "loupe.data.load{files = {...} | text = \"...\" | tokens = \"file.bin\", tokenizer = tok, seed = "
                    "1234} -> Dataset\nText files (UTF-8, each followed by the tokenizer's EOS) or a token file; "
                    ":batch(B, ctx), :size(), :split(fraction), :save(path).");
-    lp_lua_setdoc(L, -1, "loupe.data: training data (loupe.data.load).");
+    lp_lua_setfunc(L, -1, "repeated", l_data_repeated,
+                   "loupe.data.repeated{vocab = V, seg = 16, count = 5000, [first = 0], [seed = 1234]} -> Dataset\n"
+                   "count blocks of 2 * seg tokens: seg random ids in [first, V), then the same ids again. The "
+                   "second copy is predictable only by looking back at the first: training data for induction "
+                   "heads.");
+    lp_lua_setdoc(L, -1, "loupe.data: training data (loupe.data.load, loupe.data.repeated).");
     lua_setfield(L, loupe, "data");
     lua_settop(L, loupe);
 }

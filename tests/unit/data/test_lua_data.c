@@ -98,3 +98,25 @@ Test(lua_data, errors_are_clear)
     e = run_err("local d = loupe.data.load{tokens = DIR .. '/nope.tok'} ");
     cr_expect(strstr(e, "nope.tok"), "%s", e);
 }
+
+Test(lua_data, repeated_segments)
+{
+    run("local d = loupe.data.repeated{vocab = 50, seg = 4, count = 30, first = 3, seed = 7}\n"
+        "assert(d:size() == 240, d:size())\n"
+        "for b = 0, 29 do\n"
+        "  local t = d:tokens(8 * b + 1, 8)\n"
+        "  for i = 1, 4 do\n"
+        "    assert(t[i] == t[i + 4], 'block ' .. b .. ' is not repeated')\n"
+        "    assert(t[i] >= 3 and t[i] < 50, 'id out of range: ' .. t[i])\n"
+        "  end\n"
+        "end\n"
+        "local e = loupe.data.repeated{vocab = 50, seg = 4, count = 30, first = 3, seed = 7}\n"
+        "assert(table.concat(e:tokens(1, 240), ',') == table.concat(d:tokens(1, 240), ','), 'not deterministic')\n"
+        "local f = loupe.data.repeated{vocab = 50, seg = 4, count = 30, first = 3, seed = 8}\n"
+        "assert(table.concat(f:tokens(1, 240), ',') ~= table.concat(d:tokens(1, 240), ','), 'seed ignored')\n"
+        "local x, y = d:batch(2, 8)\n"
+        "assert(x:shape()[1] == 2 and x:shape()[2] == 8)\n");
+    cr_assert(strstr(run_err("loupe.data.repeated{vocab = 50, seg = 0, count = 3}"), "seg and count must be positive"));
+    cr_assert(strstr(run_err("loupe.data.repeated{seg = 4, count = 3}"), "vocab = ... is required"));
+    cr_assert(strstr(run_err("loupe.data.repeated{vocab = 10, seg = 4, count = 3, first = 9}"), "first < vocab - 1"));
+}
