@@ -132,6 +132,13 @@ int lp_model_config_parse(const char *text, size_t len, const char *label, lp_mo
     }
     if (parse_arch(root, label, &c->arch) < 0)
         goto out;
+    json_t *ao = json_object_get(root, "loupe_attn_only");
+    if (ao && !json_is_null(ao) && !json_is_boolean(ao)) {
+        lp_set_error("%s: \"loupe_attn_only\" must be true or false", label);
+        goto out;
+    }
+    int attn_only = json_is_true(ao);
+    c->attn_only = attn_only;
     c->bos = token_id(root, "bos_token_id");
     c->eos = token_id(root, "eos_token_id");
     double eps;
@@ -163,6 +170,10 @@ int lp_model_config_parse(const char *text, size_t len, const char *label, lp_mo
         }
         c->d_head = c->d_model / c->n_heads;
     } else {
+        if (attn_only) {
+            lp_set_error("%s: \"loupe_attn_only\" is for the GPT-2 family only (this is a llama config)", label);
+            goto out;
+        }
         if (get_int(root, label, "num_hidden_layers", NULL, -1, &c->n_layers) < 0 ||
             get_int(root, label, "hidden_size", NULL, -1, &c->d_model) < 0 ||
             get_int(root, label, "num_attention_heads", NULL, -1, &c->n_heads) < 0 ||

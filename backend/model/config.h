@@ -31,6 +31,9 @@ typedef struct lp_model_config {
     int tied;       /* unembedding is the embedding matrix */
     int attn_bias;  /* Llama: q/k/v/o projections have biases */
     int mlp_bias;   /* Llama: gate/up/down have biases */
+    int attn_only;  /* GPT-2 family: blocks have no ln2 and no MLP (config.json key
+                     * "loupe_attn_only"; such checkpoints carry zero MLP weights with
+                     * n_inner 1 so that transformers computes the same function) */
     /* rotary embeddings (Llama) */
     double rope_theta;
     lp_rope_kind rope;

@@ -1,7 +1,9 @@
 /* Building an lp_model from a folder: config.json, then every tensor by its Hugging Face
  * name with its expected shape. One f32 copy of each weight; the files are unmapped before
  * returning. GPT-2 keys may carry the "transformer." prefix; its attn.bias / masked_bias
- * buffers are never read. */
+ * buffers are never read. An attention-only GPT-2 (cfg.attn_only) reads no ln_2 or MLP
+ * tensors, even when the file has them (loupe's checkpoints carry zero placeholders for
+ * transformers): ln2_w / ln2_b stay NULL and fc / proj zeroed. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,8 +62,10 @@ static int load_gpt2(loader *ld)
     for (int L = 0; L < c->n_layers; L++) {
         lp_block *b = &m->blocks[L];
         char base[64];
-        if (!(b->ln1_w = get(ld, 1, D, 0, "h.%d.ln_1.weight", L)) || !(b->ln1_b = get(ld, 1, D, 0, "h.%d.ln_1.bias", L)) ||
-            !(b->ln2_w = get(ld, 1, D, 0, "h.%d.ln_2.weight", L)) || !(b->ln2_b = get(ld, 1, D, 0, "h.%d.ln_2.bias", L)))
+        if (!(b->ln1_w = get(ld, 1, D, 0, "h.%d.ln_1.weight", L)) || !(b->ln1_b = get(ld, 1, D, 0, "h.%d.ln_1.bias", L)))
+            return -1;
+        if (!c->attn_only && (!(b->ln2_w = get(ld, 1, D, 0, "h.%d.ln_2.weight", L)) ||
+                              !(b->ln2_b = get(ld, 1, D, 0, "h.%d.ln_2.bias", L))))
             return -1;
 #define LIN(field, in, out, fmt)                              \
         snprintf(base, sizeof base, fmt, L);                  \
@@ -69,6 +73,8 @@ static int load_gpt2(loader *ld)
             return -1;
         LIN(qkv, D, 3 * D, "h.%d.attn.c_attn")
         LIN(o, D, D, "h.%d.attn.c_proj")
+        if (c->attn_only)
+            continue;
         LIN(fc, D, F, "h.%d.mlp.c_fc")
         LIN(proj, F, D, "h.%d.mlp.c_proj")
 #undef LIN
@@ -171,6 +177,10 @@ static int rnd_linear(lp_model *m, lp_rng *g, lp_linear *l, int in, int out, int
 
 lp_model *lp_model_random(const lp_model_config *cfg, uint64_t seed)
 {
+    if (cfg->attn_only && cfg->arch != LP_ARCH_GPT2) {
+        lp_set_error("attention-only models are GPT-2 family only (this config is %s)", lp_arch_name(cfg->arch));
+        return NULL;
+    }
     lp_model *m = calloc(1, sizeof *m);
     if (!m || !(m->folder = strdup("(random)")) || !(m->blocks = calloc((size_t)cfg->n_layers, sizeof *m->blocks))) {
         lp_model_free(m);
@@ -186,12 +196,13 @@ lp_model *lp_model_random(const lp_model_config *cfg, uint64_t seed)
         goto fail;
     for (int L = 0; L < cfg->n_layers; L++) {
         lp_block *b = &m->blocks[L];
-        if (!(b->ln1_w = rnd(m, &g, 1, D, 0, 0, 1)) || !(b->ln2_w = rnd(m, &g, 1, D, 0, 0, 1)))
+        int mlp = !(gpt2 && cfg->attn_only);
+        if (!(b->ln1_w = rnd(m, &g, 1, D, 0, 0, 1)) || (mlp && !(b->ln2_w = rnd(m, &g, 1, D, 0, 0, 1))))
             goto fail;
         if (gpt2) {
-            if (!(b->ln1_b = rnd(m, &g, 1, D, 0, 0, 0)) || !(b->ln2_b = rnd(m, &g, 1, D, 0, 0, 0)) ||
+            if (!(b->ln1_b = rnd(m, &g, 1, D, 0, 0, 0)) || (mlp && !(b->ln2_b = rnd(m, &g, 1, D, 0, 0, 0))) ||
                 rnd_linear(m, &g, &b->qkv, D, 3 * D, 0, 1) < 0 || rnd_linear(m, &g, &b->o, D, D, 0, 1) < 0 ||
-                rnd_linear(m, &g, &b->fc, D, F, 0, 1) < 0 || rnd_linear(m, &g, &b->proj, F, D, 0, 1) < 0)
+                (mlp && (rnd_linear(m, &g, &b->fc, D, F, 0, 1) < 0 || rnd_linear(m, &g, &b->proj, F, D, 0, 1) < 0)))
                 goto fail;
         } else {
             int H = cfg->n_heads, K = cfg->n_kv_heads, ab = cfg->attn_bias, mb = cfg->mlp_bias;
@@ -244,7 +255,7 @@ double lp_model_flops(const lp_model *m, int B, int T)
     const lp_model_config *c = &m->cfg;
     double N = (double)B * T, D = c->d_model, HS = c->d_head;
     double qkv = D * (c->n_heads + 2.0 * c->n_kv_heads) * HS, o = c->n_heads * HS * D;
-    double mlp = (c->arch == LP_ARCH_GPT2 ? 2.0 : 3.0) * D * c->d_mlp;
+    double mlp = c->attn_only ? 0.0 : (c->arch == LP_ARCH_GPT2 ? 2.0 : 3.0) * D * c->d_mlp;
     double attn = 2.0 * c->n_heads * (double)T * HS; /* q.k and pattern.v per token, full T x T */
     double per_tok = 2.0 * (qkv + o + mlp) + 2.0 * attn;
     return N * (c->n_layers * per_tok + 2.0 * D * c->d_vocab);

@@ -47,4 +47,11 @@ int32_t lp_tokenizer_eos(const lp_tokenizer *t);
 /* The id of a token given as the vocab writes it ("Ġthe") or as its text (" the"), or -1. */
 int lp_tokenizer_lookup(const lp_tokenizer *t, const char *token_string);
 
+/* Writes folder/tokenizer.json and folder/tokenizer_config.json (folder must exist; files
+ * there are replaced): one form for every tokenizer loupe reads, which lp_tokenizer_load and
+ * the `tokenizers` library (transformers' PreTrainedTokenizerFast) read with the same ids,
+ * BOS / EOS and tokens added around the text (backend/tokenizer/tok_save.c). 0, or -1 with
+ * the error set. */
+int lp_tokenizer_save(const lp_tokenizer *t, const char *folder);
+
 #endif
