@@ -1,5 +1,6 @@
-/* m:generate: text continuation by repeated forward passes (no key/value cache yet: each
- * step runs the whole sequence, which is fine for the small models loupe looks inside). */
+/* m:generate: text continuation. The prompt runs once into a key/value cache, then each step
+ * runs only the new token against it (lp_model_run_cached); {kv_cache = false} reruns the whole
+ * sequence every step instead (the same tokens, slower: for checks). */
 #include <lauxlib.h>
 #include <math.h>
 #include <stdlib.h>
@@ -66,11 +67,15 @@ int lp_lua_model_generate(lua_State *L)
     double temperature = opt_num(L, opts, "temperature", 0);
     int top_k = (int)opt_num(L, opts, "top_k", 0);
     uint64_t seed = (uint64_t)opt_num(L, opts, "seed", 0);
-    int stop = 1;
+    int stop = 1, use_cache = 1;
     if (lua_istable(L, opts)) {
         lua_getfield(L, opts, "stop");
         if (!lua_isnil(L, -1))
             stop = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+        lua_getfield(L, opts, "kv_cache");
+        if (!lua_isnil(L, -1))
+            use_cache = lua_toboolean(L, -1);
         lua_pop(L, 1);
     }
     if (max_tokens < 0 || temperature < 0 || !isfinite(temperature))
@@ -88,25 +93,36 @@ int lp_lua_model_generate(lua_State *L)
     lp_rng g;
     lp_rng_seed(&g, seed);
     int32_t eos = u->tok ? lp_tokenizer_eos(u->tok) : -1;
-    int n = T;
+    int n = T, fed = 0; /* tokens in the sequence, and those already in the cache */
+    lp_kv_cache *kv = NULL;
+    if (use_cache && max_tokens > 0 && n < n_ctx && !(kv = lp_kv_cache_new(u->m, 1, (int)cap)))
+        return lp_lua_backend_error(L, "generate");
     for (int step = 0; step < max_tokens && n < n_ctx; step++) {
         lp_run r = {0};
-        if (lp_model_run(u->m, toks, 1, n, NULL, &r) < 0)
-            return lp_lua_backend_error(L, "generate");
-        int64_t idx[3] = {0, n - 1, 0};
-        int rc = 0;
-        for (int v = 0; v < V && rc == 0; v++) { /* the last position's logits */
-            idx[2] = v;
-            rc = lp_tensor_get(r.logits, idx, &last[v]);
+        int rc = kv ? lp_model_run_cached(u->m, kv, toks + fed, 1, n - fed, NULL, &r)
+                    : lp_model_run(u->m, toks, 1, n, NULL, &r);
+        if (rc == 0) { /* the last position's logits */
+            int64_t rows = r.logits->shape[1], idx[3] = {0, rows - 1, 0};
+            if (r.logits->device == LP_DEVICE_CPU && lp_tensor_is_contiguous(r.logits))
+                memcpy(last, r.logits->data + (rows - 1) * V, (size_t)V * sizeof *last);
+            else
+                for (int v = 0; v < V && rc == 0; v++) {
+                    idx[2] = v;
+                    rc = lp_tensor_get(r.logits, idx, &last[v]);
+                }
         }
         lp_run_clear(&r);
-        if (rc < 0)
+        if (rc < 0) {
+            lp_kv_cache_free(kv);
             return lp_lua_backend_error(L, "generate");
+        }
+        fed = n;
         int32_t next = pick(last, V, temperature, top_k, &g, last + V);
         toks[n++] = next;
         if (stop && next == eos)
             break;
     }
+    lp_kv_cache_free(kv);
     /* text of the new tokens (when there is a tokenizer), and every id */
     if (u->tok) {
         size_t len;

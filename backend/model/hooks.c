@@ -21,14 +21,32 @@ static const char *const BLOCK_LLAMA[] = {
     "attn.hook_rot_q", "attn.hook_rot_k", "attn.hook_attn_scores", "attn.hook_pattern", "attn.hook_z",
     "hook_attn_out", "hook_resid_mid", "ln2.hook_scale", "ln2.hook_normalized", "mlp.hook_pre",
     "mlp.hook_pre_linear", "mlp.hook_post", "hook_mlp_out", "hook_resid_post"};
+/* attention-only blocks (TransformerLens' attn_only): no resid_mid, ln2, mlp */
+static const char *const BLOCK_ATTN_ONLY[] = {
+    "hook_resid_pre", "ln1.hook_scale", "ln1.hook_normalized", "attn.hook_q", "attn.hook_k", "attn.hook_v",
+    "attn.hook_attn_scores", "attn.hook_pattern", "attn.hook_z", "hook_attn_out", "hook_resid_post"};
 #define COUNT(a) (sizeof(a) / sizeof *(a))
+
+/* The hook points of one block of m, and their count. */
+static const char *const *block_names(const lp_model *m, size_t *n)
+{
+    if (m->cfg.arch != LP_ARCH_GPT2) {
+        *n = COUNT(BLOCK_LLAMA);
+        return BLOCK_LLAMA;
+    }
+    if (m->cfg.attn_only) {
+        *n = COUNT(BLOCK_ATTN_ONLY);
+        return BLOCK_ATTN_ONLY;
+    }
+    *n = COUNT(BLOCK_GPT2);
+    return BLOCK_GPT2;
+}
 
 int lp_model_hook_name(const lp_model *m, size_t i, char *buf, size_t cap)
 {
     int gpt2 = m->cfg.arch == LP_ARCH_GPT2;
-    size_t npre = gpt2 ? 2 : 1;
-    const char *const *blk = gpt2 ? BLOCK_GPT2 : BLOCK_LLAMA;
-    size_t nb = gpt2 ? COUNT(BLOCK_GPT2) : COUNT(BLOCK_LLAMA);
+    size_t npre = gpt2 ? 2 : 1, nb;
+    const char *const *blk = block_names(m, &nb);
     if (i < npre) {
         snprintf(buf, cap, "%s", GLOBAL_PRE[i]);
         return 0;
@@ -64,8 +82,8 @@ bool lp_model_has_hook(const lp_model *m, const char *name)
     if (end == name + 7 || *end != '.' || L < 0 || L >= m->cfg.n_layers || (name[7] == '0' && end != name + 8))
         return false;
     const char *rest = end + 1;
-    const char *const *blk = gpt2 ? BLOCK_GPT2 : BLOCK_LLAMA;
-    size_t nb = gpt2 ? COUNT(BLOCK_GPT2) : COUNT(BLOCK_LLAMA);
+    size_t nb;
+    const char *const *blk = block_names(m, &nb);
     for (size_t i = 0; i < nb; i++)
         if (!strcmp(rest, blk[i]))
             return true;
@@ -260,6 +278,12 @@ int lp_fwd_hooked(const lp_fwd *f, const char *name)
         if (!strcmp(f->o->hooks[i].name, name))
             return 1;
     return 0;
+}
+
+int lp_fwd_wants(const lp_fwd *f, const char *name)
+{
+    const lp_run_opts *o = f->o;
+    return o && (lp_fwd_hooked(f, name) || o->cache_all || (o->filter && o->filter(o->filter_ud, name)));
 }
 
 int lp_fwd_hook(lp_fwd *f, const char *name, lp_tensor *act, int headdim, int posdim)

@@ -26,6 +26,8 @@
  *   blocks.L.mlp.hook_post (B,T,F)       blocks.L.hook_mlp_out (B,T,D)
  *   blocks.L.hook_resid_post (B,T,D)     ln_final.hook_scale (B,T,1)
  *   ln_final.hook_normalized (B,T,D)
+ * Attention-only models (cfg.attn_only) have no hook_resid_mid, ln2.*, mlp.* or hook_mlp_out:
+ * resid_post = resid_pre + attn_out.
  * Heads are dim 2 of (B,T,H,S) and dim 1 of (B,H,T,T); positions are dim 1, or dim 2 (the
  * query) of (B,H,T,T).
  *
@@ -43,6 +45,8 @@
 
 #include "model/config.h"
 #include "tensor.h"
+
+typedef struct lp_tokenizer lp_tokenizer; /* tokenizer/tokenizer.h */
 
 typedef struct lp_linear {
     lp_tensor *w; /* (out,in) when trans, else (in,out) (GPT-2's Conv1D) */
@@ -75,8 +79,28 @@ typedef struct lp_model {
 lp_model *lp_model_load(const char *folder);
 void lp_model_free(lp_model *m); /* NULL is a no-op */
 /* A model of the given configuration with random weights (N(0, 0.02) matrices, unit norm
- * weights, zero biases), for benchmarks and tests. */
+ * weights, zero biases), for benchmarks and tests. With cfg->attn_only (GPT-2 family only;
+ * an error otherwise) the blocks get no ln2 and no MLP. */
 lp_model *lp_model_random(const lp_model_config *cfg, uint64_t seed);
+
+/* Writes m as a Hugging Face folder that lp_model_load and transformers'
+ * AutoModelForCausalLM.from_pretrained both read (backend/model/save.c):
+ *   config.json        GPT2LMHeadModel or LlamaForCausalLM, "torch_dtype": "float32"
+ *   model.safetensors  f32, the names lp_model_load reads ("transformer." / "model." prefix,
+ *                      GPT-2 Conv1D weights as (in,out)); a tied unembedding stored once
+ *   tokenizer.json, tokenizer_config.json   when tok is not NULL (lp_tokenizer_save)
+ * An attention-only model (cfg.attn_only) is written as a GPT-2 with n_inner 1, ln_2 weights
+ * one and biases zero and all-zero MLP weights, plus "loupe_attn_only": true: transformers
+ * computes the same function (gelu(0) = 0), and lp_model_load reads it back attention-only.
+ * Its d_mlp reads back as 1.
+ *
+ * Atomic: everything is written into a temporary folder beside `folder`, then renamed into
+ * place (the whole folder when it is new; file by file, config.json last, when it exists),
+ * so a failure leaves no half-written checkpoint and overwrites nothing. Missing parent
+ * folders are created (and removed again on failure). Files of the folder that are not
+ * written (an older shard index, say) are left alone.
+ * 0, or -1 with an error naming the folder ("cannot save the model to 'x': ..."). */
+int lp_model_save(const lp_model *m, const char *folder, const lp_tokenizer *tok);
 
 /* ---- hooks ---- */
 
@@ -131,6 +155,43 @@ int lp_model_run(const lp_model *m, const int32_t *tokens, int B, int T, const l
 void lp_run_clear(lp_run *r);
 /* The cached activation called name (borrowed), or NULL. */
 lp_tensor *lp_run_get(const lp_run *r, const char *name);
+
+/* ---- incremental runs (generation) ----
+ * A key/value cache holds, per layer, the keys (after the rotary embedding for Llama) and
+ * values of every position run so far; lp_model_run_cached runs only new positions against
+ * them, for one new token per step of generation instead of the whole sequence:
+ *
+ *   lp_kv_cache *kv = lp_kv_cache_new(m, 1, 0);
+ *   lp_model_run_cached(m, kv, prompt, 1, T, NULL, &r);   // logits (1,T,V); kv holds T
+ *   ... pick next from r.logits' last row, lp_run_clear(&r) ...
+ *   lp_model_run_cached(m, kv, &next, 1, 1, NULL, &r);    // logits (1,1,V) of position T
+ *   lp_kv_cache_free(kv);
+ *
+ * The logits equal those of lp_model_run on the whole sequence (to float rounding). */
+typedef struct lp_kv_cache lp_kv_cache;
+
+/* A cache for m and a batch of B sequences, with room for cap positions to start with (0: a
+ * few; it grows as needed up to the model's context). NULL and an error on bad arguments or
+ * allocation. The cache may only be used with m (or a model of the same shape). */
+lp_kv_cache *lp_kv_cache_new(const lp_model *m, int B, int cap);
+void lp_kv_cache_free(lp_kv_cache *kv); /* NULL is a no-op */
+int lp_kv_cache_len(const lp_kv_cache *kv);   /* positions held */
+int lp_kv_cache_limit(const lp_kv_cache *kv); /* most positions: the model's context */
+void lp_kv_cache_reset(lp_kv_cache *kv);      /* back to no positions (memory kept) */
+/* Forgets the positions from len on (len <= lp_kv_cache_len): to rerun from there. */
+int lp_kv_cache_truncate(lp_kv_cache *kv, int len);
+
+/* Runs T new positions per sequence (tokens (B,T), B the cache's batch) after the P that kv
+ * holds, and appends their keys and values to kv. The new tokens sit at positions P..P+T-1
+ * (GPT-2's position embedding rows, Llama's rotary angles); out->logits is (B,T,V), for the
+ * new positions only. Hooks run at the new positions only: every hook point is (B,T,...) of
+ * the new positions, except attn_scores and pattern, (B,H,T,P+T): the new queries against
+ * every key. A hook's pos counts from the first new position. Hooks on k and v (and rot_k)
+ * change what is cached, for the later runs too. P + T beyond the model's context is an
+ * error naming the limit; so is a cache made for another shape or batch. On error *out is
+ * cleared and kv keeps its P positions. */
+int lp_model_run_cached(const lp_model *m, lp_kv_cache *kv, const int32_t *tokens, int B, int T,
+                        const lp_run_opts *opts, lp_run *out);
 
 /* Whether name is a hook point of this model. */
 bool lp_model_has_hook(const lp_model *m, const char *name);

@@ -1,14 +1,22 @@
 /* bench_forward: the forward pass of a GPT-2-small-shaped model with random weights (12
  * layers, d_model 768, 12 heads, vocab 50257), batch 8 x 128 tokens, on the CPU. In the same
  * run: raw cblas_sgemm GFLOP/s at the model's main product shape (the limit the forward
- * pass is compared with), the same forward with the full activation cache, and PyTorch's
+ * pass is compared with; timed between the forward passes so that noise hits both alike),
+ * the same forward with the full activation cache, and PyTorch's
  * time for the same model (transformers' GPT2LMHeadModel, tests/bench/forward_torch.py,
- * started with posix_spawn) where PyTorch is available. One JSON line:
+ * started with posix_spawn) where PyTorch is available. A first JSON line:
  *   {"bench": "forward gpt2-small 8x128", "tokens_per_s", "gflops", "sgemm_gflops",
  *    "fraction_of_sgemm", "torch_tokens_per_s", "vs_torch", "cache_tokens_per_s",
  *    "cache_overhead", "threads"}
  * Times are medians of several repeats after a warm-up. LOUPE_BENCH_REPS overrides the
- * repeat count; LOUPE_BENCH_BATCH / LOUPE_BENCH_SEQ the shape. */
+ * repeat count; LOUPE_BENCH_BATCH / LOUPE_BENCH_SEQ the shape.
+ *
+ * A second line: greedy generation with the same model, one sequence, a prompt of
+ * LOUPE_BENCH_PROMPT tokens (64) and LOUPE_BENCH_GEN new ones (64), with the key/value cache
+ * (lp_model_run_cached: the prompt once, then one token per step) and without (the whole
+ * sequence every step, as m:generate did before the cache):
+ *   {"bench": "generate gpt2-small 64+64", "tokens_per_s", "nocache_tokens_per_s",
+ *    "speedup", "same_tokens"} */
 #include <cblas.h>
 #include <fcntl.h>
 #include <spawn.h>
@@ -90,23 +98,63 @@ static double torch_tokens_per_s(int B, int T, int reps, int threads)
     return v;
 }
 
-static double sgemm_gflops(int M, int K, int N, int reps)
+/* The sgemm reference: the model's main product shape, timed between the forward passes
+ * (so that a noisy machine slows both alike). */
+typedef struct {
+    float *a, *b, *c;
+    int M, K, N;
+} gemm_ref;
+
+static void gemm_ref_init(gemm_ref *g, int M, int K, int N)
 {
-    float *a = malloc(sizeof(float) * (size_t)M * K), *b = malloc(sizeof(float) * (size_t)K * N),
-          *c = malloc(sizeof(float) * (size_t)M * N);
+    *g = (gemm_ref){malloc(sizeof(float) * (size_t)M * K), malloc(sizeof(float) * (size_t)K * N),
+                    malloc(sizeof(float) * (size_t)M * N), M, K, N};
     for (size_t i = 0; i < (size_t)M * K; i++)
-        a[i] = (float)(i % 7) * 0.01f;
+        g->a[i] = (float)(i % 7) * 0.01f;
     for (size_t i = 0; i < (size_t)K * N; i++)
-        b[i] = (float)(i % 5) * 0.01f;
+        g->b[i] = (float)(i % 5) * 0.01f;
+}
+
+/* The median time of one product over `calls` of them. */
+static double gemm_ref_time(gemm_ref *g, int calls)
+{
     double t[32];
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, a, K, b, N, 0.0f, c, N);
-    for (int r = 0; r < reps; r++) {
+    if (calls > 32)
+        calls = 32;
+    for (int r = 0; r < calls; r++) {
         double t0 = now();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, a, K, b, N, 0.0f, c, N);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->M, g->N, g->K, 1.0f, g->a, g->K, g->b, g->N, 0.0f,
+                    g->c, g->N);
         t[r] = now() - t0;
     }
-    free(a), free(b), free(c);
-    return 2.0 * M * K * N / median(t, reps) / 1e9;
+    return median(t, calls);
+}
+
+/* Greedy generation of N tokens after prompt (P tokens) into out (P + N); the time taken. */
+static double generate(const lp_model *m, const int32_t *prompt, int P, int N, int use_cache, int32_t *out)
+{
+    int V = m->cfg.d_vocab, n = P, fed = 0;
+    memcpy(out, prompt, (size_t)P * sizeof *out);
+    lp_kv_cache *kv = use_cache ? lp_kv_cache_new(m, 1, P + N) : NULL;
+    double t0 = now();
+    for (int s = 0; s < N; s++) {
+        lp_run r;
+        int rc = kv ? lp_model_run_cached(m, kv, out + fed, 1, n - fed, NULL, &r) : lp_model_run(m, out, 1, n, NULL, &r);
+        if (rc < 0) {
+            fprintf(stderr, "bench_forward: generate: %s\n", lp_last_error());
+            exit(1);
+        }
+        const float *last = r.logits->data + (r.logits->shape[1] - 1) * V;
+        int best = 0;
+        for (int v = 1; v < V; v++)
+            best = last[v] > last[best] ? v : best;
+        lp_run_clear(&r);
+        fed = n;
+        out[n++] = best;
+    }
+    double t = now() - t0;
+    lp_kv_cache_free(kv);
+    return t;
 }
 
 int main(void)
@@ -128,7 +176,10 @@ int main(void)
     int32_t *tok = malloc(sizeof(int32_t) * (size_t)B * T);
     for (int i = 0; i < B * T; i++)
         tok[i] = (int32_t)((i * 2654435761u) % (unsigned)c.d_vocab);
-    double tn[32], tc[32];
+    double tn[32], tc[32], tg[32];
+    gemm_ref g;
+    gemm_ref_init(&g, B * T, 768, 3072);
+    gemm_ref_time(&g, 2); /* warm-up */
     lp_run r;
     lp_run_opts all = {.cache_all = 1};
     if (lp_model_run(m, tok, B, T, NULL, &r) < 0) { /* warm-up */
@@ -136,7 +187,7 @@ int main(void)
         return 1;
     }
     lp_run_clear(&r);
-    for (int i = 0; i < reps; i++) { /* alternate so that noise hits both alike */
+    for (int i = 0; i < reps; i++) { /* alternate so that noise hits all alike */
         double t0 = now();
         lp_model_run(m, tok, B, T, NULL, &r);
         tn[i] = now() - t0;
@@ -145,10 +196,12 @@ int main(void)
         lp_model_run(m, tok, B, T, &all, &r);
         tc[i] = now() - t0;
         lp_run_clear(&r);
+        tg[i] = gemm_ref_time(&g, 9);
     }
+    free(g.a), free(g.b), free(g.c);
     double t_plain = median(tn, reps), t_cache = median(tc, reps);
     double flops = lp_model_flops(m, B, T);
-    double sg = sgemm_gflops(B * T, 768, 3072, reps);
+    double sg = 2.0 * g.M * g.K * g.N / median(tg, reps) / 1e9;
     double gf = flops / t_plain / 1e9, tps = B * T / t_plain;
     printf("{\"bench\": \"forward gpt2-small %dx%d\", \"device\": \"cpu\", \"threads\": %d, \"tokens_per_s\": %.1f, "
            "\"gflops\": %.2f, \"sgemm_gflops\": %.2f, \"fraction_of_sgemm\": %.3f, ",
@@ -159,6 +212,17 @@ int main(void)
         printf("\"torch_tokens_per_s\": null, \"vs_torch\": null, ");
     printf("\"cache_tokens_per_s\": %.1f, \"cache_overhead\": %.3f, \"seconds\": %.3f}\n", B * T / t_cache,
            t_cache / t_plain - 1, t_plain);
+    /* generation: one run of each, after a short warm-up of the cached path */
+    int P = env_int("LOUPE_BENCH_PROMPT", 64), N = env_int("LOUPE_BENCH_GEN", 64);
+    if (P + N > c.n_ctx)
+        P = c.n_ctx / 2, N = c.n_ctx - P;
+    int32_t *ga = malloc(sizeof(int32_t) * (size_t)(P + N)), *gb = malloc(sizeof(int32_t) * (size_t)(P + N));
+    generate(m, tok, P, 4 < N ? 4 : N, 1, ga);
+    double t_kv = generate(m, tok, P, N, 1, ga), t_full = generate(m, tok, P, N, 0, gb);
+    printf("{\"bench\": \"generate gpt2-small %d+%d\", \"device\": \"cpu\", \"threads\": %d, \"tokens_per_s\": %.2f, "
+           "\"nocache_tokens_per_s\": %.2f, \"speedup\": %.2f, \"same_tokens\": %s}\n",
+           P, N, threads, N / t_kv, N / t_full, t_full / t_kv, memcmp(ga, gb, sizeof(int32_t) * (size_t)(P + N)) ? "false" : "true");
+    free(ga), free(gb);
     free(tok);
     lp_model_free(m);
     return 0;
