@@ -1,0 +1,134 @@
+/* Training GPT-2-family (attention-only included) and Llama-family models on the CPU, llm.c
+ * style: explicit forward and backward passes over one allocation of saved activations,
+ * one flat buffer each for the gradients and the two AdamW moments, OpenBLAS for the
+ * products.
+ *
+ *   lp_train_opts o;
+ *   lp_train_opts_default(&o);
+ *   o.lr = 1e-3f, o.warmup_steps = 10, o.total_steps = 1000, o.schedule = LP_SCHED_COSINE;
+ *   lp_trainer *t = lp_trainer_new(m, &o, 8, 128);       // batch 8 x 128 tokens
+ *   for (int s = 0; s < 1000; s++) {
+ *       float loss, norm, lr;
+ *       if (lp_trainer_forward_backward(t, x, y, &loss) < 0 ||   // x, y: (8,128) int32
+ *           lp_trainer_step(t, &norm, &lr) < 0)
+ *           report(lp_last_error());                       // "interrupted", "step 12: loss is NaN ..."
+ *   }
+ *   lp_trainer_free(t);
+ *
+ * The function trained is the one lp_model_run computes (backend/model/forward.c): GPT-2
+ * LayerNorm, learned positions, GELU (tanh or erf form per cfg.act), tied unembedding, and
+ * for cfg.attn_only blocks without ln_2 and MLP; Llama RMSNorm, rotary embeddings as
+ * lp_rope_inv_freq gives them (scaled forms included), grouped-query attention, SwiGLU,
+ * optional q/k/v/o and MLP biases, tied or untied unembedding. Weights may be in Conv1D
+ * layout (lp_linear.trans == 0, w (in,out)) or Linear layout (trans, w (out,in)).
+ *
+ * The loss is the mean cross-entropy of the next token over the targets that are not -1
+ * (torch's F.cross_entropy(..., ignore_index=-1)), per micro-batch.
+ *
+ * Optimizer: AdamW exactly as torch.optim.AdamW (decoupled decay p -= lr*wd*p, bias-corrected
+ * moments, eps added to sqrt(v_hat)), after clipping the global L2 norm of all gradients as
+ * torch.nn.utils.clip_grad_norm_ (scale max_norm / (norm + 1e-6) when norm > max_norm).
+ * Weight decay applies to the 2-D tensors (every weight matrix, the embeddings included,
+ * as nanoGPT's configure_optimizers), not to biases or norm weights.
+ *
+ * Threads: lp_get_threads() for BLAS and for our own loops. The trainer borrows the model
+ * and writes its weights in place in lp_trainer_step; no lp_model_run may use the model on
+ * another thread at the same time.
+ *
+ * Interrupts: forward_backward polls the kernel's interrupt flag between layers and
+ * returns -1 "interrupted"; the weights are untouched, the gradients of the step so far
+ * are discarded (zeroed at the next forward_backward) and the step must be started again.
+ * lp_trainer_step never polls: an AdamW update is applied whole or not at all.
+ */
+#ifndef LP_TRAIN_H
+#define LP_TRAIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model/model.h"
+
+typedef enum lp_sched {
+    LP_SCHED_CONSTANT = 0, /* lr after the warm-up */
+    LP_SCHED_COSINE = 1    /* cosine from lr to lr * min_lr_frac over total_steps, then flat */
+} lp_sched;
+
+typedef struct lp_train_opts {
+    float lr;           /* peak learning rate (default 3e-4) */
+    float beta1, beta2; /* AdamW moments (0.9, 0.95: GPT-2/-3 training, llm.c, nanoGPT) */
+    float eps;          /* added to sqrt(v_hat) (1e-8) */
+    float weight_decay; /* decoupled, on 2-D tensors only (0.1) */
+    float grad_clip;    /* max global L2 norm of the gradients; 0 = no clipping (1.0) */
+    int warmup_steps;   /* linear warm-up: lr * (s + 1) / warmup_steps for steps s < warmup (0) */
+    int total_steps;    /* the cosine schedule's length, warm-up included (0) */
+    int schedule;       /* lp_sched (LP_SCHED_CONSTANT) */
+    float min_lr_frac;  /* cosine floor as a fraction of lr (0.1) */
+    int accum;          /* micro-batches (forward_backward calls) per step; 0 means 1 (1) */
+} lp_train_opts;
+
+/* The defaults above. */
+void lp_train_opts_default(lp_train_opts *o);
+/* 0, or -1 with an error naming the option ("learning rate nan is not a finite number >= 0"). */
+int lp_train_opts_check(const lp_train_opts *o);
+/* The learning rate of step s (0-based: the (s+1)-th update) under o's schedule. */
+float lp_train_lr_at(const lp_train_opts *o, int s);
+
+typedef struct lp_trainer lp_trainer;
+
+/* A trainer for micro-batches of B x T tokens: allocates the gradients, both AdamW moments
+ * (zero) and the saved activations. m is borrowed and must outlive the trainer. NULL with
+ * an error on bad options, B or T < 1, T beyond the model's context ("... context of 1024"),
+ * or a failed allocation ("cannot allocate 2.1 GiB for training activations ..."). */
+lp_trainer *lp_trainer_new(lp_model *m, const lp_train_opts *o, int B, int T);
+void lp_trainer_free(lp_trainer *t); /* NULL is a no-op */
+
+/* One micro-batch: inputs and targets are (B,T) row-major; inputs in [0, d_vocab),
+ * targets in [0, d_vocab) or -1 (ignored). Adds the gradient of loss / accum to the
+ * gradients (the first micro-batch of a step starts from zero). *loss (may be NULL) is the
+ * micro-batch's mean loss over its non-ignored targets (0 when there are none). Returns 0,
+ * or -1 with an error (a token out of range, "interrupted", more than accum micro-batches
+ * without a step); on error the step's gradients are discarded and the weights untouched. */
+int lp_trainer_forward_backward(lp_trainer *t, const int32_t *inputs, const int32_t *targets, float *loss);
+
+/* The mean loss of one micro-batch (as forward_backward computes it) without touching the
+ * gradients or the step in progress: validation loss. 0, or -1 with an error. */
+int lp_trainer_eval(lp_trainer *t, const int32_t *inputs, const int32_t *targets, float *loss);
+
+/* After exactly accum micro-batches: clips, applies the schedule and one AdamW update to
+ * every parameter, zeroes the gradients, counts the step. *grad_norm (the global norm before
+ * clipping) and *lr_used may be NULL. A NaN or infinite loss or gradient norm is an error
+ * ("step 12: loss is NaN (learning rate too high?)") and leaves the weights and moments
+ * unchanged (the gradients are discarded). */
+int lp_trainer_step(lp_trainer *t, float *grad_norm, float *lr_used);
+
+/* Replaces the options (checked first; on error nothing changes). The step count and the
+ * moments are kept; a different accum takes effect at the next step. */
+int lp_trainer_set_opts(lp_trainer *t, const lp_train_opts *o);
+const lp_train_opts *lp_trainer_opts(const lp_trainer *t);
+int lp_trainer_steps(const lp_trainer *t); /* updates applied so far */
+
+/* The parameters, in lp_model_param's order: param i's gradient (numel of its tensor),
+ * valid until the next step or forward_backward; its AdamW moments (exp_avg, exp_avg_sq). */
+size_t lp_trainer_param_count(const lp_trainer *t);
+const float *lp_trainer_grad(const lp_trainer *t, size_t i);
+const float *lp_trainer_moment(const lp_trainer *t, size_t i, int second);
+
+/* Optimizer state for resuming: a safetensors file with "exp_avg.<name>" and
+ * "exp_avg_sq.<name>" for every parameter and the step count in the metadata ("step").
+ * Loading checks every name and shape before changing anything. 0, or -1 with an error. */
+int lp_trainer_save_state(const lp_trainer *t, const char *path);
+int lp_trainer_load_state(lp_trainer *t, const char *path);
+
+/* ---- parameters by name ---- */
+
+/* The number of parameter tensors of m (a tied unembedding counted once, as the embedding). */
+size_t lp_model_param_count(const lp_model *m);
+/* Parameter i (< count) in Hugging Face state-dict order, with the name loading reads:
+ * GPT-2 "wte.weight", "wpe.weight", "h.0.ln_1.weight", "h.0.attn.c_attn.weight", ...,
+ * "ln_f.bias"; Llama "model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.weight",
+ * ..., "model.norm.weight", "lm_head.weight" (untied). Attention-only blocks have no ln_2
+ * and mlp entries. The name goes into buf (cap >= 96 is always enough), *w (may be NULL)
+ * is the model's tensor (borrowed). 0, or -1 when i is past the end. */
+int lp_model_param(const lp_model *m, size_t i, char *buf, size_t cap, lp_tensor **w);
+
+#endif
