@@ -2,16 +2,29 @@
  * induction-heads work (Olsson et al. 2022) and TransformerLens's tutorials. A batch of
  * sequences [r_1 .. r_S, r_1 .. r_S] (after BOS when the tokenizer has one) runs once with
  * only the attention patterns cached; for every layer and head:
- *   previous_token  mean attention from each position to the one before it
- *   induction       mean attention, in the repeated half, from r_i to the token after the
- *                   first r_i (the key position i - S + 1)
- * Shown as two layer x head heatmaps; the numbers come back in .induction, .previous_token
- * ([layer + 1][head]) and the tokens used in .tokens. */
+ *   previous_token   mean attention from each position to the one before it
+ *   induction        TransformerLens' induction score: the mean, over the query positions of
+ *                    the repeated half, of the attention on the seg_len - 1 offset diagonal,
+ *                    from r_i to the token after the first r_i (key i - S + 1). (TL's tutorial
+ *                    averages the whole diagonal, which adds two query positions of the first
+ *                    half that have no earlier copy; they are left out here.)
+ *   prefix_matching  Olsson et al.'s prefix-matching score, defined by the tokens rather than by
+ *                    the layout: from every position whose token occurred earlier, the summed
+ *                    attention to each position right after an earlier occurrence of that token
+ *                    (keys j <= i with token[j - 1] == token[i]), averaged over such positions.
+ *                    In the repeated half that is exactly the induction diagonal; it differs
+ *                    where a token also repeats inside a segment (small vocabularies, long
+ *                    segments), which the diagonal ignores and this counts.
+ * Shown as three layer x head heatmaps; the numbers come back in .previous_token, .induction
+ * and .prefix_matching ([layer + 1][head]) and the tokens used in .tokens. */
 #include <lauxlib.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "bundle.h"
+#include "core/buf.h"
 #include "figures.h"
 #include "lua_api.h"
 #include "lua_model_impl.h"
@@ -80,8 +93,26 @@ int lp_lua_model_head_scores(lua_State *L)
     if (lp_model_run(u->m, toks, B, T, &opts, &r) < 0)
         return lp_lua_backend_error(L, "head_scores");
     int NL = c->n_layers, H = c->n_heads;
-    float *scores = lua_newuserdatauv(L, 2 * (size_t)NL * H * sizeof *scores, 0); /* prev, ind */
-    float *prev = scores, *ind = scores + (size_t)NL * H;
+    float *scores = lua_newuserdatauv(L, 3 * (size_t)NL * H * sizeof *scores, 0); /* prev, ind, prefix */
+    float *prev = scores, *ind = scores + (size_t)NL * H, *pm = ind + (size_t)NL * H;
+    /* the (row, query, key) triples of prefix matching, and how many queries have any */
+    size_t nm = 0, nq = 0;
+    for (int b = 0; b < B; b++)
+        for (int i = 1; i < T; i++) {
+            const int32_t *row = toks + (size_t)b * T;
+            size_t before = nm;
+            for (int j = 1; j <= i; j++)
+                nm += row[j - 1] == row[i];
+            nq += nm > before;
+        }
+    int32_t *trip = lua_newuserdatauv(L, (nm ? nm : 1) * 3 * sizeof *trip, 0);
+    for (int b = 0, k = 0; b < B; b++)
+        for (int i = 1; i < T; i++)
+            for (int j = 1; j <= i; j++)
+                if (toks[(size_t)b * T + j - 1] == toks[(size_t)b * T + i]) {
+                    trip[3 * k] = b, trip[3 * k + 1] = i, trip[3 * k + 2] = j;
+                    k++;
+                }
     for (int l = 0; l < NL; l++) {
         char name[96];
         snprintf(name, sizeof name, "blocks.%d.attn.hook_pattern", l);
@@ -106,17 +137,53 @@ int lp_lua_model_head_scores(lua_State *L)
                 }
             prev[(size_t)l * H + h] = (float)(sp / ((double)B * (T - 1)));
             ind[(size_t)l * H + h] = (float)(si / ((double)B * S));
+            double sm = 0;
+            for (size_t k = 0; k < nm; k++) {
+                float v;
+                int64_t at[4] = {trip[3 * k], h, trip[3 * k + 1], trip[3 * k + 2]};
+                if (lp_tensor_get(p, at, &v) == 0)
+                    sm += v;
+            }
+            pm[(size_t)l * H + h] = nq ? (float)(sm / (double)nq) : NAN;
         }
     }
     lp_run_clear(&r);
-    static const char *titles[2] = {"previous-token score", "induction score"};
+    static const char *titles[3] = {"previous-token score", "induction score", "prefix-matching score"};
     char title[128];
     snprintf(title, sizeof title, "Head scores on %d x %d repeated random tokens (rows: layers, columns: heads)",
              B, S);
     lp_heatmap_opts o = {title, NULL, NULL, "layer", "head", LP_SCALE_SEQUENTIAL};
-    json_t *bundle = lp_display_heatmap_grid(scores, 2, (size_t)NL, (size_t)H, titles, &o);
+    json_t *bundle = lp_display_heatmap_grid(scores, 3, (size_t)NL, (size_t)H, titles, &o);
     if (!bundle)
         return lp_lua_backend_error(L, "head_scores");
+    /* text/plain: the grid's line, then the strongest heads of each score */
+    lp_buf plain = LP_BUF_INIT;
+    lp_buf_printf(&plain, "%s\n", title);
+    for (int k = 0; k < 3; k++) {
+        const float *v = scores + (size_t)k * NL * H;
+        lp_buf_printf(&plain, "%s, strongest heads (L<layer>H<head>, heads 1-based):", titles[k]);
+        int best[3] = {-1, -1, -1};
+        for (int i = 0; i < NL * H; i++) {
+            if (!isfinite(v[i]))
+                continue;
+            for (int j = 0; j < 3; j++)
+                if (best[j] < 0 || v[i] > v[best[j]]) {
+                    for (int q = 2; q > j; q--)
+                        best[q] = best[q - 1];
+                    best[j] = i;
+                    break;
+                }
+        }
+        for (int j = 0; j < 3 && best[j] >= 0; j++)
+            lp_buf_printf(&plain, " L%dH%d %.3f", best[j] / H, best[j] % H + 1, (double)v[best[j]]);
+        lp_buf_putc(&plain, '\n');
+    }
+    int prc = lp_bundle_set(bundle, "text/plain", lp_buf_str(&plain));
+    lp_buf_free(&plain);
+    if (prc < 0) {
+        json_decref(bundle);
+        return lp_lua_backend_error(L, "head_scores");
+    }
     lua_newtable(L); /* the figure */
     lua_newtable(L);
     const char *mime;
@@ -134,6 +201,8 @@ int lp_lua_model_head_scores(lua_State *L)
     lua_setfield(L, -2, "previous_token");
     push_matrix(L, ind, NL, H);
     lua_setfield(L, -2, "induction");
+    push_matrix(L, pm, NL, H);
+    lua_setfield(L, -2, "prefix_matching");
     lua_createtable(L, B, 0);
     for (int b = 0; b < B; b++) {
         lua_createtable(L, T, 0);
