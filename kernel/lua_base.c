@@ -16,6 +16,7 @@
 #include "lua_model.h"
 #include "lua_tokenizer.h"
 #include "lua_toy.h"
+#include "lua_train.h"
 #include "progress.h"
 #include "util.h"
 
@@ -433,6 +434,7 @@ static int l_resume(lua_State *L)
 /* ---- registration ----------------------------------------------------------------------- */
 
 void lp_lua_open_comm(lua_State *L);
+void lp_lua_open_analysis(lua_State *L); /* lua_analysis.h: after lp_lua_open_model */
 
 static void lp_lua_open_base(lua_State *L)
 {
@@ -495,7 +497,9 @@ void lp_lua_open_all(lua_State *L)
     lp_lua_open_tokenizer(L);
     lp_lua_open_data(L);
     lp_lua_open_model(L);
+    lp_lua_open_analysis(L);
     lp_lua_open_plot(L);
     lp_lua_open_toy(L);
+    lp_lua_open_train(L);
     lua_pop(L, 1);
 }

@@ -245,40 +245,57 @@ lp_dataset *lp_lua_check_dataset(lua_State *L, int idx, lp_rng **g)
     return u->d;
 }
 
-/* count blocks of 2 * seg tokens: seg ids drawn uniformly from [first, vocab), then the same
- * seg ids again. A model can predict the second copy only by looking back: induction. */
+/* count blocks: a segment of seg ids drawn uniformly from [first, vocab), then the same ids
+ * again; with seg = {lo, hi} every block draws its length uniformly from [lo, hi], so that no
+ * fixed offset finds the earlier copy. A model can predict the second copy only by looking
+ * back at the token after the earlier occurrence of the current one: induction. */
 static int l_data_repeated(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
-    lua_Integer v[4];
-    const char *keys[4] = {"vocab", "seg", "count", "first"};
-    const lua_Integer defs[4] = {-1, -1, -1, 0};
-    for (int i = 0; i < 4; i++) {
+    lua_Integer v[3];
+    const char *keys[3] = {"vocab", "count", "first"};
+    const lua_Integer defs[3] = {-1, -1, 0};
+    for (int i = 0; i < 3; i++) {
         lua_getfield(L, 1, keys[i]);
         if (lua_isnil(L, -1) && defs[i] < 0)
             return luaL_error(L, "loupe.data.repeated: %s = ... is required", keys[i]);
         v[i] = lua_isnil(L, -1) ? defs[i] : luaL_checkinteger(L, -1);
         lua_pop(L, 1);
     }
+    lua_Integer lo, hi;
+    lua_getfield(L, 1, "seg");
+    if (lua_istable(L, -1)) {
+        lua_geti(L, -1, 1);
+        lua_geti(L, -2, 2);
+        lo = luaL_checkinteger(L, -2), hi = luaL_checkinteger(L, -1);
+        lua_pop(L, 2);
+    } else if (lua_isnil(L, -1)) {
+        return luaL_error(L, "loupe.data.repeated: seg = ... is required (a length, or {shortest, longest})");
+    } else {
+        lo = hi = luaL_checkinteger(L, -1);
+    }
+    lua_pop(L, 1);
     lua_getfield(L, 1, "seed");
     lua_Integer seed = lua_isnil(L, -1) ? DEFAULT_SEED : luaL_checkinteger(L, -1);
     lua_pop(L, 1);
-    lua_Integer vocab = v[0], seg = v[1], count = v[2], first = v[3];
+    lua_Integer vocab = v[0], count = v[1], first = v[2];
     if (vocab < 2 || vocab > (1 << 30) || first < 0 || first >= vocab - 1)
         return luaL_error(L, "loupe.data.repeated: need 0 <= first < vocab - 1 and vocab >= 2 (got first %d, vocab %d)",
                           (int)first, (int)vocab);
-    if (seg < 1 || count < 1 || seg > (1 << 20) || count > (1 << 26) / (2 * seg))
-        return luaL_error(L, "loupe.data.repeated: seg and count must be positive with 2 * seg * count at most 2^26 "
-                             "(got seg %d, count %d)", (int)seg, (int)count);
-    size_t n = (size_t)(2 * seg * count);
-    int32_t *ids = lua_newuserdatauv(L, n * sizeof(int32_t), 0);
+    if (lo < 1 || hi < lo || count < 1 || hi > (1 << 20) || count > (1 << 26) / (2 * hi))
+        return luaL_error(L, "loupe.data.repeated: seg and count must be positive (seg = {lo, hi} with lo <= hi) and "
+                             "2 * seg * count at most 2^26 (got seg %d..%d, count %d)", (int)lo, (int)hi, (int)count);
     lp_rng g;
     lp_rng_seed(&g, (uint64_t)seed);
+    int32_t *ids = lua_newuserdatauv(L, (size_t)(2 * hi * count) * sizeof(int32_t), 0);
+    size_t n = 0;
     for (lua_Integer b = 0; b < count; b++) {
-        int32_t *blk = ids + 2 * seg * b;
-        for (lua_Integer i = 0; i < seg; i++)
+        lua_Integer len = lo + (lua_Integer)lp_rng_below(&g, (uint64_t)(hi - lo + 1));
+        int32_t *blk = ids + n;
+        for (lua_Integer i = 0; i < len; i++)
             blk[i] = (int32_t)(first + (lua_Integer)lp_rng_below(&g, (uint64_t)(vocab - first)));
-        memcpy(blk + seg, blk, (size_t)seg * sizeof(int32_t));
+        memcpy(blk + len, blk, (size_t)len * sizeof(int32_t));
+        n += (size_t)(2 * len);
     }
     ldataset *u = push_dataset(L, seed);
     if (!(u->d = lp_dataset_from_ids(ids, n)))
@@ -429,10 +446,10 @@ void lp_lua_open_data(lua_State *L)
                    "1234} -> Dataset\nText files (UTF-8, each followed by the tokenizer's EOS) or a token file; "
                    ":batch(B, ctx), :size(), :split(fraction), :save(path).");
     lp_lua_setfunc(L, -1, "repeated", l_data_repeated,
-                   "loupe.data.repeated{vocab = V, seg = 16, count = 5000, [first = 0], [seed = 1234]} -> Dataset\n"
-                   "count blocks of 2 * seg tokens: seg random ids in [first, V), then the same ids again. The "
-                   "second copy is predictable only by looking back at the first: training data for induction "
-                   "heads.");
+                   "loupe.data.repeated{vocab = V, seg = 16 | {lo, hi}, count = 5000, [first = 0], [seed = 1234]} -> "
+                   "Dataset\ncount blocks: seg random ids in [first, V), then the same ids again (with {lo, hi}, "
+                   "each block's length is drawn from lo..hi, so no fixed offset finds the copy). The second "
+                   "copy is predictable only by looking back at the first: training data for induction heads.");
     lp_lua_setdoc(L, -1, "loupe.data: training data (loupe.data.load, loupe.data.repeated).");
     lua_setfield(L, loupe, "data");
     lua_settop(L, loupe);

@@ -409,6 +409,16 @@ static int model_to_tokens(lua_State *L)
     return 1;
 }
 
+static int model_save(lua_State *L)
+{
+    model_ud *u = check_model(L, 1);
+    const char *folder = luaL_checkstring(L, 2);
+    if (lp_model_save(u->m, folder, u->tok) < 0)
+        return lp_lua_backend_error(L, "save");
+    lua_settop(L, 2);
+    return 1;
+}
+
 static int model_index(lua_State *L)
 {
     model_ud *u = check_model(L, 1);
@@ -537,19 +547,25 @@ void lp_lua_open_model(lua_State *L)
                    "hooks: {[hook name] = hook or function(tensor, name) -> Tensor or nil, or a list of them};\n"
                    "hooks come from loupe.ablate, loupe.patch and loupe.steer. Heads and positions are 1-based.");
     lp_lua_setfunc(L, -1, "generate", lp_lua_model_generate,
-                   "m:generate(prompt [, {max_tokens = 20, temperature = 0, top_k = 0, seed = 0, stop = true}])\n"
-                   "  -> text, {ids}\nContinues prompt (text or token ids) one token at a time: greedy when\n"
+                   "m:generate(prompt [, {max_tokens = 20, temperature = 0, top_k = 0, seed = 0, stop = true,\n"
+                   "  kv_cache = true}]) -> text, {ids}\nContinues prompt (text or token ids) one token at a time: greedy when\n"
                    "temperature is 0, else sampled from softmax(logits / temperature) (over the top_k\n"
                    "tokens when top_k > 0) with a generator seeded by seed. Stops at max_tokens, at the\n"
-                   "end-of-text token when stop is true, or at the model's context length.");
+                   "end-of-text token when stop is true, or at the model's context length. Keys and values of\n"
+                   "earlier positions are kept (kv_cache = false reruns the whole sequence every token).");
+    /* registered again, with m:composition, m:patch_sweep and r:dla, by lp_lua_open_analysis */
     lp_lua_setfunc(L, -1, "head_scores", lp_lua_model_head_scores,
                    "m:head_scores([{seq_len = 50, batch = 4, seed = 0}]) -> figure\n"
-                   "Previous-token and induction scores of every head, measured on repeated random tokens\n"
-                   "[r_1..r_S, r_1..r_S]: layer x head heatmaps; .induction[layer + 1][head],\n"
-                   ".previous_token[layer + 1][head] and .tokens hold the numbers and the input.");
+                   "Previous-token, induction and prefix-matching scores of every head on repeated random\n"
+                   "tokens: .previous_token, .induction, .prefix_matching [layer + 1][head], .tokens.");
     lp_lua_setfunc(L, -1, "hooks", model_hooks, "m:hooks() -> {names}\nEvery hook point of the model, in forward order.");
     lp_lua_setfunc(L, -1, "to_tokens", model_to_tokens,
                    "m:to_tokens(text) -> {ids}\nThe token ids of text (BOS as the model's tokenizer adds it).");
+    lp_lua_setfunc(L, -1, "save", model_save,
+                   "m:save(folder) -> folder\nWrites the model as a Hugging Face folder that loupe.load and "
+                   "transformers'\nAutoModelForCausalLM.from_pretrained read: config.json, model.safetensors (f32) "
+                   "and,\nwhen the model has one, its tokenizer (tokenizer.json). The files are written beside the\n"
+                   "folder first and moved in at the end: a failure leaves what was there untouched.");
     lua_setfield(L, mt, "__methods");
     lua_pushcfunction(L, model_index);
     lua_setfield(L, mt, "__index");
@@ -557,7 +573,7 @@ void lp_lua_open_model(lua_State *L)
     lua_setfield(L, mt, "__gc");
     lua_pushcfunction(L, model_tostring);
     lua_setfield(L, mt, "__tostring");
-    lp_lua_setdoc(L, mt, "Model: m:run(...), m:hooks(), m:to_tokens(text); fields n_layers, d_model, n_heads, "
+    lp_lua_setdoc(L, mt, "Model: m:run(...), m:hooks(), m:to_tokens(text), m:save(folder); fields n_layers, d_model, n_heads, "
                           "n_kv_heads, d_head, d_mlp, d_vocab, n_ctx, arch.");
     lua_pop(L, 1);
 

@@ -120,3 +120,23 @@ Test(lua_data, repeated_segments)
     cr_assert(strstr(run_err("loupe.data.repeated{seg = 4, count = 3}"), "vocab = ... is required"));
     cr_assert(strstr(run_err("loupe.data.repeated{vocab = 10, seg = 4, count = 3, first = 9}"), "first < vocab - 1"));
 }
+
+Test(lua_data, repeated_segments_of_varying_length)
+{
+    run("local d = loupe.data.repeated{vocab = 30, seg = {3, 6}, count = 200, seed = 2}\n"
+        "local n = d:size()\n"
+        "assert(n >= 2 * 3 * 200 and n <= 2 * 6 * 200 and n % 2 == 0, n)\n"
+        "local t = d:tokens(1, n)\n"
+        "local i, lens = 1, {}\n"
+        "while i <= n do\n"
+        "  local ok = false\n"
+        "  for len = 3, 6 do\n"
+        "    local same = i + 2 * len - 1 <= n\n"
+        "    for k = 0, len - 1 do same = same and t[i + k] == t[i + len + k] end\n"
+        "    if same then lens[len] = true; i = i + 2 * len; ok = true; break end\n"
+        "  end\n"
+        "  assert(ok, 'no repeated block at ' .. i)\n"
+        "end\n"
+        "assert(lens[3] and lens[4] and lens[5] and lens[6], 'lengths do not vary')\n");
+    cr_assert(strstr(run_err("loupe.data.repeated{vocab = 50, seg = {5, 4}, count = 3}"), "lo <= hi"));
+}

@@ -1,0 +1,598 @@
+/* loupe.model{...} (a model of a given shape with random weights) and loupe.train{...}
+ * (backend/train/train.h) with a live loss curve and a progress bar.
+ *
+ * A training keeps its state (the trainer: AdamW moments and step count, the data, the
+ * options, the history) in a loupe.Training userdata stored in a weak-keyed registry table
+ * under the model it trains, so that an interrupted training can be resumed with
+ * loupe.train{model = m, resume = true} and the model is always as of its last finished
+ * step (the trainer never applies half an update). */
+#include <lauxlib.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/error.h"
+#include "core/interrupt.h"
+#include "lua_api.h"
+#include "lua_data.h"
+#include "lua_model_impl.h"
+#include "lua_train.h"
+#include "ops/ops.h"
+#include "progress.h"
+#include "train/train.h"
+#include "util.h"
+
+#define TRAINING_MT "loupe.Training"
+#define REGISTRY_KEY "loupe.trainings" /* weak-keyed: model userdata -> Training */
+
+/* uservalues of a Training: 1 the history table, 2 the data, 3 the validation data (or
+ * nil), 4 the callback (or nil) */
+enum { UV_HIST = 1, UV_DATA, UV_VAL, UV_CB, UV_N = UV_CB };
+
+typedef struct training {
+    lp_trainer *t;
+    int B, T, total, eval_every, eval_batches, cb_every, save_every;
+    char save[1024]; /* checkpoint folder, or "" */
+    double seconds;   /* spent in training so far, over every call */
+    long long tokens; /* trained on so far */
+} training;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int training_gc(lua_State *L)
+{
+    training *tr = luaL_checkudata(L, 1, TRAINING_MT);
+    lp_trainer_free(tr->t);
+    tr->t = NULL;
+    return 0;
+}
+
+/* ---- loupe.model{...} -------------------------------------------------------------------- */
+
+static int opt_int(lua_State *L, int t, const char *key, int def, int lo, int hi)
+{
+    lua_getfield(L, t, key);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        if (def == INT32_MIN)
+            return luaL_error(L, "%s = ... is required", key);
+        return def;
+    }
+    int isnum = 0;
+    lua_Integer v = lua_tointegerx(L, -1, &isnum);
+    if (!isnum || v < lo || v > hi)
+        return luaL_error(L, "%s must be an integer in [%d, %d] (got %s)", key, lo, hi, luaL_tolstring(L, -1, NULL));
+    lua_pop(L, 1);
+    return (int)v;
+}
+
+static double opt_num(lua_State *L, int t, const char *key, double def)
+{
+    lua_getfield(L, t, key);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return def;
+    }
+    int isnum = 0;
+    double v = lua_tonumberx(L, -1, &isnum);
+    if (!isnum)
+        return luaL_error(L, "%s must be a number (got %s)", key, luaL_tolstring(L, -1, NULL));
+    lua_pop(L, 1);
+    return v;
+}
+
+static int opt_bool(lua_State *L, int t, const char *key, int def)
+{
+    lua_getfield(L, t, key);
+    int v = lua_isnil(L, -1) ? def : lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+/* Pushes a new Model with random weights for the config table at idx. */
+static int push_random_model(lua_State *L, int idx)
+{
+    idx = lua_absindex(L, idx);
+    lp_model_config c;
+    memset(&c, 0, sizeof c);
+    lua_getfield(L, idx, "arch");
+    const char *arch = luaL_optstring(L, -1, "gpt2");
+    if (strcmp(arch, "gpt2") == 0)
+        c.arch = LP_ARCH_GPT2;
+    else if (strcmp(arch, "llama") == 0)
+        c.arch = LP_ARCH_LLAMA;
+    else
+        return luaL_error(L, "loupe.model: arch must be \"gpt2\" or \"llama\" (got \"%s\")", arch);
+    lua_pop(L, 1);
+    lp_tokenizer *tok = NULL;
+    lua_getfield(L, idx, "tokenizer");
+    if (!lua_isnil(L, -1)) {
+        const char *folder = lua_tostring(L, -1);
+        if (!folder || lua_type(L, -1) != LUA_TSTRING)
+            return luaL_error(L, "loupe.model: tokenizer must be the folder of a tokenizer (tokenizer.json), e.g. "
+                                 "the save = folder of loupe.tokenizer_train");
+        if (!(tok = lp_tokenizer_load(folder)))
+            return lp_lua_backend_error(L, "loupe.model");
+    }
+    lua_pop(L, 1);
+    /* the model userdata owns tok from here on, even when the checks below raise */
+    model_ud *u = lua_newuserdatauv(L, sizeof *u, 0);
+    memset(u, 0, sizeof *u);
+    u->tok = tok;
+    luaL_setmetatable(L, MODEL_MT);
+    if (!tok)
+        snprintf(u->tokerr, sizeof u->tokerr, "made by loupe.model without tokenizer = folder");
+    int vdef = tok ? (int)lp_tokenizer_vocab_size(tok) : INT32_MIN;
+    c.n_layers = opt_int(L, idx, "n_layers", INT32_MIN, 1, 1024);
+    c.d_model = opt_int(L, idx, "d_model", INT32_MIN, 1, 1 << 16);
+    c.n_heads = opt_int(L, idx, "n_heads", INT32_MIN, 1, 1024);
+    c.n_kv_heads = opt_int(L, idx, "n_kv_heads", c.n_heads, 1, c.n_heads);
+    if (c.n_heads % c.n_kv_heads)
+        return luaL_error(L, "loupe.model: n_heads (%d) must be a multiple of n_kv_heads (%d)", c.n_heads, c.n_kv_heads);
+    int has_dhead = lua_getfield(L, idx, "d_head") != LUA_TNIL;
+    lua_pop(L, 1);
+    if (c.d_model % c.n_heads && !has_dhead)
+        return luaL_error(L, "loupe.model: d_model (%d) is not a multiple of n_heads (%d); give d_head", c.d_model,
+                          c.n_heads);
+    c.d_head = opt_int(L, idx, "d_head", c.d_model / c.n_heads, 1, 1 << 14);
+    if (c.arch == LP_ARCH_LLAMA && c.d_head % 2)
+        return luaL_error(L, "loupe.model: rotary embeddings need an even d_head (got %d)", c.d_head);
+    if (c.arch == LP_ARCH_GPT2 && c.d_head * c.n_heads != c.d_model)
+        return luaL_error(L, "loupe.model: GPT-2 needs d_head * n_heads = d_model");
+    c.d_mlp = opt_int(L, idx, "d_mlp", 4 * c.d_model, 1, 1 << 20);
+    c.d_vocab = opt_int(L, idx, "d_vocab", vdef, 2, 1 << 24);
+    if (tok && c.d_vocab < (int)lp_tokenizer_vocab_size(tok))
+        return luaL_error(L, "loupe.model: d_vocab %d is smaller than the tokenizer's vocabulary (%d)", c.d_vocab,
+                          (int)lp_tokenizer_vocab_size(tok));
+    c.n_ctx = opt_int(L, idx, "n_ctx", INT32_MIN, 1, 1 << 20);
+    c.eps = (float)opt_num(L, idx, "eps", 1e-5);
+    c.attn_only = opt_bool(L, idx, "attn_only", 0);
+    if (c.attn_only && c.arch != LP_ARCH_GPT2)
+        return luaL_error(L, "loupe.model: attn_only is a GPT-2-family option");
+    c.tied = opt_bool(L, idx, "tied", 1);
+    if (c.arch == LP_ARCH_GPT2 && !c.tied)
+        return luaL_error(L, "loupe.model: GPT-2 models tie the unembedding to the embedding");
+    lua_getfield(L, idx, "act");
+    const char *act = luaL_optstring(L, -1, "gelu_new");
+    if (strcmp(act, "gelu_new") == 0)
+        c.act = LP_GELU_TANH;
+    else if (strcmp(act, "gelu") == 0)
+        c.act = LP_GELU_ERF;
+    else
+        return luaL_error(L, "loupe.model: act must be \"gelu_new\" (tanh form) or \"gelu\" (got \"%s\")", act);
+    lua_pop(L, 1);
+    c.rope_theta = opt_num(L, idx, "rope_theta", 10000.0);
+    c.rope = LP_ROPE_DEFAULT;
+    c.rope_factor = 1.0;
+    c.rope_orig_ctx = c.n_ctx;
+    c.bos = tok ? lp_tokenizer_bos(tok) : -1;
+    c.eos = tok ? lp_tokenizer_eos(tok) : -1;
+    lua_Integer seed = (lua_Integer)opt_num(L, idx, "seed", 0);
+    if (!(u->m = lp_model_random(&c, (uint64_t)seed)))
+        return lp_lua_backend_error(L, "loupe.model");
+    return 1;
+}
+
+static int l_model(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    return push_random_model(L, 1);
+}
+
+/* ---- loupe.train{...} ---------------------------------------------------------------------- */
+
+/* Appends v to history[key] (an integer for the step counts). */
+static void hist_push(lua_State *L, int hist, const char *key, double v)
+{
+    lua_getfield(L, hist, key);
+    if (strstr(key, "step"))
+        lua_pushinteger(L, (lua_Integer)v);
+    else
+        lua_pushnumber(L, v);
+    lua_rawseti(L, -2, (lua_Integer)luaL_len(L, -2) + 1);
+    lua_pop(L, 1);
+}
+
+/* Mean validation loss over n batches of the validation data (forward passes only). */
+static int val_loss(lua_State *L, model_ud *u, training *tr, double *out)
+{
+    lua_getiuservalue(L, -1, UV_VAL);
+    lp_rng *g;
+    lp_dataset *d = lp_lua_check_dataset(L, -1, &g);
+    lua_pop(L, 1);
+    size_t n = (size_t)tr->B * tr->T;
+    int V = u->m->cfg.d_vocab;
+    int32_t *x = malloc(2 * n * sizeof *x);
+    if (!x)
+        return lp_set_error("cannot allocate a validation batch");
+    double sum = 0;
+    long cnt = 0;
+    for (int k = 0; k < tr->eval_batches; k++) {
+        lp_run r;
+        if (lp_dataset_batch(d, g, tr->B, tr->T, x, x + n) < 0 || lp_model_run(u->m, x, tr->B, tr->T, NULL, &r) < 0) {
+            free(x);
+            return -1;
+        }
+        for (size_t i = 0; i < n; i++) {
+            const float *row = r.logits->data + i * (size_t)V;
+            int32_t tg = x[n + i];
+            if (tg < 0 || tg >= V)
+                continue;
+            float mx = row[0];
+            for (int j = 1; j < V; j++)
+                mx = row[j] > mx ? row[j] : mx;
+            double s = 0;
+            for (int j = 0; j < V; j++)
+                s += exp((double)row[j] - mx);
+            sum += log(s) + mx - row[tg];
+            cnt++;
+        }
+        lp_run_clear(&r);
+    }
+    free(x);
+    *out = cnt ? sum / (double)cnt : 0.0;
+    return 0;
+}
+
+typedef struct {
+    char id[48];
+    double t0, last;
+    int started;
+} bar;
+
+static void bar_publish(lua_State *L, bar *b, training *tr, int step, double loss, int final)
+{
+    char label[96];
+    snprintf(label, sizeof label, "train · loss %.4f", loss);
+    json_t *bundle = lp_display_progress(label, step, tr->total, now_s() - b->t0, final);
+    if (!bundle)
+        return;
+    lp_lua_publish(L, bundle, b->id, b->started);
+    b->started = 1;
+    b->last = now_s();
+}
+
+/* Calls plot:method(args...) for the live plot at index plot (nil: nothing). */
+static void plot_call(lua_State *L, int plot, const char *method, int nargs)
+{
+    if (lua_isnil(L, plot)) {
+        lua_pop(L, nargs);
+        return;
+    }
+    lua_getfield(L, plot, method);
+    lua_pushvalue(L, plot);
+    lua_rotate(L, -2 - nargs, 2); /* method, self before the args */
+    lua_call(L, nargs + 1, 0);
+}
+
+/* Trains the Training at index ti on the model at index mi up to tr->total steps. Leaves the
+ * stack as it found it; raises on error (the state stays consistent for resume). */
+static void run_training(lua_State *L, int mi, int ti, int live)
+{
+    model_ud *u = check_model(L, mi);
+    training *tr = luaL_checkudata(L, ti, TRAINING_MT);
+    int top = lua_gettop(L);
+    lua_getiuservalue(L, ti, UV_HIST);
+    int hist = lua_gettop(L);
+    lua_getiuservalue(L, ti, UV_DATA);
+    lp_rng *g;
+    lp_dataset *data = lp_lua_check_dataset(L, -1, &g);
+    lua_getiuservalue(L, ti, UV_VAL);
+    int has_val = !lua_isnil(L, -1);
+    lua_getiuservalue(L, ti, UV_CB);
+    int cb = lua_gettop(L);
+    /* the live plot: loupe.plot.live{...}, with the history so far */
+    lua_pushnil(L);
+    int plot = lua_gettop(L);
+    if (live) {
+        lua_getglobal(L, "loupe");
+        lua_getfield(L, -1, "plot");
+        lua_getfield(L, -1, "live");
+        lua_createtable(L, 0, 3);
+        lua_pushstring(L, "training loss");
+        lua_setfield(L, -2, "title");
+        lua_pushstring(L, "step");
+        lua_setfield(L, -2, "xlabel");
+        lua_pushstring(L, "cross-entropy (nats)");
+        lua_setfield(L, -2, "ylabel");
+        lua_call(L, 1, 1);
+        lua_replace(L, plot);
+        lua_pop(L, 2);
+        const char *series[2][3] = {{"step", "loss", "train"}, {"val_step", "val_loss", "validation"}};
+        for (int s = 0; s < 2; s++) {
+            lua_getfield(L, hist, series[s][0]);
+            lua_getfield(L, hist, series[s][1]);
+            lua_Integer n = luaL_len(L, -1);
+            for (lua_Integer i = 1; i <= n; i++) {
+                lua_geti(L, -2, i);
+                lua_geti(L, -2, i);
+                lua_pushstring(L, series[s][2]);
+                plot_call(L, plot, "add", 3);
+            }
+            lua_pop(L, 2);
+        }
+    }
+    size_t n = (size_t)tr->B * tr->T;
+    int32_t *x = lua_newuserdatauv(L, 2 * n * sizeof *x, 0);
+    bar b = {.t0 = now_s()};
+    char uuid[37];
+    lp_uuid(uuid);
+    snprintf(b.id, sizeof b.id, "loupe-train-%.12s", uuid);
+    const lp_train_opts *o = lp_trainer_opts(tr->t);
+    int accum = o->accum > 0 ? o->accum : 1;
+    double loss = NAN, t_start = now_s();
+    int failed = 0, interrupted = 0;
+    char err[600] = "";
+    if (live)
+        bar_publish(L, &b, tr, lp_trainer_steps(tr->t), NAN, 0);
+    while (lp_trainer_steps(tr->t) < tr->total) {
+        int step = lp_trainer_steps(tr->t) + 1;
+        double sum = 0;
+        for (int a = 0; a < accum && !failed; a++) {
+            float l;
+            if (lp_interrupt_check() < 0 || lp_dataset_batch(data, g, tr->B, tr->T, x, x + n) < 0 ||
+                lp_trainer_forward_backward(tr->t, x, x + n, &l) < 0)
+                failed = 1;
+            else
+                sum += l;
+        }
+        float gn = 0, lr = 0;
+        if (!failed && lp_trainer_step(tr->t, &gn, &lr) < 0)
+            failed = 1;
+        if (failed) {
+            interrupted = lp_interrupted();
+            snprintf(err, sizeof err, "%s", lp_last_error());
+            break;
+        }
+        loss = sum / accum;
+        tr->tokens += (long long)n * accum;
+        hist_push(L, hist, "step", step);
+        hist_push(L, hist, "loss", loss);
+        hist_push(L, hist, "lr", lr);
+        hist_push(L, hist, "grad_norm", gn);
+        if (live) {
+            lua_pushinteger(L, step);
+            lua_pushnumber(L, loss);
+            lua_pushstring(L, "train");
+            plot_call(L, plot, "add", 3);
+        }
+        if (has_val && (step % tr->eval_every == 0 || step == tr->total)) {
+            double vl = 0;
+            lua_pushvalue(L, ti);
+            int rc = val_loss(L, u, tr, &vl);
+            lua_pop(L, 1);
+            if (rc < 0) {
+                interrupted = lp_interrupted();
+                snprintf(err, sizeof err, "%s", lp_last_error());
+                failed = 1;
+                break;
+            }
+            hist_push(L, hist, "val_step", step);
+            hist_push(L, hist, "val_loss", vl);
+            if (live) {
+                lua_pushinteger(L, step);
+                lua_pushnumber(L, vl);
+                lua_pushstring(L, "validation");
+                plot_call(L, plot, "add", 3);
+            }
+        }
+        if (!lua_isnil(L, cb) && (step % tr->cb_every == 0 || step == tr->total)) {
+            lua_pushvalue(L, cb);
+            lua_pushinteger(L, step);
+            lua_pushnumber(L, loss);
+            lua_pushvalue(L, mi);
+            if (lua_pcall(L, 3, 0, 0) != LUA_OK) {
+                interrupted = lp_interrupted();
+                snprintf(err, sizeof err, "callback at step %d: %s", step, lua_tostring(L, -1));
+                lua_pop(L, 1);
+                failed = 1;
+                break;
+            }
+        }
+        if (tr->save[0] && (step % tr->save_every == 0 || step == tr->total) &&
+            lp_model_save(u->m, tr->save, u->tok) < 0) {
+            snprintf(err, sizeof err, "%s", lp_last_error());
+            failed = 1;
+            break;
+        }
+        if (live && now_s() - b.last >= 0.25)
+            bar_publish(L, &b, tr, step, loss, 0);
+    }
+    tr->seconds += now_s() - t_start;
+    int done = lp_trainer_steps(tr->t);
+    if (live) { /* the final state of both displays stays in the notebook */
+        bar_publish(L, &b, tr, done, loss, !failed);
+        plot_call(L, plot, "done", 0);
+    }
+    lua_settop(L, top);
+    if (interrupted) {
+        lua_getglobal(L, "print");
+        lua_pushfstring(L, "training interrupted at step %d of %d: the model keeps the weights of step %d; "
+                           "loupe.train{model = m, resume = true} continues", done, tr->total, done);
+        lua_call(L, 1, 0);
+        luaL_error(L, "interrupted");
+    }
+    if (failed)
+        luaL_error(L, "loupe.train: %s (the model keeps the weights of step %d)", err, done);
+}
+
+static const char *const SCHEDULES[] = {"constant", "cosine", NULL};
+
+/* The options of the table at idx over the defaults in o. */
+static void read_opts(lua_State *L, int idx, lp_train_opts *o)
+{
+    o->lr = (float)opt_num(L, idx, "lr", o->lr);
+    o->beta1 = (float)opt_num(L, idx, "beta1", o->beta1);
+    o->beta2 = (float)opt_num(L, idx, "beta2", o->beta2);
+    o->eps = (float)opt_num(L, idx, "eps", o->eps);
+    o->weight_decay = (float)opt_num(L, idx, "weight_decay", o->weight_decay);
+    o->grad_clip = (float)opt_num(L, idx, "clip", o->grad_clip);
+    o->warmup_steps = opt_int(L, idx, "warmup", o->warmup_steps, 0, 1 << 30);
+    o->min_lr_frac = (float)opt_num(L, idx, "min_lr", o->min_lr_frac);
+    o->accum = opt_int(L, idx, "accum", o->accum > 0 ? o->accum : 1, 1, 1 << 16);
+    lua_getfield(L, idx, "schedule");
+    if (!lua_isnil(L, -1))
+        o->schedule = luaL_checkoption(L, -1, NULL, SCHEDULES);
+    lua_pop(L, 1);
+}
+
+static int l_train(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    lua_getfield(L, 1, "model");
+    if (lua_istable(L, 2)) {
+        push_random_model(L, 2);
+        lua_replace(L, 2);
+    } else if (lua_isnil(L, 2)) {
+        return luaL_error(L, "loupe.train: model = m (a Model) or model = {arch = \"gpt2\", n_layers = ..., ...} is "
+                             "required");
+    }
+    model_ud *u = check_model(L, 2);
+    int live = opt_bool(L, 1, "live", 1);
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, REGISTRY_KEY);
+    if (!lua_getmetatable(L, -1)) {
+        lua_createtable(L, 0, 1);
+        lua_pushstring(L, "k");
+        lua_setfield(L, -2, "__mode");
+        lua_setmetatable(L, -2);
+    } else {
+        lua_pop(L, 1);
+    }
+    int reg = lua_gettop(L); /* 3 */
+    if (opt_bool(L, 1, "resume", 0)) {
+        lua_pushvalue(L, 2);
+        if (lua_rawget(L, reg) == LUA_TNIL)
+            return luaL_error(L, "loupe.train: this model has no training to resume; start one with loupe.train{model "
+                                 "= m, data = ..., steps = ...}");
+        int ti = lua_gettop(L);
+        training *tr = luaL_checkudata(L, ti, TRAINING_MT);
+        int steps = opt_int(L, 1, "steps", tr->total, lp_trainer_steps(tr->t), 1 << 30);
+        lp_train_opts o = *lp_trainer_opts(tr->t);
+        read_opts(L, 1, &o);
+        if (steps != tr->total && o.schedule == LP_SCHED_COSINE)
+            o.total_steps = steps;
+        if (lp_trainer_set_opts(tr->t, &o) < 0)
+            return lp_lua_backend_error(L, "loupe.train");
+        tr->total = steps;
+        run_training(L, 2, ti, live);
+    } else {
+        lua_getfield(L, 1, "data");
+        if (lua_isnil(L, -1))
+            return luaL_error(L, "loupe.train: data = ... is required (a Dataset: loupe.data.load{...} or "
+                                 "loupe.data.repeated{...})");
+        lp_dataset *data = lp_lua_check_dataset(L, -1, NULL);
+        int di = lua_gettop(L);
+        lua_getfield(L, 1, "val");
+        int vi = lua_gettop(L);
+        lp_dataset *val = lua_isnil(L, vi) ? NULL : lp_lua_check_dataset(L, vi, NULL);
+        const lp_model_config *c = &u->m->cfg;
+        const lp_dataset *ds[2] = {data, val};
+        for (int k = 0; k < 2; k++)
+            if (ds[k] && lp_dataset_max_id(ds[k]) >= c->d_vocab)
+                return luaL_error(L, "loupe.train: the %s has token id %d but the model's vocabulary has %d ids",
+                                  k ? "validation data" : "data", (int)lp_dataset_max_id(ds[k]), c->d_vocab);
+        lua_getfield(L, 1, "callback");
+        int cbi = lua_gettop(L);
+        if (!lua_isnil(L, cbi))
+            luaL_checktype(L, cbi, LUA_TFUNCTION);
+        int steps = opt_int(L, 1, "steps", INT32_MIN, 1, 1 << 30);
+        lp_train_opts o;
+        lp_train_opts_default(&o);
+        o.schedule = LP_SCHED_COSINE;
+        read_opts(L, 1, &o);
+        o.total_steps = steps;
+        int B = opt_int(L, 1, "batch", 8, 1, 1 << 16);
+        int T = opt_int(L, 1, "ctx", c->n_ctx < 128 ? c->n_ctx : 128, 1, 1 << 20);
+        training *tr = lua_newuserdatauv(L, sizeof *tr, UV_N);
+        memset(tr, 0, sizeof *tr);
+        luaL_setmetatable(L, TRAINING_MT);
+        int ti = lua_gettop(L);
+        tr->B = B, tr->T = T, tr->total = steps;
+        tr->eval_every = opt_int(L, 1, "eval_every", steps >= 10 ? steps / 10 : 1, 1, 1 << 30);
+        tr->eval_batches = opt_int(L, 1, "eval_batches", 4, 1, 1 << 16);
+        tr->cb_every = opt_int(L, 1, "callback_every", tr->eval_every, 1, 1 << 30);
+        lua_getfield(L, 1, "save");
+        if (!lua_isnil(L, -1)) {
+            size_t len;
+            const char *folder = luaL_checklstring(L, -1, &len);
+            if (len == 0 || len >= sizeof tr->save)
+                return luaL_error(L, "loupe.train: save = folder must be a non-empty path shorter than %d bytes",
+                                  (int)sizeof tr->save);
+            memcpy(tr->save, folder, len + 1);
+        }
+        lua_pop(L, 1);
+        tr->save_every = opt_int(L, 1, "save_every", steps, 1, 1 << 30);
+        if (!(tr->t = lp_trainer_new(u->m, &o, B, T)))
+            return lp_lua_backend_error(L, "loupe.train");
+        lua_createtable(L, 0, 8);
+        const char *keys[] = {"step", "loss", "lr", "grad_norm", "val_step", "val_loss"};
+        for (size_t k = 0; k < sizeof keys / sizeof *keys; k++) {
+            lua_newtable(L);
+            lua_setfield(L, -2, keys[k]);
+        }
+        lua_setiuservalue(L, ti, UV_HIST);
+        lua_pushvalue(L, di);
+        lua_setiuservalue(L, ti, UV_DATA);
+        lua_pushvalue(L, vi);
+        lua_setiuservalue(L, ti, UV_VAL);
+        lua_pushvalue(L, cbi);
+        lua_setiuservalue(L, ti, UV_CB);
+        lua_pushvalue(L, 2);
+        lua_pushvalue(L, ti);
+        lua_rawset(L, reg); /* replaces an earlier training of this model */
+        run_training(L, 2, ti, live);
+    }
+    /* returns m, history (with the totals) */
+    lua_pushvalue(L, 2);
+    lua_rawget(L, reg);
+    training *tr = luaL_checkudata(L, -1, TRAINING_MT);
+    lua_getiuservalue(L, -1, UV_HIST);
+    lua_pushnumber(L, tr->seconds);
+    lua_setfield(L, -2, "seconds");
+    lua_pushinteger(L, (lua_Integer)tr->tokens);
+    lua_setfield(L, -2, "tokens");
+    lua_pushnumber(L, tr->seconds > 0 ? (double)tr->tokens / tr->seconds : 0.0);
+    lua_setfield(L, -2, "tokens_per_s");
+    lua_pushvalue(L, 2);
+    lua_insert(L, -2);
+    return 2;
+}
+
+void lp_lua_open_train(lua_State *L)
+{
+    int loupe = lua_gettop(L);
+    luaL_newmetatable(L, TRAINING_MT);
+    lua_pushcfunction(L, training_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
+    lp_lua_setfunc(L, loupe, "model", l_model,
+                   "loupe.model{arch = \"gpt2\" | \"llama\", n_layers, d_model, n_heads, n_ctx, [d_vocab], "
+                   "[n_kv_heads], [d_head], [d_mlp = 4 d_model], [attn_only = false], [act = \"gelu_new\"], "
+                   "[tied = true], [rope_theta = 10000], [eps = 1e-5], [tokenizer = folder], [seed = 0]} -> Model\n"
+                   "A model of that shape with random weights (N(0, 0.02) matrices), to train with loupe.train. "
+                   "d_vocab defaults to the tokenizer's vocabulary. attn_only: GPT-2 blocks without MLPs.");
+    lp_lua_setfunc(L, loupe, "train", l_train,
+                   "loupe.train{model = m | {config}, data = Dataset, steps = N, [batch = 8], [ctx = 128], "
+                   "[lr = 3e-4], [warmup = 0], [schedule = \"cosine\" | \"constant\"], [min_lr = 0.1], "
+                   "[weight_decay = 0.1], [clip = 1.0], [beta1 = 0.9], [beta2 = 0.95], [accum = 1], [val = Dataset], "
+                   "[eval_every = steps / 10], [eval_batches = 4], [callback = function(step, loss, m)], "
+                   "[callback_every], [save = folder], [save_every = steps], [live = true]} -> m, history\n"
+                   "Trains m in place with AdamW (decay on matrices only, global-norm clipping, linear warm-up, "
+                   "cosine decay to min_lr * lr), showing a live loss curve and a progress bar. history holds "
+                   "step, loss, lr, grad_norm, val_step, val_loss, seconds, tokens, tokens_per_s. With save, a Hugging "
+                   "Face checkpoint (config.json, model.safetensors, the tokenizer) is written every save_every "
+                   "steps and at the end.\n"
+                   "An interrupt stops after the last finished step (the model keeps those weights); "
+                   "loupe.train{model = m, resume = true [, steps = more]} continues with the same optimizer "
+                   "state and data. A loss or gradient that becomes NaN stops with an error naming the step "
+                   "and leaves the weights of the step before.");
+    lua_settop(L, loupe);
+}
