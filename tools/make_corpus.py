@@ -19,7 +19,9 @@ files (random.Random with a fixed seed; no hash ordering, no clock).
 
 The default model's corpus is made with exactly:
 
-    python3 tools/make_corpus.py --seed 1234 --size 4000000 examples/data/corpus.txt
+    python3 tools/make_corpus.py --seed 1234 --size 4000000 out/default-model/corpus.txt
+
+(tools/make_default_model.sh runs exactly this, then trains the model; out/ is not tracked).
 
 Usage: make_corpus.py [--seed N] [--size BYTES] OUT   (stdlib only; "-" writes to stdout)
 """
