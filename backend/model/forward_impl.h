@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 
+#include "core/parallel.h"
 #include "model/model.h"
 
 /* Keys and values of the positions seen so far, per layer, post-rotary for Llama. Each layer's
@@ -110,9 +111,6 @@ int lp_cpu_level(void);
     LP_KOPT static void name(void *p, size_t lo, size_t hi) { name##_body(p, lo, hi); }
 #endif
 
-/* fn over [0, n) in contiguous pieces of at least min_chunk, on lp_get_threads() threads. */
-typedef void (*lp_range_fn)(void *ctx, size_t lo, size_t hi);
-void lp_par_for(size_t n, size_t min_chunk, lp_range_fn fn, void *ctx);
 
 /* y (B,T,out) = x (B,T,in) @ W (+ b) */
 lp_tensor *lp_fwd_linear(lp_fwd *f, lp_track *tr, const lp_linear *l, const lp_tensor *x, const char *what);

@@ -98,55 +98,9 @@ lp_tensor *lp_fwd_new(lp_fwd *f, lp_track *tr, const char *what, int nd, int64_t
     return lp_track_keep(tr, lp_tensor_empty_for(what, nd, s, LP_DEVICE_CPU));
 }
 
-/* ---- the elementwise stages on lp_get_threads() threads ----
- * BLAS runs the products on all cores; without this the norms, GELU, softmax and residual
- * adds ran on one core while the others waited (about a fifth of a GPT-2-small forward on
- * two cores). Each range is independent, so results do not depend on the thread count. */
-
-typedef struct {
-    lp_range_fn fn;
-    void *ctx;
-    size_t lo, hi;
-} range_job;
-
-static void *run_job(void *p)
-{
-    range_job *j = p;
-    j->fn(j->ctx, j->lo, j->hi);
-    return NULL;
-}
-
-#define MAX_PAR 16
-
-/* Pieces whose thread could not be started run on the caller. */
-void lp_par_for(size_t n, size_t min_chunk, lp_range_fn fn, void *ctx)
-{
-    size_t nt = (size_t)lp_get_threads();
-    if (nt > MAX_PAR)
-        nt = MAX_PAR;
-    if (min_chunk == 0)
-        min_chunk = 1;
-    if (nt > n / min_chunk)
-        nt = n / min_chunk;
-    if (nt <= 1) {
-        fn(ctx, 0, n);
-        return;
-    }
-    pthread_t th[MAX_PAR];
-    range_job jobs[MAX_PAR];
-    int started[MAX_PAR] = {0};
-    for (size_t i = 0; i < nt; i++)
-        jobs[i] = (range_job){fn, ctx, n * i / nt, n * (i + 1) / nt};
-    for (size_t i = 1; i < nt; i++)
-        started[i] = pthread_create(&th[i], NULL, run_job, &jobs[i]) == 0;
-    fn(ctx, jobs[0].lo, jobs[0].hi);
-    for (size_t i = 1; i < nt; i++) {
-        if (started[i])
-            pthread_join(th[i], NULL);
-        else
-            fn(ctx, jobs[i].lo, jobs[i].hi);
-    }
-}
+/* The elementwise stages run on lp_get_threads() threads through lp_par_for
+ * (core/parallel.h): without it the norms, GELU, softmax and residual adds ran on one core
+ * while the others waited (about a fifth of a GPT-2-small forward on two cores). */
 
 lp_tensor *lp_fwd_linear(lp_fwd *f, lp_track *tr, const lp_linear *l, const lp_tensor *x, const char *what)
 {

@@ -19,7 +19,7 @@
 #include "core/error.h"
 #include "core/interrupt.h"
 #include "ops/ops.h"
-#include "train/parallel.h"
+#include "core/parallel.h"
 #include "train/train_impl.h"
 
 #if defined(__GNUC__) && !defined(__clang__)

@@ -10,7 +10,7 @@
 #endif
 
 #include "core/error.h"
-#include "train/parallel.h"
+#include "core/parallel.h"
 #include "train/train_impl.h"
 
 /* ---- options ---- */

@@ -1,5 +1,5 @@
 /* lp_par_for (see parallel.h). */
-#include "train/parallel.h"
+#include "core/parallel.h"
 
 #include <pthread.h>
 

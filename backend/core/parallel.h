@@ -1,7 +1,7 @@
 /* lp_par_for: a loop over [0, n) split into contiguous ranges, one per thread
  * (lp_get_threads() of them, at most LP_PAR_MAX), for the elementwise and row-wise stages of
- * training. BLAS already runs the products on every core; without this the norms, GELU,
- * attention and AdamW would run on one core while the others wait.
+ * the forward pass and of training. BLAS already runs the products on every core; without
+ * this the norms, GELU, attention and AdamW would run on one core while the others wait.
  *
  * Each range is independent and the split depends only on n, min_chunk and the thread
  * count, so a function whose ranges write disjoint outputs gives the same result on any
@@ -9,11 +9,9 @@
  * microseconds) and joined before returning; a range whose thread could not be started
  * runs on the caller. fn must not call lp_set_error for the caller to see (errors are per
  * thread): report failure through ctx.
- *
- * The same helper as backend/model/forward.c's par_for (kept separate so that neither
- * module reaches into the other; the two can be merged into one backend helper). */
-#ifndef LP_TRAIN_PARALLEL_H
-#define LP_TRAIN_PARALLEL_H
+*/
+#ifndef LP_CORE_PARALLEL_H
+#define LP_CORE_PARALLEL_H
 
 #include <stddef.h>
 
