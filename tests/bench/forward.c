@@ -19,84 +19,15 @@
  *    "speedup", "same_tokens"} */
 #include <cblas.h>
 #include <fcntl.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <time.h>
-#include <unistd.h>
 
+#include "bench_util.h"
 #include "core/error.h"
 #include "device.h"
 #include "model/model.h"
-
-extern char **environ;
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-static int env_int(const char *name, int def)
-{
-    const char *s = getenv(name);
-    return s && atoi(s) > 0 ? atoi(s) : def;
-}
-
-/* PyTorch's tokens/s from forward_torch.py, or -1 when it is unavailable. */
-static double torch_tokens_per_s(int B, int T, int reps, int threads)
-{
-    const char *root = getenv("LOUPE_ROOT");
-    char py[512], script[512], out[] = "/tmp/loupe-bench-torch-XXXXXX";
-    snprintf(py, sizeof py, "%s/.venv/bin/python", root ? root : ".");
-    snprintf(script, sizeof script, "%s/tests/bench/forward_torch.py", root ? root : ".");
-    if (access(py, X_OK) != 0 || access(script, R_OK) != 0)
-        return -1;
-    int fd = mkstemp(out);
-    if (fd < 0)
-        return -1;
-    char b[16], t[16], r[16], th[16];
-    snprintf(b, sizeof b, "%d", B), snprintf(t, sizeof t, "%d", T), snprintf(r, sizeof r, "%d", reps);
-    snprintf(th, sizeof th, "%d", threads);
-    char *argv[] = {py, script, b, t, r, th, NULL};
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, fd, 1);
-    pid_t pid;
-    double v = -1;
-    if (posix_spawn(&pid, py, &fa, NULL, argv, environ) == 0) {
-        int st;
-        waitpid(pid, &st, 0);
-        FILE *f = fopen(out, "r");
-        char line[512];
-        while (f && fgets(line, sizeof line, f)) {
-            const char *p = strstr(line, "\"torch_tokens_per_s\":");
-            if (p)
-                v = atof(p + strlen("\"torch_tokens_per_s\":"));
-        }
-        if (f)
-            fclose(f);
-    }
-    posix_spawn_file_actions_destroy(&fa);
-    close(fd);
-    unlink(out);
-    return v;
-}
 
 /* The sgemm reference: the model's main product shape, timed between the forward passes
  * (so that a noisy machine slows both alike). */
@@ -122,12 +53,12 @@ static double gemm_ref_time(gemm_ref *g, int calls)
     if (calls > 32)
         calls = 32;
     for (int r = 0; r < calls; r++) {
-        double t0 = now();
+        double t0 = bench_now();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->M, g->N, g->K, 1.0f, g->a, g->K, g->b, g->N, 0.0f,
                     g->c, g->N);
-        t[r] = now() - t0;
+        t[r] = bench_now() - t0;
     }
-    return median(t, calls);
+    return bench_median(t, calls);
 }
 
 /* Greedy generation of N tokens after prompt (P tokens) into out (P + N); the time taken. */
@@ -136,7 +67,7 @@ static double generate(const lp_model *m, const int32_t *prompt, int P, int N, i
     int V = m->cfg.d_vocab, n = P, fed = 0;
     memcpy(out, prompt, (size_t)P * sizeof *out);
     lp_kv_cache *kv = use_cache ? lp_kv_cache_new(m, 1, P + N) : NULL;
-    double t0 = now();
+    double t0 = bench_now();
     for (int s = 0; s < N; s++) {
         lp_run r;
         int rc = kv ? lp_model_run_cached(m, kv, out + fed, 1, n - fed, NULL, &r) : lp_model_run(m, out, 1, n, NULL, &r);
@@ -152,19 +83,19 @@ static double generate(const lp_model *m, const int32_t *prompt, int P, int N, i
         fed = n;
         out[n++] = best;
     }
-    double t = now() - t0;
+    double t = bench_now() - t0;
     lp_kv_cache_free(kv);
     return t;
 }
 
 int main(void)
 {
-    int B = env_int("LOUPE_BENCH_BATCH", 8), T = env_int("LOUPE_BENCH_SEQ", 128), reps = env_int("LOUPE_BENCH_REPS", 5);
+    int B = bench_env_int("LOUPE_BENCH_BATCH", 8), T = bench_env_int("LOUPE_BENCH_SEQ", 128), reps = bench_env_int("LOUPE_BENCH_REPS", 5);
     if (reps > 31)
         reps = 31;
     int threads = lp_get_threads();
     /* PyTorch first, in its own process, before our BLAS threads are busy */
-    double torch_tps = torch_tokens_per_s(B, T, reps, threads);
+    double torch_tps = bench_torch_tokens_per_s("forward_torch.py", B, T, reps, threads);
     lp_model_config c = {.arch = LP_ARCH_GPT2, .n_layers = 12, .d_model = 768, .n_heads = 12, .n_kv_heads = 12,
                          .d_head = 64, .d_mlp = 3072, .d_vocab = 50257, .n_ctx = 1024, .eps = 1e-5f,
                          .act = 0 /* tanh GELU */, .tied = 1, .bos = -1, .eos = -1};
@@ -188,20 +119,20 @@ int main(void)
     }
     lp_run_clear(&r);
     for (int i = 0; i < reps; i++) { /* alternate so that noise hits all alike */
-        double t0 = now();
+        double t0 = bench_now();
         lp_model_run(m, tok, B, T, NULL, &r);
-        tn[i] = now() - t0;
+        tn[i] = bench_now() - t0;
         lp_run_clear(&r);
-        t0 = now();
+        t0 = bench_now();
         lp_model_run(m, tok, B, T, &all, &r);
-        tc[i] = now() - t0;
+        tc[i] = bench_now() - t0;
         lp_run_clear(&r);
         tg[i] = gemm_ref_time(&g, 9);
     }
     free(g.a), free(g.b), free(g.c);
-    double t_plain = median(tn, reps), t_cache = median(tc, reps);
+    double t_plain = bench_median(tn, reps), t_cache = bench_median(tc, reps);
     double flops = lp_model_flops(m, B, T);
-    double sg = 2.0 * g.M * g.K * g.N / median(tg, reps) / 1e9;
+    double sg = 2.0 * g.M * g.K * g.N / bench_median(tg, reps) / 1e9;
     double gf = flops / t_plain / 1e9, tps = B * T / t_plain;
     printf("{\"bench\": \"forward gpt2-small %dx%d\", \"device\": \"cpu\", \"threads\": %d, \"tokens_per_s\": %.1f, "
            "\"gflops\": %.2f, \"sgemm_gflops\": %.2f, \"fraction_of_sgemm\": %.3f, ",
@@ -213,7 +144,7 @@ int main(void)
     printf("\"cache_tokens_per_s\": %.1f, \"cache_overhead\": %.3f, \"seconds\": %.3f}\n", B * T / t_cache,
            t_cache / t_plain - 1, t_plain);
     /* generation: one run of each, after a short warm-up of the cached path */
-    int P = env_int("LOUPE_BENCH_PROMPT", 64), N = env_int("LOUPE_BENCH_GEN", 64);
+    int P = bench_env_int("LOUPE_BENCH_PROMPT", 64), N = bench_env_int("LOUPE_BENCH_GEN", 64);
     if (P + N > c.n_ctx)
         P = c.n_ctx / 2, N = c.n_ctx - P;
     int32_t *ga = malloc(sizeof(int32_t) * (size_t)(P + N)), *gb = malloc(sizeof(int32_t) * (size_t)(P + N));

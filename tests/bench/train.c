@@ -11,89 +11,20 @@
  * Times are medians of several steps after a warm-up step. LOUPE_BENCH_REPS overrides the
  * repeat count; LOUPE_BENCH_BATCH / LOUPE_BENCH_SEQ the shape. */
 #include <fcntl.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <time.h>
-#include <unistd.h>
 
+#include "bench_util.h"
 #include "core/error.h"
 #include "device.h"
 #include "model/model.h"
 #include "train/train.h"
 
-extern char **environ;
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-static int env_int(const char *name, int def)
-{
-    const char *s = getenv(name);
-    return s && atoi(s) > 0 ? atoi(s) : def;
-}
-
-/* PyTorch's tokens/s from train_torch.py, or -1 when it is unavailable. */
-static double torch_tokens_per_s(int B, int T, int reps, int threads)
-{
-    const char *root = getenv("LOUPE_ROOT");
-    char py[512], script[512], out[] = "/tmp/loupe-bench-torch-XXXXXX";
-    snprintf(py, sizeof py, "%s/.venv/bin/python", root ? root : ".");
-    snprintf(script, sizeof script, "%s/tests/bench/train_torch.py", root ? root : ".");
-    if (access(py, X_OK) != 0 || access(script, R_OK) != 0)
-        return -1;
-    int fd = mkstemp(out);
-    if (fd < 0)
-        return -1;
-    char b[16], t[16], r[16], th[16];
-    snprintf(b, sizeof b, "%d", B), snprintf(t, sizeof t, "%d", T), snprintf(r, sizeof r, "%d", reps);
-    snprintf(th, sizeof th, "%d", threads);
-    char *argv[] = {py, script, b, t, r, th, NULL};
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, fd, 1);
-    pid_t pid;
-    double v = -1;
-    if (posix_spawn(&pid, py, &fa, NULL, argv, environ) == 0) {
-        int st;
-        waitpid(pid, &st, 0);
-        FILE *f = fopen(out, "r");
-        char line[512];
-        while (f && fgets(line, sizeof line, f)) {
-            const char *p = strstr(line, "\"torch_tokens_per_s\":");
-            if (p)
-                v = atof(p + strlen("\"torch_tokens_per_s\":"));
-        }
-        if (f)
-            fclose(f);
-    }
-    posix_spawn_file_actions_destroy(&fa);
-    close(fd);
-    unlink(out);
-    return v;
-}
-
 int main(void)
 {
-    int B = env_int("LOUPE_BENCH_BATCH", 4), T = env_int("LOUPE_BENCH_SEQ", 64), reps = env_int("LOUPE_BENCH_REPS", 5);
+    int B = bench_env_int("LOUPE_BENCH_BATCH", 4), T = bench_env_int("LOUPE_BENCH_SEQ", 64), reps = bench_env_int("LOUPE_BENCH_REPS", 5);
     if (reps > 31)
         reps = 31;
     int threads = lp_get_threads();
@@ -104,8 +35,8 @@ int main(void)
     double torch_tps = -1;
     int torch_threads = threads;
     if (!getenv("LOUPE_BENCH_NO_TORCH")) {
-        torch_tps = torch_tokens_per_s(B, T, reps, threads);
-        double one = threads > 1 ? torch_tokens_per_s(B, T, reps, 1) : -1;
+        torch_tps = bench_torch_tokens_per_s("train_torch.py", B, T, reps, threads);
+        double one = threads > 1 ? bench_torch_tokens_per_s("train_torch.py", B, T, reps, 1) : -1;
         if (one > torch_tps)
             torch_tps = one, torch_threads = 1;
     }
@@ -128,21 +59,21 @@ int main(void)
     double ts[32], tf[32], to[32];
     for (int i = -1; i < reps; i++) { /* one warm-up step */
         float loss, norm;
-        double t0 = now();
+        double t0 = bench_now();
         if (lp_trainer_forward_backward(t, x, y, &loss) < 0) {
             fprintf(stderr, "bench_train: %s\n", lp_last_error());
             return 1;
         }
-        double t1 = now();
+        double t1 = bench_now();
         if (lp_trainer_step(t, &norm, NULL) < 0) {
             fprintf(stderr, "bench_train: %s\n", lp_last_error());
             return 1;
         }
-        double t2 = now();
+        double t2 = bench_now();
         if (i >= 0)
             ts[i] = t2 - t0, tf[i] = t1 - t0, to[i] = t2 - t1;
     }
-    double step = median(ts, reps), fb = median(tf, reps), opt = median(to, reps);
+    double step = bench_median(ts, reps), fb = bench_median(tf, reps), opt = bench_median(to, reps);
     double tps = B * T / step, gf = 3.0 * lp_model_flops(m, B, T) / step / 1e9;
     printf("{\"bench\": \"train gpt2-small %dx%d\", \"device\": \"cpu\", \"threads\": %d, \"tokens_per_s\": %.1f, ", B,
            T, threads, tps);

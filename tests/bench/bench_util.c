@@ -1,0 +1,77 @@
+/* See bench_util.h. */
+#include "bench_util.h"
+
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+double bench_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double bench_median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+int bench_env_int(const char *name, int def)
+{
+    const char *s = getenv(name);
+    return s && atoi(s) > 0 ? atoi(s) : def;
+}
+
+double bench_torch_tokens_per_s(const char *script_name, int B, int T, int reps, int threads)
+{
+    const char *root = getenv("LOUPE_ROOT");
+    char py[512], script[512], out[] = "/tmp/loupe-bench-torch-XXXXXX";
+    snprintf(py, sizeof py, "%s/.venv/bin/python", root ? root : ".");
+    snprintf(script, sizeof script, "%s/tests/bench/%s", root ? root : ".", script_name);
+    if (access(py, X_OK) != 0 || access(script, R_OK) != 0)
+        return -1;
+    int fd = mkstemp(out);
+    if (fd < 0)
+        return -1;
+    char b[16], t[16], r[16], th[16];
+    snprintf(b, sizeof b, "%d", B), snprintf(t, sizeof t, "%d", T), snprintf(r, sizeof r, "%d", reps);
+    snprintf(th, sizeof th, "%d", threads);
+    char *argv[] = {py, script, b, t, r, th, NULL};
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, fd, 1);
+    pid_t pid;
+    double v = -1;
+    const char *key = "\"torch_tokens_per_s\":";
+    if (posix_spawn(&pid, py, &fa, NULL, argv, environ) == 0) {
+        int st;
+        waitpid(pid, &st, 0);
+        FILE *f = fopen(out, "r");
+        char line[512];
+        while (f && fgets(line, sizeof line, f)) {
+            const char *p = strstr(line, key);
+            if (p)
+                v = atof(p + strlen(key));
+        }
+        if (f)
+            fclose(f);
+    }
+    posix_spawn_file_actions_destroy(&fa);
+    close(fd);
+    unlink(out);
+    return v;
+}
