@@ -126,8 +126,36 @@ static int rope_backward(float *dinp, const float *dout, int B, int T, int NH, i
     return rope_apply(dinp, dout, B, T, NH, HS, rot, theta, pos0, -1.0f);
 }
 
+__global__ void k_rope_table(float *x, const float *cs, const float *sn, size_t N, int T, int NH, int HS,
+                             float sign)
+{
+    int half = HS / 2;
+    FOR_N(e, N * NH * half)
+    {
+        int i = (int)(e % half);
+        size_t head = e / half; // (n, h) flattened
+        int t = (int)((head / NH) % T);
+        float c = cs[(size_t)t * half + i], s = sign * sn[(size_t)t * half + i];
+        float *p = x + head * HS;
+        float x1 = p[i], x2 = p[i + half];
+        p[i] = x1 * c - x2 * s;
+        p[i + half] = x2 * c + x1 * s;
+    }
+}
+
+static int rope_table(float *x, const float *cos, const float *sin, int N, int T, int NH, int HS, float sign)
+{
+    if (HS % 2 || T < 1)
+        return lp_set_error("rope: head size %d must be even and positions %d at least 1", HS, T);
+    size_t n = (size_t)N * NH * (HS / 2);
+    if (n)
+        k_rope_table<<<blocks_for(n), 256>>>(x, cos, sin, (size_t)N, T, NH, HS, sign);
+    return LAUNCHED("rope");
+}
+
 void lp_cuda_fill_attention(lp_ops *t)
 {
+    t->rope_table = rope_table;
     t->attention_forward = attention_forward;
     t->attention_backward = attention_backward;
     t->rope_forward = rope_forward;

@@ -261,13 +261,15 @@ __global__ void k_ce(float *losses, float *probs, const float *logits, const int
     for (int j = threadIdx.x; j < V; j += blockDim.x)
         s += expf(x[j] - m);
     s = block_reduce(s, 0);
-    for (int j = threadIdx.x; j < V; j += blockDim.x)
-        p[j] = expf(x[j] - m) / s;
+    // the loss reads x[tg] before any thread writes p (which may alias x)
     if (threadIdx.x == 0) {
         if (tg < -1 || tg >= V)
             atomicCAS(bad, 0, n + 1);
         losses[n] = (tg < 0 || tg >= V) ? 0.0f : logf(s) + m - x[tg];
     }
+    __syncthreads();
+    for (int j = threadIdx.x; j < V; j += blockDim.x)
+        p[j] = expf(x[j] - m) / s;
 }
 
 __global__ void k_ce_back(float *dlogits, const float *dlosses, const float *probs, const int32_t *targets, int N,

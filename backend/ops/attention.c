@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "core/interrupt.h"
+#include "core/parallel.h"
 #include "ops_impl.h"
 
 /* Softmax of row x[0..C) over its first `valid` entries; the rest become 0. */
@@ -167,8 +168,44 @@ static int rope_backward(float *dinp, const float *dout, int B, int T, int NH, i
     return rope_apply(dinp, dout, B, T, NH, HS, rot, theta, pos0, -1.0f);
 }
 
+struct rope_table_ctx {
+    float *x;
+    const float *cs, *sn;
+    int T, NH, HS;
+    float sign;
+};
+
+static void rope_table_range(void *p, size_t lo, size_t hi)
+{
+    struct rope_table_ctx *c = p;
+    int half = c->HS / 2;
+    for (size_t n = lo; n < hi; n++) {
+        int t = (int)(n % (size_t)c->T);
+        const float *restrict cs = c->cs + (size_t)t * half, *restrict sn = c->sn + (size_t)t * half;
+        for (int h = 0; h < c->NH; h++) {
+            float *restrict x = c->x + (n * (size_t)c->NH + (size_t)h) * c->HS;
+            for (int i = 0; i < half; i++) {
+                float x1 = x[i], x2 = x[i + half], s = c->sign * sn[i];
+                x[i] = x1 * cs[i] + (-x2) * s;
+                x[i + half] = x2 * cs[i] + x1 * s;
+            }
+        }
+    }
+}
+
+// x (N,NH,HS) in place; cos, sin (T,HS/2); rows over threads
+static int rope_table(float *x, const float *cos, const float *sin, int N, int T, int NH, int HS, float sign)
+{
+    if (HS % 2 || T < 1)
+        return lp_set_error("rope: head size %d must be even and positions %d at least 1", HS, T);
+    struct rope_table_ctx c = {x, cos, sin, T, NH, HS, sign};
+    lp_par_for((size_t)N, 16, rope_table_range, &c);
+    return 0;
+}
+
 void lp_cpu_fill_attention(lp_ops *t)
 {
+    t->rope_table = rope_table;
     t->softmax_forward = softmax_forward;
     t->softmax_backward = softmax_backward;
     t->attention_forward = attention_forward;

@@ -147,8 +147,26 @@ static int rope_backward(float *dinp, const float *dout, int B, int T, int NH, i
     return HS > 1024 ? lp_set_error("rope reference: head size > 1024") : rope(dinp, dout, B, T, NH, HS, rot, theta, pos0, -1);
 }
 
+static int rope_table(float *x, const float *cos, const float *sin, int N, int T, int NH, int HS, float sign)
+{
+    if (HS % 2 || T < 1)
+        return lp_set_error("rope: head size %d must be even and positions %d at least 1", HS, T);
+    int half = HS / 2;
+    for (int n = 0; n < N; n++)
+        for (int h = 0; h < NH; h++)
+            for (int i = 0; i < half; i++) {
+                float *p = x + ((size_t)n * NH + h) * HS;
+                double c = cos[(size_t)(n % T) * half + i], s = (double)sign * sin[(size_t)(n % T) * half + i];
+                double x1 = p[i], x2 = p[i + half];
+                p[i] = (float)(x1 * c - x2 * s);
+                p[i + half] = (float)(x2 * c + x1 * s);
+            }
+    return 0;
+}
+
 void lp_ref_fill_attention(lp_ops *t)
 {
+    t->rope_table = rope_table;
     t->softmax_forward = softmax_forward;
     t->softmax_backward = softmax_backward;
     t->attention_forward = attention_forward;

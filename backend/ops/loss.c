@@ -21,6 +21,7 @@ static int crossentropy_forward(float *losses, float *probs, const float *logits
         double s = 0;
         for (int j = 0; j < V; j++)
             m = x[j] > m ? x[j] : m;
+        float xt = tg < 0 ? 0.0f : x[tg]; /* read before p (which may alias x) is written */
         for (int j = 0; j < V; j++) {
             p[j] = expf(x[j] - m);
             s += p[j];
@@ -29,7 +30,7 @@ static int crossentropy_forward(float *losses, float *probs, const float *logits
         for (int j = 0; j < V; j++)
             p[j] *= inv;
         /* -log p[t] computed from the logits, so that tiny probabilities keep their precision */
-        losses[n] = tg < 0 ? 0.0f : (float)(log(s) + m - x[tg]);
+        losses[n] = tg < 0 ? 0.0f : (float)(log(s) + m - xt);
     }
     return 0;
 }

@@ -17,9 +17,9 @@ static int crossentropy_forward(float *losses, float *probs, const float *logits
             m = fmax(m, x[j]);
         for (int j = 0; j < V; j++)
             s += exp(x[j] - m);
+        losses[n] = tg < 0 ? 0.0f : (float)(m + log(s) - x[tg]); /* before probs overwrite x (alias) */
         for (int j = 0; j < V; j++)
             probs[(size_t)n * V + j] = (float)(exp(x[j] - m) / s);
-        losses[n] = tg < 0 ? 0.0f : (float)(m + log(s) - x[tg]);
     }
     return 0;
 }

@@ -120,6 +120,12 @@ typedef struct lp_ops {
                         float theta, int pos0);
     int (*rope_backward)(float *dinp, const float *dout, int B, int T, int NH, int HS, int rot,
                          float theta, int pos0);
+    /* Rotary embeddings from precomputed tables (any frequency scaling: lp_rope_inv_freq), in
+     * place. x is (N,NH,HS), row n at position n % T; cos, sin are (T,HS/2). Each pair
+     * (x[i], x[i+HS/2]) turns by the angle whose cosine and sine the tables hold at
+     * (position, i); sign -1 turns it back (the backward). HS even. */
+    int (*rope_table)(float *x, const float *cos, const float *sin, int N, int T, int NH, int HS,
+                      float sign);
 
     /* out (N,C) = table[ids[n]]; table is (V,C); ids (N), each in [0,V) else an error. */
     int (*embed_forward)(float *out, const int32_t *ids, const float *table, int N, int C, int V);
@@ -128,10 +134,11 @@ typedef struct lp_ops {
                           int V);
 
     /* losses (N) = -log softmax(logits)[target]; probs (N,V) saved; logits (N,V); targets (N),
-     * a target of -1 is ignored (loss 0, gradient 0), others must be in [0,V). */
+     * a target of -1 is ignored (loss 0, gradient 0), others must be in [0,V). probs may
+     * alias logits (the trainer keeps one (N,V) buffer: logits, probabilities, gradient). */
     int (*crossentropy_forward)(float *losses, float *probs, const float *logits,
                                 const int32_t *targets, int N, int V);
-    /* dlogits (N,V) overwritten = (probs - onehot(target)) * dlosses[n]. */
+    /* dlogits (N,V) overwritten = (probs - onehot(target)) * dlosses[n]; may alias probs. */
     int (*crossentropy_backward)(float *dlogits, const float *dlosses, const float *probs,
                                  const int32_t *targets, int N, int V);
 

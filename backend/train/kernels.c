@@ -32,12 +32,6 @@
 
 /* ---- linear layers ---- */
 
-int lp_tk_linear_forward(float *y, const float *x, const lp_linear *l, int N)
-{
-    return lp_cpu_ops()->matmul_forward(y, x, l->w->data, l->b ? l->b->data : NULL, 1, N, l->in, l->out,
-                                        LP_SHARE_B | (l->trans ? LP_TRANS_B : 0));
-}
-
 struct colsum_ctx {
     float *db;
     const float *dy;
@@ -55,10 +49,9 @@ HOT static void colsum_range(void *p, size_t lo, size_t hi)
 }
 
 void lp_tk_linear_backward(float *dx, int accum, float *dw, float *db, const float *dy, const float *x,
-                           const lp_linear *l, int N)
+                           const float *W, const lp_linear *l, int N)
 {
     int in = l->in, out = l->out;
-    const float *W = l->w->data;
     if (dx) {
         if (l->trans) /* W (out,in): dx (N,in) = dy (N,out) @ W */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, in, out, 1.0f, dy, out, W, in,
@@ -236,35 +229,9 @@ int lp_tk_attention_backward(float *dq, float *dk, float *dv, const float *dz, c
 
 /* ---- rotary embeddings ---- */
 
-struct rope_ctx {
-    float *x;
-    const float *cs, *sn;
-    int ld, T, nh, S;
-    float sign;
-};
-
-HOT static void rope_range(void *p, size_t lo, size_t hi)
+void lp_tk_rope(float *x, int N, int T, int nh, int S, const float *cs, const float *sn, float sign)
 {
-    struct rope_ctx *c = p;
-    int half = c->S / 2;
-    for (size_t n = lo; n < hi; n++) {
-        int t = (int)(n % (size_t)c->T);
-        const float *restrict cs = c->cs + (size_t)t * half, *restrict sn = c->sn + (size_t)t * half;
-        for (int h = 0; h < c->nh; h++) {
-            float *restrict x = c->x + n * (size_t)c->ld + (size_t)h * c->S;
-            for (int i = 0; i < half; i++) {
-                float x1 = x[i], x2 = x[i + half], s = c->sign * sn[i];
-                x[i] = x1 * cs[i] + (-x2) * s;
-                x[i + half] = x2 * cs[i] + x1 * s;
-            }
-        }
-    }
-}
-
-void lp_tk_rope(float *x, int ld, int N, int T, int nh, int S, const float *cs, const float *sn, float sign)
-{
-    struct rope_ctx c = {x, cs, sn, ld, T, nh, S, sign};
-    lp_par_for((size_t)N, 16, rope_range, &c);
+    lp_cpu_ops()->rope_table(x, cs, sn, N, T, nh, S, sign); /* fails only for odd S, checked at creation */
 }
 
 /* ---- GELU (tanh form), residual adds ---- */

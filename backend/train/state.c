@@ -22,9 +22,11 @@ static lp_tensor *view(const lp_tensor *flat, const lp_tparam *p)
     return r;
 }
 
-int lp_trainer_save_state(const lp_trainer *t, const char *path)
+int lp_trainer_save_state(lp_trainer *t, const char *path)
 {
     size_t n = 2 * t->np;
+    if (lp_trainer_moments_to_host(t) < 0)
+        return -1;
     char **names = calloc(n ? n : 1, sizeof *names);
     lp_tensor **ts = calloc(n ? n : 1, sizeof *ts);
     int rc = -1;
@@ -99,11 +101,14 @@ int lp_trainer_load_state(lp_trainer *t, const char *path)
     for (size_t i = 0; i < t->np; i++)
         if (!find(st, &t->p[i], 0, path) || !find(st, &t->p[i], 1, path))
             goto done;
+    /* a device trainer's moments go through its host copies, made first */
+    if (lp_trainer_moments_to_host(t) < 0)
+        goto done;
     for (size_t i = 0; i < t->np; i++) /* converted in place: nothing here can fail */
         for (int k = 0; k < 2; k++) {
             const lp_st_entry *e = find(st, &t->p[i], k, path);
             const void *src = lp_safetensors_bytes(st, e);
-            float *dst = (k ? t->vel : t->mom) + t->p[i].off;
+            float *dst = (k ? t->vel_t : t->mom_t)->data + t->p[i].off;
             if (e->dtype == LP_DTYPE_F32)
                 memcpy(dst, src, t->p[i].n * sizeof(float));
             else if (e->dtype == LP_DTYPE_BF16)
@@ -111,6 +116,9 @@ int lp_trainer_load_state(lp_trainer *t, const char *path)
             else
                 lp_f16_to_f32(dst, src, t->p[i].n);
         }
+    if (t->be && (t->be->to_device(t->mom, t->mom_t->data, t->total * sizeof(float)) < 0 ||
+                  t->be->to_device(t->vel, t->vel_t->data, t->total * sizeof(float)) < 0))
+        goto done; /* the moments on the device may be half written: the error says so */
     t->steps = (int)s;
     t->micro = 0, t->loss_sum = 0, t->dirty = 1;
     rc = 0;

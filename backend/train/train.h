@@ -1,7 +1,7 @@
-/* Training GPT-2-family (attention-only included) and Llama-family models on the CPU, llm.c
- * style: explicit forward and backward passes over one allocation of saved activations,
- * one flat buffer each for the gradients and the two AdamW moments, OpenBLAS for the
- * products.
+/* Training GPT-2-family (attention-only included) and Llama-family models on the CPU or a
+ * GPU, llm.c style: explicit forward and backward passes over one allocation of saved
+ * activations, one flat buffer each for the gradients and the two AdamW moments, OpenBLAS
+ * (or cuBLAS) for the products.
  *
  *   lp_train_opts o;
  *   lp_train_opts_default(&o);
@@ -35,6 +35,12 @@
  * and writes its weights in place in lp_trainer_step; no lp_model_run may use the model on
  * another thread at the same time.
  *
+ * On a GPU (lp_trainer_new_on(..., LP_DEVICE_CUDA)) the trainer keeps its own copy of the
+ * weights in GPU memory with everything else: lp_trainer_step updates that copy, and
+ * lp_trainer_pull writes it into the model's tensors (do it before anything reads the model:
+ * a run, a checkpoint); lp_trainer_push copies the model's weights to the GPU (creation does
+ * it once). The passes and the update are the op table's (ops/ops.h) of the CUDA backend.
+ *
  * Interrupts: forward_backward polls the kernel's interrupt flag between layers and
  * returns -1 "interrupted"; the weights are untouched, the gradients of the step so far
  * are discarded (zeroed at the next forward_backward) and the step must be started again.
@@ -46,6 +52,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "device.h"
 #include "model/model.h"
 
 typedef enum lp_sched {
@@ -80,7 +87,17 @@ typedef struct lp_trainer lp_trainer;
  * an error on bad options, B or T < 1, T beyond the model's context ("... context of 1024"),
  * or a failed allocation ("cannot allocate 2.1 GiB for training activations ..."). */
 lp_trainer *lp_trainer_new(lp_model *m, const lp_train_opts *o, int B, int T);
+/* The same on a device: LP_DEVICE_CPU is lp_trainer_new; LP_DEVICE_CUDA trains on the GPU
+ * (NULL with "CUDA is not available: ..." where there is none, or "cannot allocate ... on the
+ * GPU"). */
+lp_trainer *lp_trainer_new_on(lp_model *m, const lp_train_opts *o, int B, int T, lp_device dev);
 void lp_trainer_free(lp_trainer *t); /* NULL is a no-op */
+lp_device lp_trainer_device(const lp_trainer *t);
+/* Weights between the model's tensors and a GPU trainer's copy (no-ops on the CPU): pull
+ * writes the trainer's (as of its last step) into the model, push the model's into the
+ * trainer. 0, or -1 with an error. */
+int lp_trainer_pull(lp_trainer *t);
+int lp_trainer_push(lp_trainer *t);
 
 /* One micro-batch: inputs and targets are (B,T) row-major; inputs in [0, d_vocab),
  * targets in [0, d_vocab) or -1 (ignored). Adds the gradient of loss / accum to the
@@ -108,15 +125,16 @@ const lp_train_opts *lp_trainer_opts(const lp_trainer *t);
 int lp_trainer_steps(const lp_trainer *t); /* updates applied so far */
 
 /* The parameters, in lp_model_param's order: param i's gradient (numel of its tensor),
- * valid until the next step or forward_backward; its AdamW moments (exp_avg, exp_avg_sq). */
+ * valid until the next step or forward_backward; its AdamW moments (exp_avg, exp_avg_sq).
+ * Host memory (a GPU trainer copies them out: NULL with an error if that fails). */
 size_t lp_trainer_param_count(const lp_trainer *t);
-const float *lp_trainer_grad(const lp_trainer *t, size_t i);
-const float *lp_trainer_moment(const lp_trainer *t, size_t i, int second);
+const float *lp_trainer_grad(lp_trainer *t, size_t i);
+const float *lp_trainer_moment(lp_trainer *t, size_t i, int second);
 
 /* Optimizer state for resuming: a safetensors file with "exp_avg.<name>" and
  * "exp_avg_sq.<name>" for every parameter and the step count in the metadata ("step").
  * Loading checks every name and shape before changing anything. 0, or -1 with an error. */
-int lp_trainer_save_state(const lp_trainer *t, const char *path);
+int lp_trainer_save_state(lp_trainer *t, const char *path);
 int lp_trainer_load_state(lp_trainer *t, const char *path);
 
 /* ---- parameters by name ---- */

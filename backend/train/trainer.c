@@ -123,9 +123,16 @@ static size_t layout_scratch(lp_trainer *t, float *base)
     } else {
         dq = TAKE(N * t->QD), dk = TAKE(N * t->KD), dv = TAKE(N * t->KD);
     }
+    /* the device path's own: q, k, v regrouped and their gradient (GPT-2), the loss's
+     * gradient per row, the gradient's partial norms */
+    int regroup = t->be && c->arch == LP_ARCH_GPT2;
+    float *qkv3 = TAKE(regroup ? N * 3 * t->QD : 0), *dqkv3 = TAKE(regroup ? N * 3 * t->QD : 0);
+    float *dloss = TAKE(t->be ? N : 0), *part = TAKE(t->be ? LP_NORM_PARTS : 0);
     if (base) {
         t->dres = dres, t->dx = dx, t->dln = dln, t->dz = dz, t->dh = dh, t->dh2 = dh2;
         t->dq = dq, t->dk = dk, t->dv = dv;
+        if (t->be)
+            t->qkv3 = regroup ? qkv3 : NULL, t->dqkv3 = regroup ? dqkv3 : NULL, t->dloss = dloss, t->norm_part = part;
     }
     return off;
 }
@@ -157,12 +164,56 @@ static int check_model(lp_trainer *t)
     return 0;
 }
 
-static float *alloc_floats(size_t n, const char *what, int zero)
+/* n floats of the trainer's memory: host on the CPU path, the backend's on the device path;
+ * zeroed. */
+static float *alloc_floats(lp_trainer *t, size_t n, const char *what)
 {
-    return zero ? lp_calloc(n ? n : 1, sizeof(float), what) : lp_malloc((n ? n : 1) * sizeof(float), what);
+    if (!t->be)
+        return lp_calloc(n ? n : 1, sizeof(float), what);
+    float *p = t->be->alloc((n ? n : 1) * sizeof(float), what);
+    if (p && t->ops->fill(p, 0.0f, n) < 0) {
+        t->be->free(p);
+        return NULL;
+    }
+    return p;
 }
 
-lp_trainer *lp_trainer_new(lp_model *m, const lp_train_opts *o, int B, int T)
+static void free_floats(const lp_trainer *t, void *p)
+{
+    if (t->be)
+        t->be->free(p);
+    else
+        free(p);
+}
+
+/* The rotary table, as forward.c builds it, into t->rope_cos / rope_sin (either memory). */
+static int rope_tables(lp_trainer *t)
+{
+    int half = t->S / 2, T = t->T;
+    size_t n = (size_t)T * half;
+    float *inv = lp_malloc((size_t)half * sizeof *inv + 1, "rotary table");
+    float *cs = t->be ? lp_malloc(2 * n * sizeof *cs + 1, "rotary table") : t->rope_cos;
+    int rc = -1;
+    if (inv && cs) {
+        float *sn = t->be ? cs + n : t->rope_sin;
+        lp_rope_inv_freq(&t->m->cfg, T, inv);
+        for (int p = 0; p < T; p++)
+            for (int i = 0; i < half; i++) {
+                float a = (float)p * inv[i];
+                cs[p * half + i] = cosf(a);
+                sn[p * half + i] = sinf(a);
+            }
+        rc = t->be ? (t->be->to_device(t->rope_cos, cs, n * sizeof *cs) < 0 ||
+                      t->be->to_device(t->rope_sin, sn, n * sizeof *sn) < 0 ? -1 : 0)
+                   : 0;
+    }
+    free(inv);
+    if (t->be)
+        free(cs);
+    return rc;
+}
+
+lp_trainer *lp_trainer_new_backend(lp_model *m, const lp_train_opts *o, int B, int T, const lp_backend *be)
 {
     const lp_model_config *c = &m->cfg;
     if (lp_train_opts_check(o) < 0)
@@ -187,70 +238,118 @@ lp_trainer *lp_trainer_new(lp_model *m, const lp_train_opts *o, int B, int T)
         return NULL;
     }
     t->m = m, t->o = *o, t->B = B, t->T = T, t->N = B * T;
+    t->be = be, t->ops = be ? be->ops : lp_cpu_ops();
     if (check_model(t) < 0)
         goto fail;
-    t->np = lp_train_params(m, NULL, NULL);
+    t->np = lp_train_params(m, NULL, NULL, NULL);
+    size_t nl = (size_t)(c->n_layers ? c->n_layers : 1);
     t->p = lp_calloc(t->np, sizeof *t->p, "parameter list");
-    t->g.blocks = lp_calloc((size_t)(c->n_layers ? c->n_layers : 1), sizeof *t->g.blocks, "gradient views");
-    t->L = lp_calloc((size_t)(c->n_layers ? c->n_layers : 1), sizeof *t->L, "activation views");
-    if (!t->p || !t->g.blocks || !t->L)
+    t->g.blocks = lp_calloc(nl, sizeof *t->g.blocks, "gradient views");
+    t->w.blocks = lp_calloc(nl, sizeof *t->w.blocks, "weight views");
+    t->L = lp_calloc(nl, sizeof *t->L, "activation views");
+    if (!t->p || !t->g.blocks || !t->w.blocks || !t->L)
         goto fail;
-    lp_train_params(m, t->p, &t->g);
+    lp_train_params(m, t->p, &t->g, &t->w);
     for (size_t i = 0; i < t->np; i++)
         t->p[i].off = t->total, t->total += t->p[i].n;
     char what[96];
     snprintf(what, sizeof what, "the gradients of %zu parameters", t->total);
-    if (!(t->grads = alloc_floats(t->total, what, 1)))
+    if (!(t->grads = alloc_floats(t, t->total, what)))
         goto fail;
-    /* the moments are tensors so that saving them writes views, not copies */
-    int64_t shape[1] = {(int64_t)(t->total ? t->total : 1)};
-    if (!(t->mom_t = lp_tensor_zeros(1, shape, LP_DEVICE_CPU)) || !(t->vel_t = lp_tensor_zeros(1, shape, LP_DEVICE_CPU)))
-        goto fail;
-    t->mom = t->mom_t->data, t->vel = t->vel_t->data;
-    for (size_t i = 0; i < t->np; i++)
+    if (be) {
+        snprintf(what, sizeof what, "the weights and AdamW moments of %zu parameters", t->total);
+        if (!(t->params = alloc_floats(t, t->total, what)) || !(t->mom = alloc_floats(t, t->total, what)) ||
+            !(t->vel = alloc_floats(t, t->total, what)))
+            goto fail;
+    } else {
+        /* the moments are tensors so that saving them writes views, not copies */
+        int64_t shape[1] = {(int64_t)(t->total ? t->total : 1)};
+        if (!(t->mom_t = lp_tensor_zeros(1, shape, LP_DEVICE_CPU)) ||
+            !(t->vel_t = lp_tensor_zeros(1, shape, LP_DEVICE_CPU)))
+            goto fail;
+        t->mom = t->mom_t->data, t->vel = t->vel_t->data;
+    }
+    for (size_t i = 0; i < t->np; i++) {
         *t->p[i].slot = t->grads + t->p[i].off;
-    if (!t->g.unembed.w) /* tied: the unembedding's gradient is the embedding's */
-        t->g.unembed.w = t->g.wte;
+        *t->p[i].wslot = be ? t->params + t->p[i].off : t->p[i].w->data;
+    }
+    if (!t->g.unembed.w) /* tied: the unembedding is the embedding */
+        t->g.unembed.w = t->g.wte, t->w.unembed.w = t->w.wte;
     double bytes = 4.0 * ((double)layout_acts(t, NULL) + (double)layout_scratch(t, NULL));
     if (bytes > 1e15) {
         lp_set_error("trainer: batch %d x %d needs %.3g bytes of activations", B, T, bytes);
         goto fail;
     }
     snprintf(what, sizeof what, "training activations of batch %d x %d", B, T);
-    if (!(t->acts = alloc_floats(layout_acts(t, NULL), what, 1)) ||
-        !(t->scratch = alloc_floats(layout_scratch(t, NULL), what, 1)))
+    if (!(t->acts = alloc_floats(t, layout_acts(t, NULL), what)) ||
+        !(t->scratch = alloc_floats(t, layout_scratch(t, NULL), what)))
         goto fail;
     layout_acts(t, t->acts);
     layout_scratch(t, t->scratch);
-    if (c->arch == LP_ARCH_LLAMA) { /* the rotary table, as forward.c builds it */
-        int half = t->S / 2;
-        float *inv = lp_malloc((size_t)half * sizeof *inv + 1, "rotary table");
-        if (!inv)
+    if (be) {
+        size_t n = (size_t)t->N;
+        if (!(t->ids = (int32_t *)alloc_floats(t, n, "token ids")) || !(t->tgts = (int32_t *)alloc_floats(t, n, "targets")) ||
+            !(t->losses_h = lp_calloc(n, sizeof(float), "losses")) || lp_trainer_push(t) < 0)
             goto fail;
-        lp_rope_inv_freq(c, T, inv);
-        for (int p = 0; p < T; p++)
-            for (int i = 0; i < half; i++) {
-                float a = (float)p * inv[i];
-                t->rope_cos[p * half + i] = cosf(a);
-                t->rope_sin[p * half + i] = sinf(a);
-            }
-        free(inv);
     }
+    if (c->arch == LP_ARCH_LLAMA && rope_tables(t) < 0)
+        goto fail;
     return t;
 fail:
     lp_trainer_free(t);
     return NULL;
 }
 
+lp_trainer *lp_trainer_new(lp_model *m, const lp_train_opts *o, int B, int T)
+{
+    return lp_trainer_new_backend(m, o, B, T, NULL);
+}
+
+lp_trainer *lp_trainer_new_on(lp_model *m, const lp_train_opts *o, int B, int T, lp_device dev)
+{
+    if (dev == LP_DEVICE_CPU)
+        return lp_trainer_new(m, o, B, T);
+    const lp_backend *be = lp_backend_get(dev);
+    return be ? lp_trainer_new_backend(m, o, B, T, be) : NULL;
+}
+
 void lp_trainer_free(lp_trainer *t)
 {
     if (!t)
         return;
-    free(t->p), free(t->g.blocks), free(t->L);
-    free(t->grads);
+    free(t->p), free(t->g.blocks), free(t->w.blocks), free(t->L);
+    free_floats(t, t->grads), free_floats(t, t->acts), free_floats(t, t->scratch);
     lp_tensor_free(t->mom_t), lp_tensor_free(t->vel_t);
-    free(t->acts), free(t->scratch);
+    if (t->be) {
+        free_floats(t, t->params), free_floats(t, t->mom), free_floats(t, t->vel);
+        free_floats(t, t->ids), free_floats(t, t->tgts);
+    }
+    free(t->losses_h), free(t->grads_h);
     free(t);
+}
+
+lp_device lp_trainer_device(const lp_trainer *t) { return t->be ? t->be->device : LP_DEVICE_CPU; }
+
+/* ---- weights between the model and the device ---- */
+
+int lp_trainer_push(lp_trainer *t)
+{
+    for (size_t i = 0; t->be && i < t->np; i++)
+        if (t->be->to_device(t->params + t->p[i].off, t->p[i].w->data, t->p[i].n * sizeof(float)) < 0)
+            return -1;
+    return 0;
+}
+
+int lp_trainer_pull(lp_trainer *t)
+{
+    if (!t->be)
+        return 0;
+    if (t->be->synchronize() < 0)
+        return -1;
+    for (size_t i = 0; i < t->np; i++)
+        if (t->be->to_host(t->p[i].w->data, t->params + t->p[i].off, t->p[i].n * sizeof(float)) < 0)
+            return -1;
+    return 0;
 }
 
 /* ---- micro-batches ---- */
@@ -306,8 +405,13 @@ int lp_trainer_forward_backward(lp_trainer *t, const int32_t *inputs, const int3
     if (check_tokens(t, "forward_backward", inputs, targets) < 0)
         return -1;
     if (t->micro == 0 && t->dirty) {
-        struct zero_ctx z = {t->grads};
-        lp_par_for(t->total, 1 << 16, zero_range, &z);
+        if (t->be) {
+            if (t->ops->fill(t->grads, 0.0f, t->total) < 0)
+                return -1;
+        } else {
+            struct zero_ctx z = {t->grads};
+            lp_par_for(t->total, 1 << 16, zero_range, &z);
+        }
         t->dirty = 0;
     }
     double sum;
@@ -409,6 +513,49 @@ static void adamw_range(void *p, size_t lo, size_t hi)
     }
 }
 
+/* The device path's squared gradient norm: LP_NORM_PARTS column norms of the gradient seen
+ * as (rows, LP_NORM_PARTS) (coalesced on a GPU), the tail as one more, summed here. */
+static int device_sumsq(lp_trainer *t, double *sq)
+{
+    size_t rows = t->total / LP_NORM_PARTS, tail = t->total % LP_NORM_PARTS;
+    float part[LP_NORM_PARTS + 1];
+    int np = 0;
+    if (rows) {
+        if (t->ops->reduce_forward(t->norm_part, t->grads, 1, (int64_t)rows, LP_NORM_PARTS, LP_REDUCE_NORM) < 0 ||
+            t->be->to_host(part, t->norm_part, LP_NORM_PARTS * sizeof(float)) < 0)
+            return -1;
+        np = LP_NORM_PARTS;
+    }
+    if (tail) {
+        if (t->ops->reduce_forward(t->norm_part, t->grads + rows * LP_NORM_PARTS, 1, (int64_t)tail, 1,
+                                   LP_REDUCE_NORM) < 0 ||
+            t->be->to_host(part + np, t->norm_part, sizeof(float)) < 0)
+            return -1;
+        np++;
+    }
+    double s = 0;
+    for (int k = 0; k < np; k++)
+        s += (double)part[k] * part[k];
+    *sq = s;
+    return 0;
+}
+
+/* The device path's update: the clip factor applied to the gradient, the op table's AdamW per
+ * parameter (weight decay on the 2-D ones), the gradient zeroed. */
+static int device_adamw(lp_trainer *t, const struct step_ctx *c, int s)
+{
+    const lp_train_opts *o = &t->o;
+    if (c->clip != 1.0f && t->ops->affine_forward(t->grads, t->grads, c->clip, 0.0f, t->total) < 0)
+        return -1;
+    for (size_t k = 0; k < t->np; k++) {
+        const lp_tparam *p = &t->p[k];
+        if (t->ops->adamw_step(t->params + p->off, t->grads + p->off, t->mom + p->off, t->vel + p->off, p->n, c->lr,
+                               o->beta1, o->beta2, o->eps, p->decay ? o->weight_decay : 0.0f, s) < 0)
+            return -1;
+    }
+    return t->ops->fill(t->grads, 0.0f, t->total);
+}
+
 int lp_trainer_step(lp_trainer *t, float *grad_norm, float *lr_used)
 {
     int s = t->steps + 1, accum = accum_of(&t->o);
@@ -422,10 +569,17 @@ int lp_trainer_step(lp_trainer *t, float *grad_norm, float *lr_used)
         return lp_set_error("step %d: loss is %s (learning rate too high?)", s, what);
     }
     struct step_ctx c = {.t = t};
-    lp_par_for(NORM_CHUNKS, 1, sumsq_range, &c);
     double sq = 0;
-    for (int k = 0; k < NORM_CHUNKS; k++)
-        sq += c.part[k];
+    if (t->be) {
+        if (device_sumsq(t, &sq) < 0) {
+            discard(t);
+            return -1;
+        }
+    } else {
+        lp_par_for(NORM_CHUNKS, 1, sumsq_range, &c);
+        for (int k = 0; k < NORM_CHUNKS; k++)
+            sq += c.part[k];
+    }
     double norm = sqrt(sq);
     if (!isfinite(norm)) {
         const char *what = isnan(norm) ? "NaN" : "infinite";
@@ -441,7 +595,14 @@ int lp_trainer_step(lp_trainer *t, float *grad_norm, float *lr_used)
     c.bc2_sqrt = (float)sqrt(1.0 - pow(o->beta2, s));
     c.decay = (float)(1.0 - (double)lr * o->weight_decay);
     /* never interrupted: every parameter is updated or none */
-    lp_par_for(t->total, 1 << 14, adamw_range, &c);
+    if (t->be) {
+        if (device_adamw(t, &c, s) < 0) {
+            discard(t);
+            return -1;
+        }
+    } else {
+        lp_par_for(t->total, 1 << 14, adamw_range, &c);
+    }
     t->steps = s;
     t->micro = 0;
     t->loss_sum = 0;
@@ -470,9 +631,40 @@ const lp_train_opts *lp_trainer_opts(const lp_trainer *t) { return &t->o; }
 int lp_trainer_steps(const lp_trainer *t) { return t->steps; }
 size_t lp_trainer_param_count(const lp_trainer *t) { return t->np; }
 
-const float *lp_trainer_grad(const lp_trainer *t, size_t i) { return i < t->np ? t->grads + t->p[i].off : NULL; }
-
-const float *lp_trainer_moment(const lp_trainer *t, size_t i, int second)
+/* Parameter i of a flat device buffer, copied into *mirror (host, total floats, made on
+ * first use). */
+static const float *device_view(lp_trainer *t, float **mirror, const float *flat, size_t i)
 {
-    return i < t->np ? (second ? t->vel : t->mom) + t->p[i].off : NULL;
+    if (!*mirror && !(*mirror = lp_malloc((t->total ? t->total : 1) * sizeof(float), "a host copy of the trainer's state")))
+        return NULL;
+    float *h = *mirror + t->p[i].off;
+    return t->be->to_host(h, flat + t->p[i].off, t->p[i].n * sizeof(float)) < 0 ? NULL : h;
+}
+
+const float *lp_trainer_grad(lp_trainer *t, size_t i)
+{
+    if (i >= t->np)
+        return NULL;
+    return t->be ? device_view(t, &t->grads_h, t->grads, i) : t->grads + t->p[i].off;
+}
+
+int lp_trainer_moments_to_host(lp_trainer *t)
+{
+    if (!t->be)
+        return 0;
+    int64_t shape[1] = {(int64_t)(t->total ? t->total : 1)};
+    if ((!t->mom_t && !(t->mom_t = lp_tensor_zeros(1, shape, LP_DEVICE_CPU))) ||
+        (!t->vel_t && !(t->vel_t = lp_tensor_zeros(1, shape, LP_DEVICE_CPU))))
+        return -1;
+    if (t->be->to_host(t->mom_t->data, t->mom, t->total * sizeof(float)) < 0 ||
+        t->be->to_host(t->vel_t->data, t->vel, t->total * sizeof(float)) < 0)
+        return -1;
+    return 0;
+}
+
+const float *lp_trainer_moment(lp_trainer *t, size_t i, int second)
+{
+    if (i >= t->np || lp_trainer_moments_to_host(t) < 0)
+        return NULL;
+    return (second ? t->vel_t : t->mom_t)->data + t->p[i].off;
 }

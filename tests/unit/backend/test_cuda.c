@@ -204,6 +204,26 @@ Test(cuda, attention_and_rope)
     }
 }
 
+Test(cuda, rope_table)
+{
+    NEED_GPU();
+    int cfg[][4] = {{1, 1, 1, 2}, {14, 7, 3, 8}, {96, 32, 4, 64}}; /* N, T, NH, HS */
+    for (int ci = 0; ci < 3; ci++) {
+        int N = cfg[ci][0], T = cfg[ci][1], NH = cfg[ci][2], HS = cfg[ci][3];
+        size_t n = (size_t)N * NH * HS, nt = (size_t)T * (HS / 2);
+        float *cs = rand_array(&g, nt, 1), *sn = rand_array(&g, nt, 1), *x = rand_array(&g, n, 1);
+        float *CS = UP(cs, nt), *SN = UP(sn, nt), *X = UP(x, n);
+        for (int k = 0; k < 2; k++) {
+            float sign = k ? -1.0f : 1.0f;
+            cr_assert_eq(be->ops->rope_table(X, CS, SN, N, T, NH, HS, sign), 0, "%s", lp_last_error());
+            R->rope_table(x, cs, sn, N, T, NH, HS, sign);
+            check(X, x, n, 1e-5, 1e-5, k ? "cuda rope table backward" : "cuda rope table");
+        }
+        free(cs), free(sn), free(x);
+        be->free(CS), be->free(SN), be->free(X);
+    }
+}
+
 Test(cuda, embedding_loss_adamw)
 {
     NEED_GPU();
@@ -236,6 +256,13 @@ Test(cuda, embedding_loss_adamw)
     be->ops->crossentropy_backward(DLG, DL, PR, TG, 4, 11);
     R->crossentropy_backward(dlog, dl, probs, tg, 4, 11);
     check(DLG, dlog, 44, 1e-6, 1e-5, "cuda cross-entropy backward");
+    /* in place over one buffer, as the trainer's device path calls it */
+    float *BUF = UP(logits, 44);
+    cr_assert_eq(be->ops->crossentropy_forward(LS, BUF, BUF, TG, 4, 11), 0, "%s", lp_last_error());
+    check(LS, loss, 4, 1e-5, 1e-5, "cuda cross-entropy in place");
+    cr_assert_eq(be->ops->crossentropy_backward(BUF, DL, BUF, TG, 4, 11), 0, "%s", lp_last_error());
+    check(BUF, dlog, 44, 1e-6, 1e-5, "cuda cross-entropy backward in place");
+    be->free(BUF);
 
     size_t np = 1000;
     float *p = rand_array(&g, np, 1), *gr = rand_array(&g, np, 1), *m = zeros_array(np), *v = zeros_array(np);

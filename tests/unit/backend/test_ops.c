@@ -219,6 +219,39 @@ Test(ops, softmax_attention_rope_against_reference)
     cr_assert(strstr(lp_last_error(), "not a multiple"), "%s", lp_last_error());
 }
 
+/* Rotary embeddings from tables: the fast op against the reference, the tables of plain
+ * rope give rope_forward's result, and sign -1 undoes sign 1. */
+Test(ops, rope_table_against_reference)
+{
+    int cfg[][4] = {{1, 1, 1, 2}, {14, 7, 3, 8}, {40, 8, 4, 16}}; /* N, T, NH, HS */
+    for (int ci = 0; ci < 3; ci++) {
+        int N = cfg[ci][0], T = cfg[ci][1], NH = cfg[ci][2], HS = cfg[ci][3], half = HS / 2;
+        size_t n = (size_t)N * NH * HS, nt = (size_t)T * half;
+        float *cs = zeros_array(nt), *sn = zeros_array(nt);
+        for (int p = 0; p < T; p++)
+            for (int i = 0; i < half; i++) {
+                float a = (float)p * (1.0f / powf(10000.0f, (float)(2 * i) / (float)HS));
+                cs[p * half + i] = cosf(a), sn[p * half + i] = sinf(a);
+            }
+        float *x = rand_array(&g, n, 1), *a = copy_array(x, n), *b = copy_array(x, n), *want = zeros_array(n);
+        cr_assert_eq(F->rope_table(a, cs, sn, N, T, NH, HS, 1.0f), 0, "%s", lp_last_error());
+        cr_assert_eq(R->rope_table(b, cs, sn, N, T, NH, HS, 1.0f), 0, "%s", lp_last_error());
+        assert_close(a, b, n, 1e-6, 1e-5, "rope table");
+        if (N % T == 0) { /* rows are (N/T, T) sequences: rope_forward's layout */
+            R->rope_forward(want, x, N / T, T, NH, HS, HS, 10000.0f, 0);
+            assert_close(a, want, n, 1e-5, 1e-4, "rope table vs rope_forward");
+        }
+        cr_assert_eq(F->rope_table(a, cs, sn, N, T, NH, HS, -1.0f), 0, "%s", lp_last_error());
+        assert_close(a, x, n, 1e-5, 1e-5, "rope table inverse");
+        float *p[] = {cs, sn, x, a, b, want};
+        for (int i = 0; i < 6; i++)
+            free(p[i]);
+    }
+    float z = 0;
+    cr_assert_eq(F->rope_table(&z, &z, &z, 1, 1, 1, 3, 1.0f), -1);
+    cr_assert(strstr(lp_last_error(), "must be even"), "%s", lp_last_error());
+}
+
 Test(ops, embedding_loss_adamw_against_reference)
 {
     int N = 11, C = 6, V = 13;
@@ -248,6 +281,17 @@ Test(ops, embedding_loss_adamw_against_reference)
     F->crossentropy_backward(dg1, dl, p2, tg, Nn, V);
     R->crossentropy_backward(dg2, dl, p2, tg, Nn, V);
     assert_close(dg1, dg2, (size_t)Nn * V, 1e-6, 1e-5, "cross-entropy backward");
+    /* in place over one buffer (probs aliasing logits, then dlogits aliasing probs), as the
+     * trainer's device path calls it: the same losses and gradient */
+    for (int k = 0; k < 2; k++) {
+        const lp_ops *o = k ? R : F;
+        float *buf = copy_array(logits, (size_t)Nn * V), *la = zeros_array(Nn);
+        cr_assert_eq(o->crossentropy_forward(la, buf, buf, tg, Nn, V), 0, "%s", lp_last_error());
+        assert_close(la, l2, Nn, 1e-5, 1e-5, "cross-entropy in place");
+        cr_assert_eq(o->crossentropy_backward(buf, dl, buf, tg, Nn, V), 0, "%s", lp_last_error());
+        assert_close(buf, dg2, (size_t)Nn * V, 1e-6, 1e-5, "cross-entropy backward in place");
+        free(buf), free(la);
+    }
     tg[0] = V;
     cr_assert_eq(F->crossentropy_forward(l1, p1, logits, tg, Nn, V), -1);
 
