@@ -332,7 +332,13 @@ static void run_training(lua_State *L, int mi, int ti, int live)
     char err[600] = "";
     if (live)
         bar_publish(L, &b, tr, lp_trainer_steps(tr->t), NAN, 0);
-    while (lp_trainer_steps(tr->t) < tr->total) {
+    /* a GPU trainer trains its own copy of the weights: the model's (edited since, perhaps)
+     * go in now, and come back before anything reads the model and at the end */
+    if (lp_trainer_push(tr->t) < 0) {
+        snprintf(err, sizeof err, "%s", lp_last_error());
+        failed = 1;
+    }
+    while (!failed && lp_trainer_steps(tr->t) < tr->total) {
         int step = lp_trainer_steps(tr->t) + 1;
         double sum = 0;
         for (int a = 0; a < accum && !failed; a++) {
@@ -384,6 +390,11 @@ static void run_training(lua_State *L, int mi, int ti, int live)
             }
         }
         if (!lua_isnil(L, cb) && (step % tr->cb_every == 0 || step == tr->total)) {
+            if (lp_trainer_pull(tr->t) < 0) {
+                snprintf(err, sizeof err, "%s", lp_last_error());
+                failed = 1;
+                break;
+            }
             lua_pushvalue(L, cb);
             lua_pushinteger(L, step);
             lua_pushnumber(L, loss);
@@ -397,13 +408,17 @@ static void run_training(lua_State *L, int mi, int ti, int live)
             }
         }
         if (tr->save[0] && (step % tr->save_every == 0 || step == tr->total) &&
-            lp_model_save(u->m, tr->save, u->tok) < 0) {
+            (lp_trainer_pull(tr->t) < 0 || lp_model_save(u->m, tr->save, u->tok) < 0)) {
             snprintf(err, sizeof err, "%s", lp_last_error());
             failed = 1;
             break;
         }
         if (live && now_s() - b.last >= 0.25)
             bar_publish(L, &b, tr, step, loss, 0);
+    }
+    if (lp_trainer_pull(tr->t) < 0 && !failed) {
+        snprintf(err, sizeof err, "%s", lp_last_error());
+        failed = 1;
     }
     tr->seconds += now_s() - t_start;
     int done = lp_trainer_steps(tr->t);
@@ -530,7 +545,12 @@ static int l_train(lua_State *L)
         }
         lua_pop(L, 1);
         tr->save_every = opt_int(L, 1, "save_every", steps, 1, 1 << 30);
-        if (!(tr->t = lp_trainer_new(u->m, &o, B, T)))
+        lp_device dev = lp_default_device();
+        lua_getfield(L, 1, "device");
+        if (!lua_isnil(L, -1) && lp_device_parse(luaL_checkstring(L, -1), &dev) < 0)
+            return lp_lua_backend_error(L, "loupe.train");
+        lua_pop(L, 1);
+        if (!(tr->t = lp_trainer_new_on(u->m, &o, B, T, dev)))
             return lp_lua_backend_error(L, "loupe.train");
         lua_createtable(L, 0, 8);
         const char *keys[] = {"step", "loss", "lr", "grad_norm", "val_step", "val_loss"};
@@ -559,6 +579,8 @@ static int l_train(lua_State *L)
     lua_setfield(L, -2, "seconds");
     lua_pushinteger(L, (lua_Integer)tr->tokens);
     lua_setfield(L, -2, "tokens");
+    lua_pushstring(L, lp_device_name(lp_trainer_device(tr->t)));
+    lua_setfield(L, -2, "device");
     lua_pushnumber(L, tr->seconds > 0 ? (double)tr->tokens / tr->seconds : 0.0);
     lua_setfield(L, -2, "tokens_per_s");
     lua_pushvalue(L, 2);
@@ -584,10 +606,13 @@ void lp_lua_open_train(lua_State *L)
                    "[lr = 3e-4], [warmup = 0], [schedule = \"cosine\" | \"constant\"], [min_lr = 0.1], "
                    "[weight_decay = 0.1], [clip = 1.0], [beta1 = 0.9], [beta2 = 0.95], [accum = 1], [val = Dataset], "
                    "[eval_every = steps / 10], [eval_batches = 4], [callback = function(step, loss, m)], "
-                   "[callback_every], [save = folder], [save_every = steps], [live = true]} -> m, history\n"
+                   "[callback_every], [save = folder], [save_every = steps], [live = true], [device = \"cuda\" | \"cpu\"]} -> m, "
+                   "history\n"
                    "Trains m in place with AdamW (decay on matrices only, global-norm clipping, linear warm-up, "
                    "cosine decay to min_lr * lr), showing a live loss curve and a progress bar. history holds "
-                   "step, loss, lr, grad_norm, val_step, val_loss, seconds, tokens, tokens_per_s. With save, a Hugging "
+                   "step, loss, lr, grad_norm, val_step, val_loss, seconds, tokens, tokens_per_s, device. On a GPU "
+                   "by default when one is present (device = \"cpu\" to stay on the CPU); the model's weights are "
+                   "brought back before each callback and checkpoint and at the end. With save, a Hugging "
                    "Face checkpoint (config.json, model.safetensors, the tokenizer) is written every save_every "
                    "steps and at the end.\n"
                    "An interrupt stops after the last finished step (the model keeps those weights); "

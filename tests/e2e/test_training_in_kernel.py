@@ -123,6 +123,38 @@ def test_nan_learning_rate_names_the_step_and_keeps_weights(kernel):
     assert kernel.value("#seen") == str(step - 1)
 
 
+def test_training_device(kernel):
+    """loupe.train runs on loupe.device() unless told otherwise; device = "cuda" trains on the
+    GPU where there is one (the same losses as the CPU within 1e-3, the model given its
+    weights back) and is a clear error, the model unchanged, where there is none."""
+    kernel.ok(SETUP)
+    default = kernel.value("loupe.device()").strip('"')
+    kernel.ok("mc = loupe.model{arch = 'gpt2', n_layers = 2, d_model = 32, n_heads = 2, n_ctx = 32, d_vocab = 40,\n"
+              "                 attn_only = true, seed = 1}")
+    # each training reads its own copy of the data (same seed, same batches)
+    run = ("_, {h} = loupe.train{{model = {m}, steps = 20, batch = 4, ctx = 16, lr = 1e-2, live = false,\n"
+           "  data = loupe.data.repeated{{vocab = 40, seg = 8, count = 4000, first = 1, seed = 3}}, device = '{d}'}}")
+    kernel.ok(run.format(h="hc", m="m", d="cpu"), timeout=60)
+    assert kernel.value("hc.device") == '"cpu"'
+    has_gpu = kernel.value("pcall(loupe.set_device, 'cuda')") == "true"
+    kernel.ok(f"loupe.set_device({default!r})")
+    before = kernel.value("fingerprint(mc)")
+    reply, _ = kernel.execute(run.format(h="hg", m="mc", d="cuda"), timeout=120)
+    if not has_gpu:
+        assert reply["content"]["status"] == "error"
+        assert "CUDA is not available" in reply["content"]["evalue"], reply["content"]["evalue"]
+        assert kernel.value("fingerprint(mc)") == before
+        return
+    assert reply["content"]["status"] == "ok", reply["content"]
+    assert kernel.value("hg.device") == '"cuda"'
+    worst = float(kernel.value("local w = 0\nfor i = 1, 20 do w = math.max(w, math.abs(hc.loss[i] - hg.loss[i])) end\n"
+                               "w"))
+    assert worst < 1e-3, worst
+    # the trained weights came back into the model: its logits are the CPU-trained model's
+    diff = float(kernel.value("local d = mc:run(probe).logits - m:run(probe).logits\nmath.max(d:max(), -d:min())"))
+    assert diff < 1e-2, diff
+
+
 @pytest.mark.parametrize("code, needle", [
     ("loupe.train{model = m, steps = 5}", "data = ... is required"),
     ("loupe.train{data = data, steps = 5}", "model = m"),
@@ -132,6 +164,7 @@ def test_nan_learning_rate_names_the_step_and_keeps_weights(kernel):
      "vocabulary has 40"),
     ("loupe.train{model = m, data = data, steps = 5, lr = 0/0}", "learning rate"),
     ("loupe.train{model = m, data = data, steps = 5, schedule = 'linear'}", "linear"),
+    ("loupe.train{model = m, data = data, steps = 5, device = 'tpu'}", "unknown device"),
     ("loupe.train{model = loupe.model{arch = 'gpt2', n_layers = 1, d_model = 8, n_heads = 2, n_ctx = 8, d_vocab = 9}, "
      "data = data, resume = true}", "no training to resume"),
     ("loupe.model{arch = 'mamba', n_layers = 1, d_model = 8, n_heads = 2, n_ctx = 8, d_vocab = 10}", "gpt2"),
