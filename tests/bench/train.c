@@ -11,6 +11,10 @@
  * A second line does the same for the induction-head model of examples/06 (2 layers, attention
  * only, d_model 64, 2 heads, vocab 32; 64 x 24 tokens), where thread start-up and BLAS
  * threading dominate rather than the products ("train attn-only-2l-d64 64x24").
+ * Where a GPU is present, two more lines train GPT-2 small on it (the trainer's device path):
+ * the same 4 x 64 batch, with "vs_cpu" the ratio to the CPU line above measured in this run,
+ * and 8 x 1024 (llm.c's shape), "device": "cuda". Without a GPU they are left out with a
+ * line on stderr saying why.
  * Times are medians of several steps after a warm-up step. LOUPE_BENCH_REPS overrides the
  * repeat count; LOUPE_BENCH_BATCH / LOUPE_BENCH_SEQ the shape. */
 #include <fcntl.h>
@@ -27,13 +31,12 @@
 
 /* tiny = 0: GPT-2 small, B x T from the environment (4 x 64); tiny = 1: the induction-head
  * model of examples/06 (2 layers, attention only, d_model 64, 2 heads, vocab 32), 64 x 24. */
-static int bench(int tiny)
+static int bench(int tiny, lp_device dev, int B, int T, double *tps_out, double cpu_tps)
 {
-    int B = tiny ? 64 : bench_env_int("LOUPE_BENCH_BATCH", 4), T = tiny ? 24 : bench_env_int("LOUPE_BENCH_SEQ", 64);
     int reps = bench_env_int("LOUPE_BENCH_REPS", tiny ? 25 : 5);
     if (reps > 31)
         reps = 31;
-    int threads = lp_get_threads();
+    int threads = lp_get_threads(), gpu = dev == LP_DEVICE_CUDA;
     setenv("LOUPE_BENCH_TRAIN_SHAPE", tiny ? "tiny" : "small", 1); /* read by train_torch.py */
     /* PyTorch first, in its own process, before our BLAS threads are busy. Debian's torch
      * runs its OpenMP pool beside OpenBLAS's threads, and with both at the core count they
@@ -41,7 +44,7 @@ static int bench(int tiny)
      * `threads` and 1 is the reference. */
     double torch_tps = -1;
     int torch_threads = threads;
-    if (!getenv("LOUPE_BENCH_NO_TORCH")) {
+    if (!gpu && !getenv("LOUPE_BENCH_NO_TORCH")) {
         torch_tps = bench_torch_tokens_per_s("train_torch.py", B, T, reps, threads);
         double one = threads > 1 ? bench_torch_tokens_per_s("train_torch.py", B, T, reps, 1) : -1;
         if (one > torch_tps)
@@ -57,7 +60,7 @@ static int bench(int tiny)
     lp_model *m = lp_model_random(&c, 7);
     lp_train_opts o;
     lp_train_opts_default(&o); /* lr 3e-4, betas 0.9 / 0.95, eps 1e-8, decay 0.1, clip 1.0 */
-    lp_trainer *t = m ? lp_trainer_new(m, &o, B, T) : NULL;
+    lp_trainer *t = m ? lp_trainer_new_on(m, &o, B, T, dev) : NULL;
     if (!t) {
         fprintf(stderr, "bench_train: %s\n", lp_last_error());
         return 1;
@@ -86,9 +89,15 @@ static int bench(int tiny)
     }
     double step = bench_median(ts, reps), fb = bench_median(tf, reps), opt = bench_median(to, reps);
     double tps = B * T / step, gf = 3.0 * lp_model_flops(m, B, T) / step / 1e9;
-    printf("{\"bench\": \"train %s %dx%d\", \"device\": \"cpu\", \"threads\": %d, \"tokens_per_s\": %.1f, ",
-           tiny ? "attn-only-2l-d64" : "gpt2-small", B, T, threads, tps);
-    if (torch_tps > 0)
+    if (tps_out)
+        *tps_out = tps;
+    printf("{\"bench\": \"train %s %dx%d%s\", \"device\": \"%s\", \"threads\": %d, \"tokens_per_s\": %.1f, ",
+           tiny ? "attn-only-2l-d64" : "gpt2-small", B, T, gpu ? " cuda" : "", gpu ? "cuda" : "cpu", threads, tps);
+    if (gpu && cpu_tps > 0)
+        printf("\"vs_cpu\": %.2f, ", tps / cpu_tps);
+    else if (gpu)
+        printf("\"vs_cpu\": null, ");
+    else if (torch_tps > 0)
         printf("\"torch_tokens_per_s\": %.1f, \"vs_torch\": %.3f, \"torch_threads\": %d, ", torch_tps,
                tps / torch_tps, torch_threads);
     else
@@ -103,5 +112,13 @@ static int bench(int tiny)
 
 int main(void)
 {
-    return bench(0) || bench(1);
+    double cpu_tps = 0;
+    int B = bench_env_int("LOUPE_BENCH_BATCH", 4), T = bench_env_int("LOUPE_BENCH_SEQ", 64);
+    if (bench(0, LP_DEVICE_CPU, B, T, &cpu_tps, 0) || bench(1, LP_DEVICE_CPU, 64, 24, NULL, 0))
+        return 1;
+    if (!lp_device_available(LP_DEVICE_CUDA)) {
+        fprintf(stderr, "bench_train: no GPU lines (%s)\n", lp_cuda_unavailable_reason());
+        return 0;
+    }
+    return bench(0, LP_DEVICE_CUDA, B, T, NULL, cpu_tps) || bench(0, LP_DEVICE_CUDA, 8, 1024, NULL, 0);
 }

@@ -210,14 +210,16 @@ static void check_state_round_trip(const lp_backend *be)
     cr_assert_eq(lp_trainer_forward_backward(u, x, y, &l2), 0, "%s", lp_last_error());
     cr_assert_eq(lp_trainer_step(t, &n1, NULL), 0, "%s", lp_last_error());
     cr_assert_eq(lp_trainer_step(u, &n2, NULL), 0, "%s", lp_last_error());
-    cr_assert_eq(l1, l2);
-    cr_assert_eq(n1, n2);
+    /* equal on the CPU; a GPU sums some gradients with atomics, in no fixed order */
+    cr_assert(fabsf(l1 - l2) <= 1e-6f * l1, "losses %.9g vs %.9g", l1, l2);
+    cr_assert(fabsf(n1 - n2) <= 1e-5f * n1, "gradient norms %.9g vs %.9g", n1, n2);
     size_t n;
     cr_assert_eq(lp_trainer_pull(t), 0, "%s", lp_last_error());
     float *wt = tsnapshot(m, &n);
     cr_assert_eq(lp_trainer_pull(u), 0, "%s", lp_last_error());
     float *wu = tsnapshot(m, &n);
-    cr_assert_eq(memcmp(wt, wu, n * sizeof *wt), 0, "resumed training diverged");
+    for (size_t j = 0; j < n; j++)
+        cr_assert(fabsf(wt[j] - wu[j]) <= 1e-5f, "resumed training diverged at %zu: %g vs %g", j, wt[j], wu[j]);
     /* push: the model's weights (here zeroed embeddings) are what the next pass reads */
     memset(m->wte->data, 0, (size_t)lp_tensor_numel(m->wte) * sizeof(float));
     cr_assert_eq(lp_trainer_push(u), 0, "%s", lp_last_error());
