@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/error.h"
 #include "model/model.h"
@@ -96,6 +97,14 @@ static inline lp_trainer *ttrainer(lp_model *m, float lr, int accum, int B, int 
     lp_trainer *t = lp_trainer_new(m, &o, B, T);
     cr_assert_not_null(t, "%s", lp_last_error());
     return t;
+}
+
+/* A fresh empty file from the template path ("/tmp/...XXXXXX", rewritten in place). */
+static inline void ttmpfile(char *path)
+{
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0, "mkstemp %s", path);
+    close(fd);
 }
 
 /* Every parameter of m, concatenated (the caller frees). */

@@ -336,9 +336,7 @@ Test(train, optimizer_state_round_trip)
         cr_assert_eq(lp_trainer_step(t, NULL, NULL), 0, "%s", lp_last_error());
     }
     char path[] = "/tmp/lp_train_state_XXXXXX";
-    int fd = mkstemp(path);
-    cr_assert(fd >= 0);
-    close(fd);
+    ttmpfile(path);
     cr_assert_eq(lp_trainer_save_state(t, path), 0, "%s", lp_last_error());
     size_t n;
     float *w = tsnapshot(m, &n), *p = w;

@@ -6,8 +6,6 @@
  * the GPU takes, checked on any machine. Suite device_cuda runs the same checks with the
  * CUDA backend; where no GPU is present every test prints "skipped: no GPU" and skips. On a
  * GPU machine: ctest -R train_device --output-on-failure (from the build dir). */
-#include <unistd.h>
-
 #include "helpers.h"
 #include "train/train_impl.h"
 
@@ -195,9 +193,7 @@ static void check_state_round_trip(const lp_backend *be)
         cr_assert_eq(lp_trainer_step(t, NULL, NULL), 0, "%s", lp_last_error());
     }
     char path[] = "/tmp/loupe-devstate-XXXXXX";
-    int fd = mkstemp(path);
-    cr_assert(fd >= 0);
-    close(fd);
+    ttmpfile(path);
     cr_assert_eq(lp_trainer_save_state(t, path), 0, "%s", lp_last_error());
     cr_assert_eq(lp_trainer_pull(t), 0, "%s", lp_last_error());
     lp_trainer *u = lp_trainer_new_backend(m, &o, B, T, be); /* pushes the pulled weights */
