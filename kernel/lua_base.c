@@ -24,12 +24,6 @@
 
 static const lp_io *io_of(lua_State *L) { return lp_interp_io(lp_interp_from_lua(L)); }
 
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
 
 /* ---- the lua_api.h contract -------------------------------------------------------------- */
 
@@ -276,11 +270,11 @@ static int l_markdown(lua_State *L) { return make_rich(L, "text/markdown"); }
 static int l_sleep(lua_State *L)
 {
     double s = luaL_checknumber(L, 1);
-    double end = now_s() + (s > 0 ? s : 0);
+    double end = lp_now_s() + (s > 0 ? s : 0);
     for (;;) {
         if (lp_interrupted())
             return luaL_error(L, "interrupted");
-        double left = end - now_s();
+        double left = end - lp_now_s();
         if (left <= 0)
             break;
         struct timespec ts = {0, (long)((left < 0.01 ? left : 0.01) * 1e9)};
@@ -291,7 +285,7 @@ static int l_sleep(lua_State *L)
 
 static int l_clock(lua_State *L)
 {
-    lua_pushnumber(L, now_s());
+    lua_pushnumber(L, lp_now_s());
     return 1;
 }
 
@@ -316,7 +310,7 @@ typedef struct progress {
 
 static void progress_publish(lua_State *L, progress *p, int final)
 {
-    double t = now_s();
+    double t = lp_now_s();
     json_t *b = lp_display_progress(p->label, (double)p->i, (double)p->n, t - p->t0, final);
     if (!b)
         return;
@@ -332,7 +326,7 @@ static int progress_next(lua_State *L)
         return 0;
     if (!p->started)
         progress_publish(L, p, 0);
-    else if (now_s() - p->last >= PROGRESS_INTERVAL)
+    else if (lp_now_s() - p->last >= PROGRESS_INTERVAL)
         progress_publish(L, p, 0);
     if (p->i >= p->n) {
         p->finished = 1;
@@ -372,7 +366,7 @@ static int l_progress(lua_State *L)
         p->n = luaL_checkinteger(L, 1);
     }
     snprintf(p->label, sizeof p->label, "%s", luaL_optstring(L, 2, ""));
-    p->t0 = now_s();
+    p->t0 = lp_now_s();
     char uuid[37];
     lp_uuid(uuid);
     snprintf(p->id, sizeof p->id, "loupe-progress-%.12s", uuid);

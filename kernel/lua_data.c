@@ -15,17 +15,12 @@
 #include "progress.h"
 #include "rng.h"
 #include "tokenizer/train.h"
+#include "util.h"
 
 #define DATASET_MT "loupe.Dataset"
 #define TRAINER_MT "loupe.BpeTrainerBox"
 #define DEFAULT_SEED 1234
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* Collects the strings of opts[key] (a string or an array of strings) into an array that
  * lives in a userdata left on the stack; the strings stay alive in opts. Returns the count. */
@@ -67,7 +62,7 @@ typedef struct train_progress {
 static int publish_progress(lua_State *L)
 {
     train_progress *p = lua_touserdata(L, 1);
-    json_t *b = lp_display_progress("tokenizer", p->done, p->total, now_s() - p->t0, p->final);
+    json_t *b = lp_display_progress("tokenizer", p->done, p->total, lp_now_s() - p->t0, p->final);
     if (!b)
         return lp_lua_backend_error(L, NULL);
     lp_lua_publish(L, b, p->id, p->started);
@@ -80,7 +75,7 @@ static void on_progress(void *ud, const char *phase, double done, double total)
 {
     (void)phase;
     train_progress *p = ud;
-    double t = now_s();
+    double t = lp_now_s();
     if (!p->enabled || (p->started && !p->final && t - p->last < 0.25))
         return;
     p->done = done;
@@ -157,7 +152,7 @@ static int l_tokenizer_train(lua_State *L)
     memset(p, 0, sizeof *p);
     p->L = L;
     p->enabled = show;
-    p->t0 = now_s();
+    p->t0 = lp_now_s();
     snprintf(p->id, sizeof p->id, "loupe-progress-bpe-%lx-%lx", (unsigned long)(uintptr_t)p,
              (unsigned long)(p->t0 * 1e6));
     lp_bpe_train_opts o = {.vocab_size = (int32_t)vocab, .min_frequency = minf, .progress = on_progress,

@@ -147,17 +147,11 @@ typedef struct {
     char id[48], label[96];
 } sweep_progress;
 
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
 
 static int publish_k(lua_State *L)
 {
     sweep_progress *p = lua_touserdata(L, 1);
-    json_t *b = lp_display_progress(p->label, lua_tonumber(L, 2), lua_tonumber(L, 3), now_s() - p->t0,
+    json_t *b = lp_display_progress(p->label, lua_tonumber(L, 2), lua_tonumber(L, 3), lp_now_s() - p->t0,
                                     lua_toboolean(L, 4));
     if (b)
         lp_lua_publish(L, b, p->id, p->started);
@@ -168,7 +162,7 @@ static int publish_k(lua_State *L)
  * half second, at most every quarter second; final > 0 finished, < 0 stopped. */
 static void progress(lua_State *L, sweep_progress *p, double done, double total, int final)
 {
-    double t = now_s();
+    double t = lp_now_s();
     int due = final > 0 ? p->started                      /* the last state of a bar shown */
               : final < 0 ? p->started || t - p->t0 >= 0.5 /* stopped: where, once it was long */
                           : t - p->t0 >= 0.5 && (!p->started || t - p->last >= 0.25);
@@ -318,7 +312,7 @@ int lp_lua_model_patch_sweep(lua_State *L)
     int32_t *toks = lua_newuserdatauv(L, (size_t)chunk * T * sizeof *toks, 0);
     for (int r = 0; r < chunk; r++)
         memcpy(toks + (size_t)r * T, corrupt, (size_t)T * sizeof *toks);
-    sweep_progress pg = {.t0 = now_s()};
+    sweep_progress pg = {.t0 = lp_now_s()};
     snprintf(pg.label, sizeof pg.label, "patch_sweep %s", kind->key);
     char uuid[37];
     lp_uuid(uuid);

@@ -15,6 +15,7 @@
 #include "figures.h"
 #include "html.h"
 #include "lua_api.h"
+#include "util.h"
 
 #define FIGURE "loupe.Figure"
 #define LIVE "loupe.LivePlot"
@@ -532,12 +533,6 @@ typedef struct live {
     int published, done;
 } live;
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* Builds the bundle of the live plot at idx (a new reference). */
 static json_t *live_bundle(lua_State *L, int idx)
@@ -579,7 +574,7 @@ static void live_publish(lua_State *L, int idx, live *p)
         lp_lua_backend_error(L, "loupe.plot.live");
     lp_lua_publish(L, b, p->id, p->published);
     p->published = 1;
-    p->last = now_s();
+    p->last = lp_now_s();
 }
 
 static int live_add(lua_State *L)
@@ -611,7 +606,7 @@ static int live_add(lua_State *L)
     lua_pushnumber(L, y);
     lua_rawseti(L, -2, luaL_len(L, -2) + 1);
     lua_settop(L, 1);
-    if (!p->published || now_s() - p->last >= 0.25)
+    if (!p->published || lp_now_s() - p->last >= 0.25)
         live_publish(L, 1, p);
     return 0;
 }

@@ -19,6 +19,7 @@
 #include "svg.h"
 #include "toy.h"
 #include "toy/superposition.h"
+#include "util.h"
 
 #define MT "loupe.ToyModel"
 #define FIG "loupe.ToyFigure"
@@ -32,12 +33,6 @@ typedef struct toy_ud {
     size_t nh, cap;
 } toy_ud;
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static toy_ud *check_toy(lua_State *L, int idx)
 {
@@ -169,7 +164,7 @@ typedef struct train_ctx {
 static json_t *train_bundle(train_ctx *c, int finished)
 {
     json_t *p = lp_display_progress("superposition", (double)(c->u->t->step - c->start),
-                                    (double)c->steps, now_s() - c->t0, finished);
+                                    (double)c->steps, lp_now_s() - c->t0, finished);
     if (!p)
         return NULL;
     lp_buf plain = LP_BUF_INIT, html = LP_BUF_INIT;
@@ -189,7 +184,7 @@ static void train_publish(train_ctx *c, int finished)
         lp_lua_backend_error(c->L, "loupe.toy");
     lp_lua_publish(c->L, b, c->id, c->published);
     c->published = 1;
-    c->last = now_s();
+    c->last = lp_now_s();
 }
 
 static int on_progress(void *ud, long step, long target, const float *loss, int instances)
@@ -221,7 +216,7 @@ static int on_progress(void *ud, long step, long target, const float *loss, int 
     u->hx[u->nh] = (double)step;
     memcpy(u->hy + u->nh * instances, loss, (size_t)instances * sizeof(float));
     u->nh++;
-    if (c->L && (!c->published || now_s() - c->last >= PUBLISH_INTERVAL))
+    if (c->L && (!c->published || lp_now_s() - c->last >= PUBLISH_INTERVAL))
         train_publish(c, 0); /* a Lua error here unwinds through lp_toy_train: it holds nothing */
     return 0;
 }
@@ -231,7 +226,7 @@ static void train(lua_State *L, int idx, long steps, int show)
 {
     static unsigned long counter;
     toy_ud *u = check_toy(L, idx);
-    train_ctx c = {show ? L : NULL, u, u->t->step, steps, now_s(), 0, 0, ""};
+    train_ctx c = {show ? L : NULL, u, u->t->step, steps, lp_now_s(), 0, 0, ""};
     snprintf(c.id, sizeof c.id, "loupe-toy-%ld-%lu", (long)getpid(), ++counter);
     int rc = lp_toy_train(u->t, steps, on_progress, &c);
     if (show && (c.published || rc == 0))

@@ -39,12 +39,6 @@ typedef struct training {
     long long tokens; /* trained on so far */
 } training;
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static int training_gc(lua_State *L)
 {
@@ -251,12 +245,12 @@ static void bar_publish(lua_State *L, bar *b, training *tr, int step, double los
 {
     char label[96];
     snprintf(label, sizeof label, "train · loss %.4f", loss);
-    json_t *bundle = lp_display_progress(label, step, tr->total, now_s() - b->t0, final);
+    json_t *bundle = lp_display_progress(label, step, tr->total, lp_now_s() - b->t0, final);
     if (!bundle)
         return;
     lp_lua_publish(L, bundle, b->id, b->started);
     b->started = 1;
-    b->last = now_s();
+    b->last = lp_now_s();
 }
 
 /* Calls plot:method(args...) for the live plot at index plot (nil: nothing). */
@@ -321,13 +315,13 @@ static void run_training(lua_State *L, int mi, int ti, int live)
     }
     size_t n = (size_t)tr->B * tr->T;
     int32_t *x = lua_newuserdatauv(L, 2 * n * sizeof *x, 0);
-    bar b = {.t0 = now_s()};
+    bar b = {.t0 = lp_now_s()};
     char uuid[37];
     lp_uuid(uuid);
     snprintf(b.id, sizeof b.id, "loupe-train-%.12s", uuid);
     const lp_train_opts *o = lp_trainer_opts(tr->t);
     int accum = o->accum > 0 ? o->accum : 1;
-    double loss = NAN, t_start = now_s();
+    double loss = NAN, t_start = lp_now_s();
     int failed = 0, interrupted = 0;
     char err[600] = "";
     if (live)
@@ -413,14 +407,14 @@ static void run_training(lua_State *L, int mi, int ti, int live)
             failed = 1;
             break;
         }
-        if (live && now_s() - b.last >= 0.25)
+        if (live && lp_now_s() - b.last >= 0.25)
             bar_publish(L, &b, tr, step, loss, 0);
     }
     if (lp_trainer_pull(tr->t) < 0 && !failed) {
         snprintf(err, sizeof err, "%s", lp_last_error());
         failed = 1;
     }
-    tr->seconds += now_s() - t_start;
+    tr->seconds += lp_now_s() - t_start;
     int done = lp_trainer_steps(tr->t);
     if (live) { /* the final state of both displays stays in the notebook */
         bar_publish(L, &b, tr, done, loss, !failed);

@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 /* A fresh random UUID4 string ("xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx") into out[37]. */
 void lp_uuid(char out[37]);
@@ -13,6 +14,14 @@ void lp_iso_date(char out[32], int64_t us_since_epoch);
 size_t lp_utf8_codepoints(const char *s, size_t nbytes);
 /* Byte offset of code point `cp` in s (len bytes); clamps to len. */
 size_t lp_utf8_offset(const char *s, size_t len, size_t cp);
+/* Seconds on the monotonic clock (for intervals and deadlines). Inline, so that code
+ * compiled into unit tests without util.c can use it. */
+static inline double lp_now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
 
 
 
