@@ -5,7 +5,6 @@
 #include <lua.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +29,6 @@ typedef struct kernel {
     json_t *payload;         /* execute_reply payloads of the current execute */
     lp_msg *held;            /* requests queued when an execute failed (stop_on_error) */
     size_t n_held, cap_held;
-    atomic_int main_done;
 } kernel;
 
 /* ---- kernel_info -------------------------------------------------------------------------- */
@@ -402,15 +400,8 @@ static void on_control(lp_server *s, lp_msg *req, void *ud)
         lp_log("control: ignored a message of unknown type '%s'", t);
     }
     lp_server_status(s, req, "idle");
-    if (strcmp(t, "shutdown_request") == 0) {
-        /* A cell stuck in a C call that never polls the flag must not keep the process. */
-        for (int i = 0; i < 60 && !atomic_load(&k->main_done); i++)
-            usleep(50000);
-        if (!atomic_load(&k->main_done)) {
-            lp_log("shutdown: the running cell did not stop within 3 s; exiting now");
-            _exit(0);
-        }
-    }
+    if (strcmp(t, "shutdown_request") == 0)
+        lp_server_exit_soon(s);
 }
 
 /* ---- main ---------------------------------------------------------------------------------- */
@@ -480,7 +471,6 @@ int lp_kernel_main(const char *connection_file)
     }
     lp_server_publish(k.srv, "status", NULL, json_pack("{s:s}", "execution_state", "starting"), NULL);
     lp_server_run(k.srv);
-    atomic_store(&k.main_done, 1);
     lp_streams_stop();
     lp_server_free(k.srv);
     lp_interp_free(k.interp);

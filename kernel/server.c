@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "core/error.h"
@@ -24,6 +25,8 @@ struct lp_server {
     int threads_started;
     atomic_int stop;
     atomic_int iopub_stop;
+    atomic_int run_done; /* lp_server_run has returned */
+    pid_t parent;        /* > 0: end when this parent is gone (JPY_PARENT_PID was set) */
     lp_handler shell_fn, control_fn;
     void *ud;
 };
@@ -181,12 +184,33 @@ int lp_server_next_shell(lp_server *s, lp_msg *out, int timeout_ms)
 
 /* ---- threads -------------------------------------------------------------------------- */
 
+/* jupyter_client sets JPY_PARENT_PID for a kernel it owns: when that frontend dies (killed,
+ * crashed) nobody can reach the kernel any more, and it would hold its memory, models and
+ * GPU for ever. The control thread notices that the parent is gone (this process was
+ * re-parented), stops the shell loop and interrupts the running cell; a cell stuck in a C
+ * call that never polls the flag does not keep the process beyond 3 s. */
+static void parent_gone(lp_server *s)
+{
+    lp_log("the frontend that started this kernel (pid %d) is gone: shutting down", (int)s->parent);
+    lp_server_stop(s);
+    lp_interrupt_request();
+    lp_server_exit_soon(s);
+}
+
 static void *control_main(void *arg)
 {
     lp_server *s = arg;
     zmq_pollitem_t it = {s->sock[LP_CH_CONTROL], 0, ZMQ_POLLIN, 0};
+    double next_check = lp_now_s() + 1;
     while (!atomic_load(&s->stop)) {
         int n = zmq_poll(&it, 1, 100);
+        if (s->parent > 0 && lp_now_s() >= next_check) {
+            next_check = lp_now_s() + 1;
+            if (getppid() != s->parent) {
+                parent_gone(s);
+                break;
+            }
+        }
         if (n <= 0)
             continue;
         lp_msg m;
@@ -213,16 +237,76 @@ static void send_welcome(lp_server *s, const char *topic, size_t len)
     lp_frames_clear(&f);
 }
 
+/* An XPUB socket drops what it publishes while nobody has subscribed. A client that sends
+ * a request as soon as kernel_info is answered (jupyter console does, with the first line of
+ * piped input) can have its SUB connection still on the way: busy and idle of that request
+ * were lost, and the client waited for idle forever. So until the first subscription the
+ * iopub thread holds what is published and sends it, in order, right after the welcome; it
+ * gives up holding (and lets the socket drop, as before) after IOPUB_HOLD_MS or
+ * IOPUB_HOLD_MAX messages or IOPUB_HOLD_BYTES, whichever comes first. */
+#define IOPUB_HOLD_MS 10000
+#define IOPUB_HOLD_MAX 1024
+#define IOPUB_HOLD_BYTES ((size_t)64 << 20)
+
+typedef struct {
+    lp_frames *v;
+    size_t n, cap, bytes;
+    int on;
+    double until;
+} pub_hold;
+
+static void hold_release(lp_server *s, pub_hold *h)
+{
+    for (size_t i = 0; i < h->n; i++) {
+        if (send_frames(s->sock[LP_CH_IOPUB], &h->v[i]) < 0)
+            lp_log("iopub: send failed: %s", zmq_strerror(errno));
+        lp_frames_clear(&h->v[i]);
+    }
+    free(h->v);
+    memset(h, 0, sizeof *h); /* on = 0: from now on published messages go straight out */
+}
+
+/* Takes f (cleared) if it is held; returns 0 when the caller should send it now. */
+static int hold_take(lp_server *s, pub_hold *h, lp_frames *f)
+{
+    if (!h->on)
+        return 0;
+    size_t bytes = 0;
+    for (size_t i = 0; i < f->n; i++)
+        bytes += f->v[i].len;
+    if (lp_now_s() > h->until || h->n >= IOPUB_HOLD_MAX || h->bytes + bytes > IOPUB_HOLD_BYTES) {
+        hold_release(s, h);
+        return 0;
+    }
+    if (h->n == h->cap) {
+        size_t cap = h->cap ? 2 * h->cap : 16;
+        lp_frames *v = realloc(h->v, cap * sizeof *v);
+        if (!v) {
+            hold_release(s, h);
+            return 0;
+        }
+        h->v = v;
+        h->cap = cap;
+    }
+    h->v[h->n++] = *f;
+    h->bytes += bytes;
+    memset(f, 0, sizeof *f);
+    return 1;
+}
+
 static void *iopub_main(void *arg)
 {
     lp_server *s = arg;
     void *pull = zmq_socket(s->ctx, ZMQ_PULL);
     zmq_bind(pull, IOPUB_INPROC);
+    pub_hold hold = {.on = 1, .until = lp_now_s() + IOPUB_HOLD_MS / 1000.0};
     zmq_pollitem_t it[2] = {{pull, 0, ZMQ_POLLIN, 0}, {s->sock[LP_CH_IOPUB], 0, ZMQ_POLLIN, 0}};
     for (;;) {
         int n = zmq_poll(it, 2, 50);
         if (n < 0 && errno != EINTR)
             break;
+        if (hold.on && lp_now_s() > hold.until)
+            hold_release(s, &hold);
         if (n <= 0) {
             if (atomic_load(&s->iopub_stop))
                 break;
@@ -230,21 +314,25 @@ static void *iopub_main(void *arg)
         }
         if (it[0].revents & ZMQ_POLLIN) {
             lp_frames f = {0};
-            if (recv_frames(pull, &f, ZMQ_DONTWAIT) == 0) {
+            if (recv_frames(pull, &f, ZMQ_DONTWAIT) == 0 && !hold_take(s, &hold, &f)) {
                 if (send_frames(s->sock[LP_CH_IOPUB], &f) < 0)
                     lp_log("iopub: send failed: %s", zmq_strerror(errno));
-                lp_frames_clear(&f);
             }
+            lp_frames_clear(&f);
         }
         if (it[1].revents & ZMQ_POLLIN) {
             lp_frames f = {0};
             if (recv_frames(s->sock[LP_CH_IOPUB], &f, ZMQ_DONTWAIT) == 0) {
-                if (f.n == 1 && f.v[0].len >= 1 && f.v[0].data[0] == 1)
+                if (f.n == 1 && f.v[0].len >= 1 && f.v[0].data[0] == 1) {
                     send_welcome(s, f.v[0].data + 1, f.v[0].len - 1);
+                    if (hold.on)
+                        hold_release(s, &hold);
+                }
                 lp_frames_clear(&f);
             }
         }
     }
+    hold_release(s, &hold);
     zmq_close(pull);
     return NULL;
 }
@@ -303,6 +391,11 @@ lp_server *lp_server_start(const lp_conn *c, const char *session, lp_handler she
     snprintf(s->session, sizeof s->session, "%s", session);
     s->shell_fn = shell;
     s->control_fn = control;
+    /* Watched only when a frontend says it owns the kernel; the parent to watch is the
+     * one we have now (a wrapper script between the two stays our parent while it lives). */
+    const char *jpy = getenv("JPY_PARENT_PID");
+    if (jpy && *jpy && getppid() > 1)
+        s->parent = getppid();
     s->ud = ud;
     if (lp_signer_init(&s->signer, c->scheme, c->key) < 0) {
         free(s);
@@ -371,9 +464,20 @@ void lp_server_run(lp_server *s)
             lp_msg_clear(&m);
         }
     }
+    atomic_store(&s->run_done, 1);
 }
 
 void lp_server_stop(lp_server *s) { atomic_store(&s->stop, 1); }
+
+void lp_server_exit_soon(lp_server *s)
+{
+    for (int i = 0; i < 60 && !atomic_load(&s->run_done); i++)
+        usleep(50000);
+    if (!atomic_load(&s->run_done)) {
+        lp_log("the running cell did not stop within 3 s; exiting now");
+        _exit(0);
+    }
+}
 int lp_server_stopping(lp_server *s) { return atomic_load(&s->stop); }
 const char *lp_server_session(lp_server *s) { return s->session; }
 

@@ -34,6 +34,10 @@ void lp_server_run(lp_server *s);
 /* Asks the shell loop to end (any thread). */
 void lp_server_stop(lp_server *s);
 int lp_server_stopping(lp_server *s);
+/* After lp_server_stop (and an interrupt) from another thread: waits up to 3 s for the shell
+ * loop to return, and ends the process at once if it has not (a cell stuck in a C call that
+ * never polls the interrupt flag must not keep a kernel that was told to go). */
+void lp_server_exit_soon(lp_server *s);
 void lp_server_free(lp_server *s);
 
 const char *lp_server_session(lp_server *s);

@@ -1,6 +1,10 @@
-"""Shutdown, restart, and history (tail, range, search; persisted across restarts)."""
+"""Shutdown, restart, the end of a kernel whose frontend died, and history (tail, range,
+search; persisted across restarts)."""
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import time
 
 import pytest
@@ -96,3 +100,74 @@ def test_history_persists_across_restart(make_kernel, isolated_env):
     hits = [p for p in isolated_env.home.rglob("*") if p.is_file() and "persist_marker_8413" in
             p.read_bytes().decode("utf-8", "replace")]
     assert hits, "history file not under the test HOME / XDG_DATA_HOME"
+
+
+def _gone(pid: int) -> bool:
+    """Exited (a zombie waiting for its new parent counts as exited)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def _kernel_under_a_parent(tmp_path, owned: bool, cell: str | None):
+    """Starts the kernel as the child of a shell (the frontend), with JPY_PARENT_PID set as
+    jupyter_client sets it when owned; checks that it answers, optionally starts a cell
+    without waiting for it, and returns (parent, kernel pid, client)."""
+    from jupyter_client.blocking.client import BlockingKernelClient
+    from jupyter_client.connect import write_connection_file
+
+    conn, _ = write_connection_file(str(tmp_path / "conn.json"))
+    script = ('JPY_PARENT_PID=$$ "$0" kernel -f "$1" & echo $!; exec sleep 120' if owned
+              else '"$0" kernel -f "$1" & echo $!; exec sleep 120')
+    parent = subprocess.Popen(["sh", "-c", script, str(ku.LOUPE), conn],
+                              stdout=subprocess.PIPE, text=True, env={**os.environ, "JPY_PARENT_PID": ""})
+    pid = int(parent.stdout.readline())
+    kc = BlockingKernelClient()
+    kc.load_connection_file(conn)
+    kc.start_channels()
+    kc.wait_for_ready(timeout=30)
+    if cell:
+        kc.execute(cell)
+        time.sleep(0.3)
+    return parent, pid, kc
+
+
+@pytest.mark.lua
+@pytest.mark.parametrize("cell", [None, "while true do end"], ids=["idle", "busy"])
+def test_kernel_ends_when_its_frontend_dies(tmp_path, isolated_env, cell):
+    """A frontend that is killed cannot shut its kernel down; a kernel it owned
+    (JPY_PARENT_PID) must not live on holding its memory: it ends within seconds, also in
+    the middle of a cell."""
+    parent, pid, kc = _kernel_under_a_parent(tmp_path, True, cell)
+    try:
+        parent.kill()
+        parent.wait()
+        t0 = time.monotonic()
+        while not _gone(pid) and time.monotonic() - t0 < 15:
+            time.sleep(0.1)
+        assert _gone(pid), "the kernel outlived its frontend by 15 s"
+    finally:
+        kc.stop_channels()
+        if not _gone(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.lua
+def test_independent_kernel_outlives_its_launcher(tmp_path, isolated_env):
+    """Without JPY_PARENT_PID (jupyter_client's independent kernels, or one started by hand)
+    the kernel stays for whoever connects next."""
+    parent, pid, kc = _kernel_under_a_parent(tmp_path, False, None)
+    try:
+        parent.kill()
+        parent.wait()
+        time.sleep(2.5)  # the watch looks once a second
+        assert not _gone(pid)
+        msg_id = kc.kernel_info()
+        reply = kc.get_shell_msg(timeout=30)
+        assert reply["parent_header"]["msg_id"] == msg_id
+    finally:
+        kc.stop_channels()
+        if not _gone(pid):
+            os.kill(pid, signal.SIGKILL)

@@ -213,3 +213,53 @@ def test_iopub_reaches_every_client(kernel):
             assert m["parent_header"]["session"] == kernel.kc.session.session
     finally:
         b.stop_channels()
+
+
+@pytest.mark.lua
+def test_a_late_first_subscriber_still_gets_the_first_request(isolated_env):
+    """A frontend that executes as soon as kernel_info is answered (jupyter console with piped
+    input does) can have its iopub connection still on the way; an XPUB socket drops what it
+    publishes before anyone subscribes, and the frontend then waits for an idle that never
+    comes. Made certain here: the client subscribes only after the execute reply. The kernel
+    holds iopub until its first subscriber (for a few seconds at most), so busy, the output
+    and idle of that first request all arrive."""
+    from jupyter_client.manager import KernelManager
+
+    km = KernelManager(kernel_name=ku.KERNEL_MESSAGE)
+    km.start_kernel()
+    kc = km.client()
+    try:
+        kc.start_channels(shell=True, iopub=False, stdin=False, hb=False, control=False)
+        msg_id = kc.execute('print("early " .. 6*7)')
+        reply = kc.get_shell_msg(timeout=30)
+        assert reply["parent_header"]["msg_id"] == msg_id
+        assert reply["content"]["status"] == "ok"
+        kc.iopub_channel.start()
+        seen = []
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                m = kc.get_iopub_msg(timeout=0.5)
+            except Exception:
+                continue
+            seen.append(m)
+            if (m["msg_type"] == "status" and m["parent_header"].get("msg_id") == msg_id
+                    and m["content"]["execution_state"] == "idle"):
+                break
+        mine = [m for m in seen if m["parent_header"].get("msg_id") == msg_id]
+        kinds = [(m["msg_type"], m["content"].get("execution_state")) for m in mine]
+        assert kinds and kinds[0] == ("status", "busy"), kinds
+        assert kinds[-1] == ("status", "idle"), kinds
+        assert ku.stream_text(mine) == "early 42\n"
+        assert seen[0]["msg_type"] == "iopub_welcome"  # the welcome first, then what was held
+        # and from then on iopub flows as usual
+        msg_id = kc.execute("x = 1")
+        kc.get_shell_msg(timeout=30)
+        late = []
+        while not late or late[-1]["content"].get("execution_state") != "idle":
+            m = kc.get_iopub_msg(timeout=10)
+            if m["parent_header"].get("msg_id") == msg_id:
+                late.append(m)
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
