@@ -478,6 +478,7 @@ void lp_server_exit_soon(lp_server *s)
         _exit(0);
     }
 }
+
 int lp_server_stopping(lp_server *s) { return atomic_load(&s->stop); }
 const char *lp_server_session(lp_server *s) { return s->session; }
 
