@@ -194,11 +194,12 @@ __global__ void k_swiglu_back(float *dg, float *du, const float *g, const float 
 {
     FOR_N(i, n)
     {
-        float s = sigm(a[i]);
+        // everything read before anything is written: dg or du may alias g (ops.h)
+        float gi = g[i], ai = a[i], ui = u[i], s = sigm(ai);
         if (dg)
-            dg[i] = g[i] * u[i] * s * (1.0f + a[i] * (1.0f - s));
+            dg[i] = gi * ui * s * (1.0f + ai * (1.0f - s));
         if (du)
-            du[i] = g[i] * a[i] * s;
+            du[i] = gi * ai * s;
     }
 }
 __global__ void k_jump(float *o, const float *x, const float *th, size_t n, int C)
@@ -210,11 +211,11 @@ __global__ void k_jump_back(float *d, float *dth, const float *g, const float *x
 {
     FOR_N(i, n)
     {
-        float t = th[i % C];
+        float t = th[i % C], xi = x[i], gi = g[i]; // d may alias g
         if (d)
-            d[i] = x[i] > t ? g[i] : 0.0f;
-        if (dth && fabsf(x[i] - t) < 0.5f * bw)
-            atomicAdd(&dth[i % C], -t / bw * g[i]);
+            d[i] = xi > t ? gi : 0.0f;
+        if (dth && fabsf(xi - t) < 0.5f * bw)
+            atomicAdd(&dth[i % C], -t / bw * gi);
     }
 }
 __global__ void k_mask_back(float *d, const float *g, const float *out, size_t n)

@@ -180,11 +180,11 @@ static int jumprelu_backward(float *dinp, float *dthreshold, const float *dout, 
     for (int n = 0; n < N; n++)
         for (int c = 0; c < C; c++) {
             size_t i = (size_t)n * C + c;
-            float x = inp[i], th = threshold[c];
+            float x = inp[i], th = threshold[c], d = dout[i]; /* dinp may alias dout */
             if (dinp)
-                dinp[i] = x > th ? dout[i] : 0.0f;
+                dinp[i] = x > th ? d : 0.0f;
             if (dthreshold && fabsf(x - th) < 0.5f * bandwidth)
-                dthreshold[c] += -th / bandwidth * dout[i];
+                dthreshold[c] += -th / bandwidth * d;
         }
     return 0;
 }

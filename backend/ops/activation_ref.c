@@ -76,11 +76,11 @@ static int swiglu_backward(float *dgate, float *dup, const float *dout, const fl
                            size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        double g = gate[i], s = sigmoid(g);
+        double g = gate[i], s = sigmoid(g), d = dout[i], u = up[i]; /* dgate, dup may alias dout */
         if (dgate)
-            dgate[i] = (float)(dout[i] * up[i] * (s + g * s * (1.0 - s)));
+            dgate[i] = (float)(d * u * (s + g * s * (1.0 - s)));
         if (dup)
-            dup[i] = (float)(dout[i] * g * s);
+            dup[i] = (float)(d * g * s);
     }
     return 0;
 }
@@ -122,11 +122,11 @@ static int jumprelu_backward(float *dinp, float *dthreshold, const float *dout, 
         double s = 0;
         for (int n = 0; n < N; n++) {
             size_t i = (size_t)n * C + c;
-            double u = (inp[i] - (double)threshold[c]) / bandwidth;
+            double u = (inp[i] - (double)threshold[c]) / bandwidth, d = dout[i]; /* dinp may alias dout */
             if (dinp)
-                dinp[i] = inp[i] > threshold[c] ? dout[i] : 0;
+                dinp[i] = inp[i] > threshold[c] ? (float)d : 0;
             if (u > -0.5 && u < 0.5)
-                s += -(double)threshold[c] / bandwidth * dout[i];
+                s += -(double)threshold[c] / bandwidth * d;
         }
         if (dthreshold)
             dthreshold[c] += (float)s;

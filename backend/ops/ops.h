@@ -81,7 +81,8 @@ typedef struct lp_ops {
     int (*silu_backward)(float *dinp, const float *dout, const float *inp, size_t n);
     int (*relu_forward)(float *out, const float *inp, size_t n);
     int (*relu_backward)(float *dinp, const float *dout, const float *inp, size_t n);
-    /* SwiGLU: out = silu(gate) * up; all n values. */
+    /* SwiGLU: out = silu(gate) * up; all n values. dgate or dup may alias dout (the
+     * trainer writes dgate over dout). */
     int (*swiglu_forward)(float *out, const float *gate, const float *up, size_t n);
     int (*swiglu_backward)(float *dgate, float *dup, const float *dout, const float *gate,
                            const float *up, size_t n);
@@ -92,7 +93,7 @@ typedef struct lp_ops {
     /* JumpReLU: out = x where x > threshold[c], else 0. inp, out (N,C); threshold (C).
      * dthreshold (C, accumulates, may be NULL) is the straight-through estimate with a
      * rectangle kernel of width `bandwidth`: -threshold/bandwidth * dout where
-     * |x - threshold| < bandwidth/2 (Rajamanoharan et al. 2024). */
+     * |x - threshold| < bandwidth/2 (Rajamanoharan et al. 2024). dinp may alias dout. */
     int (*jumprelu_forward)(float *out, const float *inp, const float *threshold, int N, int C);
     int (*jumprelu_backward)(float *dinp, float *dthreshold, const float *dout, const float *inp,
                              const float *threshold, int N, int C, float bandwidth);

@@ -139,6 +139,21 @@ Test(cuda, norms_and_activations)
     R->swiglu_backward(dx, dx2, go, x, u, n);
     check(DX, dx, n, 1e-5, 1e-4, "cuda swiglu dgate");
     check(DX2, dx2, n, 1e-5, 1e-4, "cuda swiglu dup");
+    /* dgate written over dout, as the trainer calls it for Llama's MLP */
+    be->to_device(DX, go, n * sizeof(float));
+    be->ops->swiglu_backward(DX, DX2, DX, X, U, n);
+    check(DX, dx, n, 1e-5, 1e-4, "cuda swiglu dgate in place");
+    check(DX2, dx2, n, 1e-5, 1e-4, "cuda swiglu dup in place");
+    float *th = zeros_array(C); /* JumpReLU backward, out of place and in place */
+    R->jumprelu_backward(dx, th, go, x, w, N, C, 0.5f);
+    for (int inplace = 0; inplace < 2; inplace++) {
+        be->ops->fill(DB, 0.0f, C);
+        be->to_device(DX, go, n * sizeof(float));
+        be->ops->jumprelu_backward(inplace ? DX : DX2, DB, inplace ? DX : GO, X, W, N, C, 0.5f);
+        check(inplace ? DX : DX2, dx, n, 0, 0, "cuda jumprelu dinp");
+        check(DB, th, C, 1e-4, 1e-4, "cuda jumprelu dthreshold");
+    }
+    free(th);
     be->ops->jumprelu_forward(O, X, W, N, C);
     R->jumprelu_forward(o, x, w, N, C);
     check(O, o, n, 0, 0, "cuda jumprelu");

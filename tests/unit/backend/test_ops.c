@@ -121,6 +121,15 @@ Test(ops, activations_against_reference)
     R->swiglu_backward(d2, e2, dout, x, u, n);
     assert_close(d1, d2, n, 1e-6, 1e-5, "swiglu dgate");
     assert_close(e1, e2, n, 1e-6, 1e-5, "swiglu dup");
+    /* dgate written over dout, as the trainer's device path calls it (ops.h allows it) */
+    for (int k = 0; k < 2; k++) {
+        const lp_ops *o = k ? R : F;
+        float *buf = copy_array(dout, n), *ea = zeros_array(n);
+        o->swiglu_backward(buf, ea, buf, x, u, n);
+        assert_close(buf, d2, n, 1e-6, 1e-5, "swiglu dgate in place");
+        assert_close(ea, e2, n, 1e-6, 1e-5, "swiglu dup in place");
+        free(buf), free(ea);
+    }
     /* in place */
     float *y = copy_array(x, n);
     F->gelu_forward(y, y, n, LP_GELU_TANH);
@@ -162,6 +171,14 @@ Test(ops, sparse_activations_against_reference)
     R->jumprelu_backward(d2, t2, dout, x, th, N, C, 0.5f);
     assert_close(d1, d2, n, 0, 0, "jumprelu dinp");
     assert_close(t1, t2, C, 1e-5, 1e-5, "jumprelu dthreshold");
+    for (int k = 0; k < 2; k++) { /* dinp written over dout */
+        const lp_ops *o = k ? R : F;
+        float *buf = copy_array(dout, n), *ta = zeros_array(C);
+        o->jumprelu_backward(buf, ta, buf, x, th, N, C, 0.5f);
+        assert_close(buf, d2, n, 0, 0, "jumprelu dinp in place");
+        assert_close(ta, t2, C, 1e-5, 1e-5, "jumprelu dthreshold in place");
+        free(buf), free(ta);
+    }
     float *p[] = {x, th, dout, o1, o2, d1, d2, t1, t2};
     for (int i = 0; i < 9; i++)
         free(p[i]);
