@@ -37,6 +37,7 @@ typedef struct training {
     char save[1024]; /* checkpoint folder, or "" */
     double seconds;   /* spent in training so far, over every call */
     long long tokens; /* trained on so far */
+    int running;      /* in run_training (a callback may start another training) */
 } training;
 
 
@@ -46,6 +47,27 @@ static int training_gc(lua_State *L)
     lp_trainer_free(tr->t);
     tr->t = NULL;
     return 0;
+}
+
+/* Frees the trainer of this model's earlier training now and forgets that training (it
+ * can no longer be resumed). Lua would free it only when it collects the small userdata,
+ * which it sees no reason to hurry: on a GPU, weights, gradients, both moments and the
+ * activations of every earlier run would pile up. One still running (this call comes from
+ * its callback) is only forgotten: collection frees it once that run has returned. */
+static void release_training(lua_State *L, int reg, int model)
+{
+    lua_pushvalue(L, model);
+    if (lua_rawget(L, reg) != LUA_TNIL) {
+        training *old = luaL_testudata(L, -1, TRAINING_MT);
+        if (old && !old->running) {
+            lp_trainer_free(old->t);
+            old->t = NULL;
+        }
+    }
+    lua_pop(L, 1);
+    lua_pushvalue(L, model);
+    lua_pushnil(L);
+    lua_rawset(L, reg);
 }
 
 /* ---- loupe.model{...} -------------------------------------------------------------------- */
@@ -321,6 +343,7 @@ static void run_training(lua_State *L, int mi, int ti, int live)
     snprintf(b.id, sizeof b.id, "loupe-train-%.12s", uuid);
     const lp_train_opts *o = lp_trainer_opts(tr->t);
     int accum = o->accum > 0 ? o->accum : 1;
+    tr->running = 1;
     double loss = NAN, t_start = lp_now_s();
     int failed = 0, interrupted = 0;
     char err[600] = "";
@@ -414,6 +437,7 @@ static void run_training(lua_State *L, int mi, int ti, int live)
         snprintf(err, sizeof err, "%s", lp_last_error());
         failed = 1;
     }
+    tr->running = 0;
     tr->seconds += lp_now_s() - t_start;
     int done = lp_trainer_steps(tr->t);
     if (live) { /* the final state of both displays stays in the notebook */
@@ -476,12 +500,13 @@ static int l_train(lua_State *L)
         lua_pop(L, 1);
     }
     int reg = lua_gettop(L); /* 3 */
+    int ti; /* the Training this call runs */
     if (opt_bool(L, 1, "resume", 0)) {
         lua_pushvalue(L, 2);
         if (lua_rawget(L, reg) == LUA_TNIL)
             return luaL_error(L, "loupe.train: this model has no training to resume; start one with loupe.train{model "
                                  "= m, data = ..., steps = ...}");
-        int ti = lua_gettop(L);
+        ti = lua_gettop(L);
         training *tr = luaL_checkudata(L, ti, TRAINING_MT);
         int steps = opt_int(L, 1, "steps", tr->total, lp_trainer_steps(tr->t), 1 << 30);
         lp_train_opts o = *lp_trainer_opts(tr->t);
@@ -523,7 +548,7 @@ static int l_train(lua_State *L)
         training *tr = lua_newuserdatauv(L, sizeof *tr, UV_N);
         memset(tr, 0, sizeof *tr);
         luaL_setmetatable(L, TRAINING_MT);
-        int ti = lua_gettop(L);
+        ti = lua_gettop(L);
         tr->B = B, tr->T = T, tr->total = steps;
         tr->eval_every = opt_int(L, 1, "eval_every", steps >= 10 ? steps / 10 : 1, 1, 1 << 30);
         tr->eval_batches = opt_int(L, 1, "eval_batches", 4, 1, 1 << 16);
@@ -544,8 +569,17 @@ static int l_train(lua_State *L)
         if (!lua_isnil(L, -1) && lp_device_parse(luaL_checkstring(L, -1), &dev) < 0)
             return lp_lua_backend_error(L, "loupe.train");
         lua_pop(L, 1);
-        if (!(tr->t = lp_trainer_new_on(u->m, &o, B, T, dev)))
+        /* everything but memory is checked before an earlier training is let go */
+        if ((dev != LP_DEVICE_CPU && !lp_backend_get(dev)) || lp_trainer_check(u->m, &o, B, T) < 0)
             return lp_lua_backend_error(L, "loupe.train");
+        if (!(tr->t = lp_trainer_new_on(u->m, &o, B, T, dev))) {
+            /* out of memory: let go of this model's earlier training and of the
+             * unreachable ones (models gone), then try once more */
+            release_training(L, reg, 2);
+            lua_gc(L, LUA_GCCOLLECT);
+            if (!(tr->t = lp_trainer_new_on(u->m, &o, B, T, dev)))
+                return lp_lua_backend_error(L, "loupe.train");
+        }
         lua_createtable(L, 0, 8);
         const char *keys[] = {"step", "loss", "lr", "grad_norm", "val_step", "val_loss"};
         for (size_t k = 0; k < sizeof keys / sizeof *keys; k++) {
@@ -559,16 +593,16 @@ static int l_train(lua_State *L)
         lua_setiuservalue(L, ti, UV_VAL);
         lua_pushvalue(L, cbi);
         lua_setiuservalue(L, ti, UV_CB);
+        release_training(L, reg, 2); /* an earlier training of this model ends here */
         lua_pushvalue(L, 2);
         lua_pushvalue(L, ti);
-        lua_rawset(L, reg); /* replaces an earlier training of this model */
+        lua_rawset(L, reg);
         run_training(L, 2, ti, live);
     }
-    /* returns m, history (with the totals) */
-    lua_pushvalue(L, 2);
-    lua_rawget(L, reg);
-    training *tr = luaL_checkudata(L, -1, TRAINING_MT);
-    lua_getiuservalue(L, -1, UV_HIST);
+    /* returns m, history (with the totals) of the training run here (a callback may have
+     * started another of this model since) */
+    training *tr = luaL_checkudata(L, ti, TRAINING_MT);
+    lua_getiuservalue(L, ti, UV_HIST);
     lua_pushnumber(L, tr->seconds);
     lua_setfield(L, -2, "seconds");
     lua_pushinteger(L, (lua_Integer)tr->tokens);

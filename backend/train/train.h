@@ -91,6 +91,10 @@ lp_trainer *lp_trainer_new(lp_model *m, const lp_train_opts *o, int B, int T);
  * (NULL with "CUDA is not available: ..." where there is none, or "cannot allocate ... on the
  * GPU"). */
 lp_trainer *lp_trainer_new_on(lp_model *m, const lp_train_opts *o, int B, int T, lp_device dev);
+/* Every check lp_trainer_new makes before it allocates (options, B and T, the context, the
+ * model's weights): 0, or -1 with the error lp_trainer_new would give. Past it, a trainer
+ * fails only for memory (or the device). */
+int lp_trainer_check(const lp_model *m, const lp_train_opts *o, int B, int T);
 void lp_trainer_free(lp_trainer *t); /* NULL is a no-op */
 lp_device lp_trainer_device(const lp_trainer *t);
 /* Weights between the model's tensors and a GPU trainer's copy (no-ops on the CPU): pull

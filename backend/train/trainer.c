@@ -213,25 +213,28 @@ static int rope_tables(lp_trainer *t)
     return rc;
 }
 
-lp_trainer *lp_trainer_new_backend(lp_model *m, const lp_train_opts *o, int B, int T, const lp_backend *be)
+int lp_trainer_check(const lp_model *m, const lp_train_opts *o, int B, int T)
 {
     const lp_model_config *c = &m->cfg;
     if (lp_train_opts_check(o) < 0)
-        return NULL;
-    if (B < 1 || T < 1) {
-        lp_set_error("trainer: batch %d x %d tokens (need at least 1 x 1)", B, T);
-        return NULL;
-    }
+        return -1;
+    if (B < 1 || T < 1)
+        return lp_set_error("trainer: batch %d x %d tokens (need at least 1 x 1)", B, T);
     /* as lp_model_run: only dynamic rotary scaling is meant for sequences past the context */
-    if (T > c->n_ctx && (c->arch == LP_ARCH_GPT2 || c->rope != LP_ROPE_DYNAMIC)) {
-        lp_set_error("trainer: sequences of %d tokens are longer than the model's context of %d (%s)", T, c->n_ctx,
-                     c->arch == LP_ARCH_GPT2 ? "n_positions" : "max_position_embeddings");
+    if (T > c->n_ctx && (c->arch == LP_ARCH_GPT2 || c->rope != LP_ROPE_DYNAMIC))
+        return lp_set_error("trainer: sequences of %d tokens are longer than the model's context of %d (%s)", T,
+                            c->n_ctx, c->arch == LP_ARCH_GPT2 ? "n_positions" : "max_position_embeddings");
+    if ((int64_t)B * T > (1 << 24))
+        return lp_set_error("trainer: batch %d x %d tokens is too large", B, T);
+    lp_trainer shapes = {.m = (lp_model *)m};
+    return check_model(&shapes);
+}
+
+lp_trainer *lp_trainer_new_backend(lp_model *m, const lp_train_opts *o, int B, int T, const lp_backend *be)
+{
+    const lp_model_config *c = &m->cfg;
+    if (lp_trainer_check(m, o, B, T) < 0)
         return NULL;
-    }
-    if ((int64_t)B * T > (1 << 24)) {
-        lp_set_error("trainer: batch %d x %d tokens is too large", B, T);
-        return NULL;
-    }
     lp_trainer *t = calloc(1, sizeof *t);
     if (!t) {
         lp_set_error("out of memory");

@@ -105,6 +105,39 @@ def test_interrupt_keeps_last_step_and_resume_finishes(kernel):
     assert ku.stream_text(msgs).split() == [str(done + 5), "true", "true"]
 
 
+def test_a_new_training_replaces_the_earlier_one(kernel):
+    """A second loupe.train of a model ends the first (its trainer is freed at once: on a
+    GPU its memory would otherwise wait for Lua's collector), resume continues the second;
+    a training started from the callback of a running one (same model) leaves the running
+    one intact; a new training that cannot start keeps the earlier one resumable."""
+    kernel.ok(SETUP)
+    run = ("loupe.train{{model = m, data = data, steps = {s}, batch = 4, ctx = 16, lr = 1e-2, live = false{x}}}")
+    kernel.ok(run.format(s=6, x=""), timeout=60)
+    kernel.ok("_, h = " + run.format(s=3, x=", warmup = 1"), timeout=60)
+    assert kernel.value("#h.step") == "3"
+    kernel.ok("_, h = loupe.train{model = m, resume = true, steps = 5, live = false}", timeout=60)
+    assert kernel.value("#h.step .. ' ' .. h.step[5]") == '"5 5"'
+    # from a callback: the inner training replaces the registry entry, the outer run goes on
+    reply, msgs = kernel.execute(
+        "_, h = " + run.format(s=6, x=", callback_every = 2, callback = function(step, loss, model)\n"
+                                   "  if step == 2 then local _, hi = " + run.format(s=2, x="") + "\n"
+                                   "    print('inner', #hi.step) end end"), timeout=60)
+    assert reply["content"]["status"] == "ok", reply["content"]
+    assert ku.stream_text(msgs).split() == ["inner", "2"]
+    assert kernel.value("#h.step .. ' ' .. h.step[6]") == '"6 6"'
+    # a new training that fails to start leaves the earlier one to resume
+    kernel.ok(run.format(s=4, x=""), timeout=60)
+    has_gpu = kernel.value("pcall(loupe.set_device, 'cuda')") == "true"
+    kernel.ok("loupe.set_device('cpu')")
+    if not has_gpu:
+        reply, _ = kernel.execute(run.format(s=4, x=", device = 'cuda'"), timeout=60)
+        assert "CUDA is not available" in reply["content"]["evalue"], reply["content"]
+    reply, _ = kernel.execute(run.format(s=4, x=", ctx = 1000"), timeout=60)
+    assert reply["content"]["status"] == "error", reply["content"]
+    kernel.ok("_, h = loupe.train{model = m, resume = true, steps = 7, live = false}", timeout=60)
+    assert kernel.value("#h.step .. ' ' .. h.step[7]") == '"7 7"'
+
+
 def test_nan_learning_rate_names_the_step_and_keeps_weights(kernel):
     kernel.ok(SETUP)
     kernel.ok("seen = {}")
