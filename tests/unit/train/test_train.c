@@ -140,8 +140,22 @@ static void check_accumulation(const lp_model_config *c)
     cr_assert(fabsf(n1 - n2) <= 1e-5f * n2, "gradient norms %g vs %g", n1, n2);
     size_t n, n_;
     float *w1 = tsnapshot(m1, &n), *w2 = tsnapshot(m2, &n_);
-    for (size_t j = 0; j < n; j++)
-        cr_assert(fabsf(w1[j] - w2[j]) <= 1e-5f, "weights differ after the step at %zu: %g vs %g", j, w1[j], w2[j]);
+    /* GPT-2's key bias has a zero gradient up to rounding, which AdamW's first step turns
+     * into +-lr: those entries are held to 2 lr, every other weight to 1e-5. */
+    int kv = c->arch == LP_ARCH_GPT2 ? c->n_heads * c->d_head : 0;
+    for (size_t i = 0, off = 0; i < lp_trainer_param_count(t1); i++) {
+        char name[96];
+        lp_tensor *w;
+        lp_model_param(m1, i, name, sizeof name, &w);
+        size_t cnt = (size_t)lp_tensor_numel(w);
+        int key_bias = kv && strstr(name, "c_attn.bias");
+        for (size_t j = off; j < off + cnt; j++) {
+            int key = key_bias && j - off >= (size_t)kv && j - off < 2 * (size_t)kv;
+            cr_assert(fabsf(w1[j] - w2[j]) <= (key ? 2 * 1e-2f : 1e-5f), "%s: weights differ after the step at %zu: %g vs %g",
+                      name, j - off, w1[j], w2[j]);
+        }
+        off += cnt;
+    }
     free(w1), free(w2);
     lp_trainer_free(t1), lp_trainer_free(t2);
     lp_model_free(m1), lp_model_free(m2);
