@@ -1,4 +1,4 @@
-/* The contract between the kernel's Lua state and the binding modules (kernel/lua_*.c).
+/* The contract between the kernel's Lua state and the binding modules (kernel/lua/lua_*.c).
  * The Lua bindings are the only place that turns backend objects into Lua values.
  *
  * A binding module exposes one function, `void lp_lua_open_<thing>(lua_State *L)`, which the

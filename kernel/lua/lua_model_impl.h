@@ -1,4 +1,4 @@
-/* Private to kernel/lua_model.c and kernel/lua_run.c: the userdata behind loupe.Model and
+/* Private to kernel/lua/lua_model.c and kernel/lua/lua_run.c: the userdata behind loupe.Model and
  * loupe.Run. */
 #ifndef LP_LUA_MODEL_IMPL_H
 #define LP_LUA_MODEL_IMPL_H

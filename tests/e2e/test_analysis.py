@@ -1,4 +1,4 @@
-"""End to end: the analysis methods (m:composition, r:dla, m:patch_sweep, kernel/lua_analysis.c
+"""End to end: the analysis methods (m:composition, r:dla, m:patch_sweep, kernel/lua/lua_analysis.c
 and lua_patch.c) run headless with `loupe run` on small random GPT-2 and Llama (grouped-query)
 models written by `transformers`, and checked against computations written here from the
 definitions, on the checkpoint's own tensors and on transformers' forward pass:

@@ -1,4 +1,4 @@
-/* Test-only stand-ins for the kernel's Lua helpers (kernel/lua_api.h), so that the tensor
+/* Test-only stand-ins for the kernel's Lua helpers (kernel/lua/lua_api.h), so that the tensor
  * bindings can be tested without the kernel: docstrings go to a registry table, errors are
  * raised as plain Lua errors, publishing is refused. */
 #include <lauxlib.h>

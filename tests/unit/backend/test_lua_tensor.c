@@ -1,4 +1,4 @@
-/* The Lua tensor bindings (kernel/lua_tensor.c) in a bare Lua state, with test stubs for
+/* The Lua tensor bindings (kernel/lua/lua_tensor.c) in a bare Lua state, with test stubs for
  * the kernel's helpers. Each test runs Lua code that asserts; a failure reports Lua's
  * message. */
 #include <criterion/criterion.h>

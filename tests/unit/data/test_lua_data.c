@@ -1,4 +1,4 @@
-/* The Lua data bindings (kernel/lua_data.c) in a bare Lua state with the test stubs for the
+/* The Lua data bindings (kernel/lua/lua_data.c) in a bare Lua state with the test stubs for the
  * kernel's helpers (publishing is refused there: the progress bar must turn itself off,
  * not fail the training). */
 #include <criterion/criterion.h>

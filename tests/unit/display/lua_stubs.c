@@ -1,4 +1,4 @@
-/* Test-only stand-ins for the kernel's Lua plumbing (kernel/lua_base.c provides the real
+/* Test-only stand-ins for the kernel's Lua plumbing (kernel/lua/lua_base.c provides the real
  * ones): docstrings are kept in a registry table, published bundles are recorded so that
  * tests can inspect them. */
 #include <jansson.h>

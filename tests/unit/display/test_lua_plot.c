@@ -1,4 +1,4 @@
-/* kernel/lua_plot.c: the Lua side of the figures, run in a bare Lua state with stub
+/* kernel/lua/lua_plot.c: the Lua side of the figures, run in a bare Lua state with stub
  * plumbing (lua_stubs.c). */
 #include <criterion/criterion.h>
 #include <lauxlib.h>

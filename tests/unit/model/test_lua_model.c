@@ -1,4 +1,4 @@
-/* The Lua model bindings (kernel/lua_model.c) in a bare Lua state with the tensor bindings
+/* The Lua model bindings (kernel/lua/lua_model.c) in a bare Lua state with the tensor bindings
  * and test stubs for the kernel's helpers, on the tiny fixture models. */
 #include <criterion/criterion.h>
 #include <lauxlib.h>

@@ -1,4 +1,4 @@
-/* m:save(folder) (kernel/lua_model.c) in a bare Lua state with the tensor and model bindings
+/* m:save(folder) (kernel/lua/lua_model.c) in a bare Lua state with the tensor and model bindings
  * and the test stubs for the kernel's helpers: a saved model loads back with the same
  * logits, and a folder that cannot be written is a Lua error naming it. */
 #include <criterion/criterion.h>

@@ -1,4 +1,4 @@
-/* The Lua tokenizer bindings (kernel/lua_tokenizer.c) in a bare Lua state, with the test
+/* The Lua tokenizer bindings (kernel/lua/lua_tokenizer.c) in a bare Lua state, with the test
  * stubs for the kernel's helpers, on a small folder the test writes. */
 #include <criterion/criterion.h>
 #include <lauxlib.h>

@@ -1,4 +1,4 @@
-/* Test-only stand-ins for the kernel's Lua helpers (kernel/lua_api.h), so that the toy
+/* Test-only stand-ins for the kernel's Lua helpers (kernel/lua/lua_api.h), so that the toy
  * bindings can be tested without the kernel: docstrings go to a registry table, errors are
  * raised as plain Lua errors, and every publish is recorded in the global Lua table
  * `published` as {id =, update =, plain =, html =} (the bundle is checked and freed). */

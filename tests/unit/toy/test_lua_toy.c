@@ -1,4 +1,4 @@
-/* The toy-model bindings (kernel/lua_toy.c) in a bare Lua state, with test stubs for the
+/* The toy-model bindings (kernel/lua/lua_toy.c) in a bare Lua state, with test stubs for the
  * kernel's helpers (lua_stubs.c records what is published). Also runs the code cells of
  * examples/04-superposition.ipynb in order, as the kernel would, and checks what they show. */
 #include <criterion/criterion.h>
