@@ -1,47 +1,22 @@
-/* The Lua tensor bindings (kernel/lua/lua_tensor.c) in a bare Lua state, with test stubs for
- * the kernel's helpers. Each test runs Lua code that asserts; a failure reports Lua's
+/* The Lua tensor bindings (kernel/lua/lua_tensor.c) in a bare Lua state (the harness of
+ * tests/unit/support). Each test runs Lua code that asserts; a failure reports Lua's
  * message. */
 #include <criterion/criterion.h>
-#include <lauxlib.h>
-#include <lualib.h>
 #include <string.h>
 
+#include "lua_harness.h"
 #include "lua_tensor.h"
 
 static lua_State *L;
 
-static void setup(void)
-{
-    L = luaL_newstate();
-    luaL_openlibs(L);
-    lua_newtable(L);
-    lua_pushvalue(L, -1);
-    lua_setglobal(L, "loupe");
-    lp_lua_open_tensor(L);
-    cr_assert_eq(lua_gettop(L), 1, "open_tensor must leave the stack as it found it");
-    lua_pop(L, 1);
-}
-
-static void teardown(void)
-{
-    lua_close(L); /* runs every __gc: leaks show under the sanitizer build */
-}
+static void setup(void) { L = t_lua_new(T_PUBLISH_REFUSE, lp_lua_open_tensor); }
+static void teardown(void) { t_lua_close(L); }
 
 TestSuite(lua_tensor, .init = setup, .fini = teardown);
 
-static void run(const char *code)
-{
-    if (luaL_dostring(L, code) != LUA_OK)
-        cr_assert_fail("Lua error: %s\nin:\n%s", lua_tostring(L, -1), code);
-}
-
+static void run(const char *code) { t_lua_run(L, code); }
 /* Runs code that must fail; returns the message. */
-static const char *run_err(const char *code)
-{
-    int rc = luaL_dostring(L, code);
-    cr_assert_neq(rc, LUA_OK, "expected an error from: %s", code);
-    return lua_tostring(L, -1);
-}
+static const char *run_err(const char *code) { return t_lua_fails(L, code); }
 
 Test(lua_tensor, constructors_shape_and_indexing)
 {

@@ -1,14 +1,13 @@
-/* The Lua data bindings (kernel/lua/lua_data.c) in a bare Lua state with the test stubs for the
- * kernel's helpers (publishing is refused there: the progress bar must turn itself off,
+/* The Lua data bindings (kernel/lua/lua_data.c) in a bare Lua state (the harness of
+ * tests/unit/support; publishing is refused there: the progress bar must turn itself off,
  * not fail the training). */
 #include <criterion/criterion.h>
-#include <lauxlib.h>
-#include <lualib.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "data_fixtures.h"
 #include "lua_data.h"
+#include "lua_harness.h"
 #include "lua_tensor.h"
 #include "lua_tokenizer.h"
 
@@ -17,18 +16,8 @@ static lua_State *L;
 static void setup(void)
 {
     df_setup();
-    L = luaL_newstate();
-    luaL_openlibs(L);
-    lua_newtable(L);
-    lua_pushvalue(L, -1);
-    lua_setglobal(L, "loupe");
-    lp_lua_open_tensor(L);
-    lp_lua_open_tokenizer(L);
-    lp_lua_open_data(L);
-    cr_assert_eq(lua_gettop(L), 1, "open_data must leave the stack as it found it");
-    lua_pop(L, 1);
-    lua_pushstring(L, df_dir);
-    lua_setglobal(L, "DIR");
+    L = t_lua_new(T_PUBLISH_REFUSE, lp_lua_open_tensor, lp_lua_open_tokenizer, lp_lua_open_data);
+    t_lua_set_string(L, "DIR", df_dir);
     char *text = df_corpus(40000, 9);
     df_write("corpus.txt", text, strlen(text));
     free(text);
@@ -36,24 +25,14 @@ static void setup(void)
 
 static void teardown(void)
 {
-    lua_close(L);
+    t_lua_close(L);
     df_teardown();
 }
 
 TestSuite(lua_data, .init = setup, .fini = teardown);
 
-static void run(const char *code)
-{
-    if (luaL_dostring(L, code) != LUA_OK)
-        cr_assert_fail("Lua error: %s\nin:\n%s", lua_tostring(L, -1), code);
-}
-
-static const char *run_err(const char *code)
-{
-    int rc = luaL_dostring(L, code);
-    cr_assert_neq(rc, LUA_OK, "expected an error from: %s", code);
-    return lua_tostring(L, -1);
-}
+static void run(const char *code) { t_lua_run(L, code); }
+static const char *run_err(const char *code) { return t_lua_fails(L, code); }
 
 Test(lua_data, train_tokenizer_and_batch)
 {

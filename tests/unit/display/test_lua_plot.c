@@ -1,61 +1,34 @@
-/* kernel/lua/lua_plot.c: the Lua side of the figures, run in a bare Lua state with stub
- * plumbing (lua_stubs.c). */
+/* kernel/lua/lua_plot.c: the Lua side of the figures, run in a bare Lua state (the harness
+ * of tests/unit/support, which records what is published in t_pub). */
 #include <criterion/criterion.h>
-#include <lauxlib.h>
-#include <lualib.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "lua_harness.h"
 #include "lua_plot.h"
-#include "lua_stubs.h"
 #include "util.h"
 
 static lua_State *L;
 
 static void setup(void)
 {
-    L = luaL_newstate();
-    luaL_openlibs(L);
-    lua_newtable(L);
-    int top = lua_gettop(L);
-    lp_lua_open_plot(L);
-    cr_assert_eq(lua_gettop(L), top, "lp_lua_open_plot must leave the stack as it found it");
-    lua_setglobal(L, "loupe");
+    L = t_lua_new(T_PUBLISH_RECORD, lp_lua_open_plot);
     /* display(x) in tests: the bundle table of x's __display. */
-    luaL_dostring(L, "function bundle(x) return getmetatable(x).__display(x) end");
-    t_published = 0;
+    t_lua_run(L, "function bundle(x) return getmetatable(x).__display(x) end");
 }
 
-static void teardown(void)
-{
-    lua_close(L);
-    json_decref(t_last_bundle);
-    t_last_bundle = NULL;
-}
+static void teardown(void) { t_lua_close(L); }
 
-/* Runs code that returns one string; returns it (kept in the registry until the next call). */
+/* Runs code that returns one string; returns it (valid until the next call). */
 static const char *run(const char *code)
 {
-    if (luaL_dostring(L, code) != LUA_OK)
-        cr_assert_fail("Lua error: %s\nin: %s", lua_tostring(L, -1), code);
-    const char *s = lua_tostring(L, -1);
-    cr_assert_not_null(s, "no string from: %s", code);
-    lua_setfield(L, LUA_REGISTRYINDEX, "t_last");
-    lua_getfield(L, LUA_REGISTRYINDEX, "t_last");
-    s = lua_tostring(L, -1);
-    lua_pop(L, 1);
+    const char *s = t_lua_string(L, code);
     cr_assert(t_utf8_valid(s, strlen(s)), "invalid UTF-8 from: %s", code);
     return s;
 }
 
 /* Runs code that must fail; returns the message. */
-static const char *fails(const char *code)
-{
-    cr_assert_neq(luaL_dostring(L, code), LUA_OK, "expected an error from: %s", code);
-    const char *s = lua_tostring(L, -1);
-    lua_setfield(L, LUA_REGISTRYINDEX, "t_last");
-    return s;
-}
+static const char *fails(const char *code) { return t_lua_fails(L, code); }
 
 TestSuite(lua_plot, .init = setup, .fini = teardown);
 
@@ -137,34 +110,29 @@ Test(lua_plot, live_plot_is_throttled_and_ends_with_the_final_state)
     run("p = loupe.plot.live{title = 'loss', xlabel = 'step'}\n"
         "for i = 1, 2000 do p:add(i, 1 / i); p:add(i, 2 / i, 'val') end\n"
         "return 'ok'");
-    cr_assert_geq(t_published, 1);
-    cr_assert_leq(t_published, 4, "published %d times in a tight loop", t_published);
-    cr_assert(strncmp(t_last_id, "loupe-live-", 11) == 0);
-    int before = t_published;
+    cr_assert_geq(t_pub.count, 1);
+    cr_assert_leq(t_pub.count, 4, "published %d times in a tight loop", t_pub.count);
+    cr_assert(strncmp(t_pub.last_id, "loupe-live-", 11) == 0);
+    int before = t_pub.count;
     run("p:done(); return 'ok'");
-    cr_assert_eq(t_published, before + 1);
-    cr_assert_eq(t_last_update, 1);
-    cr_assert(t_bundle_valid(t_last_bundle));
-    const char *plain = t_get(t_last_bundle, "text/plain");
+    cr_assert_eq(t_pub.count, before + 1);
+    cr_assert_eq(t_pub.last_update, 1);
+    cr_assert(t_bundle_valid(t_pub.last_bundle));
+    const char *plain = t_get(t_pub.last_bundle, "text/plain");
     cr_assert(strstr(plain, "value: 2000 points") != NULL && strstr(plain, "val: 2000 points") != NULL, "%s", plain);
     cr_assert(strstr(run("return tostring(p)"), "loss: line plot, 2 series") != NULL);
     run("p:done(); return 'ok'"); /* twice: nothing more */
-    cr_assert_eq(t_published, before + 1);
+    cr_assert_eq(t_pub.count, before + 1);
     /* A second live plot gets its own display id, created with update = 0. */
     char first[64];
-    strcpy(first, t_last_id);
+    strcpy(first, t_pub.last_id);
     run("q = loupe.plot.live(); q:add(1, 1); return 'ok'");
-    cr_assert_eq(t_last_update, 0);
-    cr_assert_str_neq(t_last_id, first);
+    cr_assert_eq(t_pub.last_update, 0);
+    cr_assert_str_neq(t_pub.last_id, first);
 }
 
 Test(lua_plot, functions_have_docstrings)
 {
-    lua_getfield(L, LUA_REGISTRYINDEX, "t_docs");
-    lua_getglobal(L, "loupe");
-    lua_getfield(L, -1, "plot");
-    lua_getfield(L, -1, "heatmap");
-    lua_rawget(L, -4);
-    cr_assert(strncmp(lua_tostring(L, -1), "loupe.plot.heatmap{", 19) == 0);
-    lua_pop(L, 4);
+    const char *doc = t_lua_doc(L, "return loupe.plot.heatmap");
+    cr_assert(doc && strncmp(doc, "loupe.plot.heatmap{", 19) == 0);
 }

@@ -1,10 +1,9 @@
 /* The Lua model bindings (kernel/lua/lua_model.c) in a bare Lua state with the tensor bindings
- * and test stubs for the kernel's helpers, on the tiny fixture models. */
+ * (the harness of tests/unit/support), on the tiny fixture models. */
 #include <criterion/criterion.h>
-#include <lauxlib.h>
-#include <lualib.h>
 
 #include "fixtures.h"
+#include "lua_harness.h"
 #include "lua_model.h"
 #include "lua_tensor.h"
 
@@ -13,46 +12,31 @@ static char dir[64];
 
 static void setup(void)
 {
-    L = luaL_newstate();
-    luaL_openlibs(L);
-    lua_newtable(L);
-    lua_pushvalue(L, -1);
-    lua_setglobal(L, "loupe");
-    lp_lua_open_tensor(L);
-    lp_lua_open_model(L);
-    cr_assert_eq(lua_gettop(L), 1, "open_model must leave the stack as it found it");
-    lua_pop(L, 1);
+    L = t_lua_new(T_PUBLISH_REFUSE, lp_lua_open_tensor, lp_lua_open_model);
     dir[0] = 0;
 }
 
 static void teardown(void)
 {
-    lua_close(L);
+    t_lua_close(L);
     if (dir[0])
         fx_remove(dir);
 }
 
 TestSuite(lua_model, .init = setup, .fini = teardown);
 
-static void run(const char *code)
-{
-    if (luaL_dostring(L, code) != LUA_OK)
-        cr_assert_fail("Lua error: %s\nin:\n%s", lua_tostring(L, -1), code);
-}
+static void run(const char *code) { t_lua_run(L, code); }
 
 static void run_err(const char *code, const char *want)
 {
-    cr_assert_neq(luaL_dostring(L, code), LUA_OK, "no error from:\n%s", code);
-    const char *msg = lua_tostring(L, -1);
+    const char *msg = t_lua_fails(L, code);
     cr_assert(msg && strstr(msg, want), "error '%s' does not say '%s'", msg, want);
-    lua_pop(L, 1);
 }
 
 static void use(const fx_opts *o)
 {
     fx_make(dir, o);
-    lua_pushstring(L, dir);
-    lua_setglobal(L, "DIR");
+    t_lua_set_string(L, "DIR", dir);
     run("m = loupe.load(DIR); ids = {3, 1, 4, 1, 5, 9}; other = {2, 7, 18, 28, 18, 28}");
 }
 

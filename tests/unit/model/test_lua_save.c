@@ -1,11 +1,10 @@
 /* m:save(folder) (kernel/lua/lua_model.c) in a bare Lua state with the tensor and model bindings
- * and the test stubs for the kernel's helpers: a saved model loads back with the same
- * logits, and a folder that cannot be written is a Lua error naming it. */
+ * (the harness of tests/unit/support): a saved model loads back with the same logits, and a
+ * folder that cannot be written is a Lua error naming it. */
 #include <criterion/criterion.h>
-#include <lauxlib.h>
-#include <lualib.h>
 
 #include "fixtures.h"
+#include "lua_harness.h"
 #include "lua_model.h"
 #include "lua_tensor.h"
 
@@ -14,24 +13,16 @@ static char dir[64], out[64];
 
 static void setup(void)
 {
-    L = luaL_newstate();
-    luaL_openlibs(L);
-    lua_newtable(L);
-    lua_pushvalue(L, -1);
-    lua_setglobal(L, "loupe");
-    lp_lua_open_tensor(L);
-    lp_lua_open_model(L);
-    lua_pop(L, 1);
+    L = t_lua_new(T_PUBLISH_REFUSE, lp_lua_open_tensor, lp_lua_open_model);
     snprintf(out, sizeof out, "/tmp/lp_lua_save_XXXXXX");
     cr_assert_not_null(mkdtemp(out));
-    lua_pushstring(L, out);
-    lua_setglobal(L, "OUT");
+    t_lua_set_string(L, "OUT", out);
     dir[0] = 0;
 }
 
 static void teardown(void)
 {
-    lua_close(L);
+    t_lua_close(L);
     if (dir[0])
         fx_remove(dir);
     fx_remove(out);
@@ -39,17 +30,12 @@ static void teardown(void)
 
 TestSuite(lua_save, .init = setup, .fini = teardown);
 
-static void run(const char *code)
-{
-    if (luaL_dostring(L, code) != LUA_OK)
-        cr_assert_fail("Lua error: %s\nin:\n%s", lua_tostring(L, -1), code);
-}
+static void run(const char *code) { t_lua_run(L, code); }
 
 static void use(const fx_opts *o)
 {
     fx_make(dir, o);
-    lua_pushstring(L, dir);
-    lua_setglobal(L, "DIR");
+    t_lua_set_string(L, "DIR", dir);
     run("m = loupe.load(DIR); ids = {{3, 1, 4, 1, 5, 9}, {2, 7, 18, 28, 18, 28}}");
 }
 
@@ -90,13 +76,7 @@ Test(lua_save, unwritable_folder_is_an_error)
 Test(lua_save, has_a_docstring)
 {
     run("m = nil");
-    lua_getfield(L, LUA_REGISTRYINDEX, "loupe.test.docs");
-    luaL_getmetatable(L, "loupe.Model");
-    lua_getfield(L, -1, "__methods");
-    lua_getfield(L, -1, "save");
-    cr_assert(lua_isfunction(L, -1));
-    lua_rawget(L, -4);
-    const char *doc = lua_tostring(L, -1);
+    run("assert(type(debug.getregistry()['loupe.Model'].__methods.save) == 'function')");
+    const char *doc = t_lua_doc(L, "return debug.getregistry()['loupe.Model'].__methods.save");
     cr_assert(doc && !strncmp(doc, "m:save(folder)", 14), "%s", doc ? doc : "(no docstring)");
-    lua_pop(L, 4);
 }

@@ -1,11 +1,10 @@
-/* The Lua tokenizer bindings (kernel/lua/lua_tokenizer.c) in a bare Lua state, with the test
- * stubs for the kernel's helpers, on a small folder the test writes. */
+/* The Lua tokenizer bindings (kernel/lua/lua_tokenizer.c) in a bare Lua state (the harness of
+ * tests/unit/support), on a small folder the test writes. */
 #include <criterion/criterion.h>
-#include <lauxlib.h>
-#include <lualib.h>
 #include <string.h>
 
 #include "fixtures.h"
+#include "lua_harness.h"
 #include "lua_tokenizer.h"
 
 static lua_State *L;
@@ -14,31 +13,19 @@ static char *dir;
 static void setup(void)
 {
     dir = tf_json_folder();
-    L = luaL_newstate();
-    luaL_openlibs(L);
-    lua_newtable(L);
-    lua_pushvalue(L, -1);
-    lua_setglobal(L, "loupe");
-    lp_lua_open_tokenizer(L);
-    cr_assert_eq(lua_gettop(L), 1, "open_tokenizer must leave the stack as it found it");
-    lua_pop(L, 1);
-    lua_pushstring(L, dir);
-    lua_setglobal(L, "DIR");
+    L = t_lua_new(T_PUBLISH_REFUSE, lp_lua_open_tokenizer);
+    t_lua_set_string(L, "DIR", dir);
 }
 
 static void teardown(void)
 {
-    lua_close(L);
+    t_lua_close(L);
     tf_rmdir(dir);
 }
 
 TestSuite(lua_tokenizer, .init = setup, .fini = teardown);
 
-static void run(const char *code)
-{
-    if (luaL_dostring(L, code) != LUA_OK)
-        cr_assert_fail("Lua error: %s\nin:\n%s", lua_tostring(L, -1), code);
-}
+static void run(const char *code) { t_lua_run(L, code); }
 
 Test(lua_tokenizer, encode_decode_tokens)
 {

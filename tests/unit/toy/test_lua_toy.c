@@ -1,13 +1,14 @@
-/* The toy-model bindings (kernel/lua/lua_toy.c) in a bare Lua state, with test stubs for the
- * kernel's helpers (lua_stubs.c records what is published). Also runs the code cells of
- * examples/04-superposition.ipynb in order, as the kernel would, and checks what they show. */
+/* The toy-model bindings (kernel/lua/lua_toy.c) in a bare Lua state (the harness of
+ * tests/unit/support, which records what is published in the Lua table `published`). Also
+ * runs the code cells of examples/04-superposition.ipynb in order, as the kernel would, and
+ * checks what they show. */
 #include <criterion/criterion.h>
 #include <jansson.h>
 #include <lauxlib.h>
-#include <lualib.h>
 #include <string.h>
 
 #include "core/interrupt.h"
+#include "lua_harness.h"
 #include "lua_toy.h"
 
 static lua_State *L;
@@ -28,36 +29,16 @@ static const char *helpers =
 
 static void setup(void)
 {
-    L = luaL_newstate();
-    luaL_openlibs(L);
-    lua_newtable(L);
-    lua_pushvalue(L, -1);
-    lua_setglobal(L, "loupe");
-    lp_lua_open_toy(L);
-    cr_assert_eq(lua_gettop(L), 1, "open_toy must leave the stack as it found it");
-    lua_pop(L, 1);
-    cr_assert_eq(luaL_dostring(L, helpers), LUA_OK, "%s", lua_tostring(L, -1));
+    L = t_lua_new(T_PUBLISH_RECORD, lp_lua_open_toy);
+    t_lua_run(L, helpers);
 }
 
-static void teardown(void)
-{
-    lua_close(L); /* runs every __gc: leaks show under the sanitizer build */
-}
+static void teardown(void) { t_lua_close(L); }
 
 TestSuite(lua_toy, .init = setup, .fini = teardown, .timeout = 300);
 
-static void run(const char *code)
-{
-    if (luaL_dostring(L, code) != LUA_OK)
-        cr_assert_fail("Lua error: %s\nin:\n%s", lua_tostring(L, -1), code);
-}
-
-static const char *run_err(const char *code)
-{
-    int rc = luaL_dostring(L, code);
-    cr_assert_neq(rc, LUA_OK, "expected an error from: %s", code);
-    return lua_tostring(L, -1);
-}
+static void run(const char *code) { t_lua_run(L, code); }
+static const char *run_err(const char *code) { return t_lua_fails(L, code); }
 
 Test(lua_toy, trains_with_progress_and_returns_a_model)
 {
