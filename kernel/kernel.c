@@ -1,26 +1,21 @@
 #include "kernel.h"
 
-#include <fcntl.h>
 #include <lauxlib.h>
 #include <lua.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "connection.h"
 #include "core/error.h"
 #include "core/interrupt.h"
-#include "history.h"
-#include "interp.h"
-#include "server.h"
 #include "streams.h"
 #include "util.h"
 
-typedef struct kernel {
-    lp_server *srv;
+typedef struct lp_kernel kernel;
+
+struct lp_kernel {
+    lp_transport t;
     lp_interp *interp;
     lp_history *history;
     int execution_count;
@@ -29,7 +24,25 @@ typedef struct kernel {
     json_t *payload;         /* execute_reply payloads of the current execute */
     lp_msg *held;            /* requests queued when an execute failed (stop_on_error) */
     size_t n_held, cap_held;
-} kernel;
+};
+
+/* ---- the transport ---------------------------------------------------------------------- */
+
+static int answer(kernel *k, int channel, const lp_msg *req, const char *msg_type, json_t *content)
+{
+    return k->t.reply(k->t.ud, channel, req, msg_type, content);
+}
+
+static int publish(kernel *k, const char *msg_type, json_t *parent, json_t *content)
+{
+    return k->t.publish(k->t.ud, msg_type, parent, content, NULL);
+}
+
+/* busy/idle with req's header as parent. */
+static void status(kernel *k, const lp_msg *req, const char *state)
+{
+    publish(k, "status", req->header, json_pack("{s:s}", "execution_state", state));
+}
 
 /* ---- kernel_info -------------------------------------------------------------------------- */
 
@@ -66,14 +79,14 @@ static void io_display(void *ud, json_t *bundle, const char *display_id, int upd
     json_t *content = json_pack("{s:o, s:{}}", "data", bundle, "metadata");
     if (display_id)
         json_object_set_new(content, "transient", json_pack("{s:s}", "display_id", display_id));
-    lp_server_publish(k->srv, update ? "update_display_data" : "display_data", parent_of(k), content, NULL);
+    publish(k, update ? "update_display_data" : "display_data", parent_of(k), content);
 }
 
 static void io_clear(void *ud, int wait)
 {
     kernel *k = ud;
     lp_streams_flush();
-    lp_server_publish(k->srv, "clear_output", parent_of(k), json_pack("{s:b}", "wait", wait), NULL);
+    publish(k, "clear_output", parent_of(k), json_pack("{s:b}", "wait", wait));
 }
 
 static int io_input(void *ud, const char *prompt, int password, lp_buf *out)
@@ -83,14 +96,14 @@ static int io_input(void *ud, const char *prompt, int password, lp_buf *out)
         return lp_set_error("input is not available: this frontend does not accept input "
                             "(allow_stdin is false, as in nbclient or papermill runs)");
     lp_streams_flush();
-    return lp_server_input(k->srv, k->current, prompt, password, out);
+    return k->t.input(k->t.ud, k->current, prompt, password, out);
 }
 
 static void io_comm(void *ud, const char *msg_type, json_t *content)
 {
     kernel *k = ud;
     lp_streams_flush();
-    lp_server_publish(k->srv, msg_type, parent_of(k), content, NULL);
+    publish(k, msg_type, parent_of(k), content);
 }
 
 static void io_page(void *ud, json_t *bundle)
@@ -101,7 +114,7 @@ static void io_page(void *ud, json_t *bundle)
     json_array_append_new(k->payload, json_pack("{s:s, s:o, s:i}", "source", "page", "data", bundle, "start", 0));
 }
 
-static void publish_stream(void *ud, const char *name, const char *text, json_t *parent)
+void lp_kernel_stream(void *ud, const char *name, const char *text, json_t *parent)
 {
     kernel *k = ud;
     json_t *c = json_pack("{s:s, s:s}", "name", name, "text", text);
@@ -115,7 +128,7 @@ static void publish_stream(void *ud, const char *name, const char *text, json_t 
         c = json_pack("{s:s, s:s}", "name", name, "text", lp_buf_str(&clean));
         lp_buf_free(&clean);
     }
-    lp_server_publish(k->srv, "stream", parent, c, NULL);
+    publish(k, "stream", parent, c);
 }
 
 /* ---- shell handlers ---------------------------------------------------------------------- */
@@ -137,7 +150,7 @@ static void do_execute(kernel *k, lp_msg *req)
     int stop_on_error = get_bool(c, "stop_on_error", 1);
     k->allow_stdin = get_bool(c, "allow_stdin", 0);
     if (!code) {
-        lp_server_reply(k->srv, LP_CH_SHELL, req, "execute_reply",
+        answer(k, LP_CH_SHELL, req, "execute_reply",
                         json_pack("{s:s, s:s, s:s, s:[], s:i}", "status", "error", "ename", "BadRequest",
                                   "evalue", "execute_request without a code string", "traceback",
                                   "execution_count", k->execution_count));
@@ -147,8 +160,8 @@ static void do_execute(kernel *k, lp_msg *req)
         k->execution_count++;
     int count = k->execution_count;
     if (!silent)
-        lp_server_publish(k->srv, "execute_input", req->header,
-                          json_pack("{s:s, s:i}", "code", code, "execution_count", count), NULL);
+        publish(k, "execute_input", req->header,
+                          json_pack("{s:s, s:i}", "code", code, "execution_count", count));
     if (store && k->history)
         lp_history_add(k->history, count, code);
 
@@ -161,19 +174,16 @@ static void do_execute(kernel *k, lp_msg *req)
     json_t *reply;
     if (res.ok) {
         if (res.result && !silent)
-            lp_server_publish(k->srv, "execute_result", req->header,
-                              json_pack("{s:i, s:O, s:{}}", "execution_count", count, "data", res.result, "metadata"),
-                              NULL);
+            publish(k, "execute_result", req->header,
+                    json_pack("{s:i, s:O, s:{}}", "execution_count", count, "data", res.result, "metadata"));
         json_t *ue = json_object_get(c, "user_expressions");
         json_t *ue_out = json_is_object(ue) && json_object_size(ue) ? lp_interp_user_expressions(k->interp, ue) : json_object();
         lp_streams_flush();
         reply = json_pack("{s:s, s:i, s:o, s:O}", "status", "ok", "execution_count", count,
                           "user_expressions", ue_out, "payload", k->payload);
     } else {
-        lp_server_publish(k->srv, "error", req->header,
-                          json_pack("{s:s, s:s, s:O}", "ename", res.ename, "evalue", res.evalue, "traceback",
-                                    res.traceback),
-                          NULL);
+        publish(k, "error", req->header,
+                json_pack("{s:s, s:s, s:O}", "ename", res.ename, "evalue", res.evalue, "traceback", res.traceback));
         reply = json_pack("{s:s, s:i, s:s, s:s, s:O, s:{}, s:[]}", "status", "error", "execution_count", count,
                           "ename", res.ename, "evalue", res.evalue, "traceback", res.traceback,
                           "user_expressions", "payload");
@@ -181,13 +191,13 @@ static void do_execute(kernel *k, lp_msg *req)
     int failed = !res.ok;
     if (failed && stop_on_error)
         hold_queued(k); /* before the reply: what the client sends after it must run */
-    lp_server_reply(k->srv, LP_CH_SHELL, req, "execute_reply", reply);
+    answer(k, LP_CH_SHELL, req, "execute_reply", reply);
     lp_exec_result_clear(&res);
 }
 
 static void do_kernel_info(kernel *k, lp_msg *req, int channel)
 {
-    lp_server_reply(k->srv, channel, req, "kernel_info_reply", lp_kernel_info());
+    answer(k, channel, req, "kernel_info_reply", lp_kernel_info());
 }
 
 static void do_complete(kernel *k, lp_msg *req)
@@ -212,7 +222,7 @@ static void do_complete(kernel *k, lp_msg *req)
         json_object_set_new(m, "start", json_integer((json_int_t)cs));
         json_object_set_new(m, "end", json_integer((json_int_t)ce));
     }
-    lp_server_reply(k->srv, LP_CH_SHELL, req, "complete_reply",
+    answer(k, LP_CH_SHELL, req, "complete_reply",
                     json_pack("{s:s, s:o, s:I, s:I, s:{s:o}}", "status", "ok", "matches", matches, "cursor_start",
                               (json_int_t)cs, "cursor_end", (json_int_t)ce, "metadata",
                               "_jupyter_types_experimental", meta));
@@ -228,7 +238,7 @@ static void do_inspect(kernel *k, lp_msg *req)
     size_t len = strlen(code);
     size_t pos = json_is_integer(cp) ? lp_utf8_offset(code, len, (size_t)json_integer_value(cp)) : len;
     json_t *data = lp_interp_inspect(k->interp, code, pos, json_is_integer(dl) ? (int)json_integer_value(dl) : 0);
-    lp_server_reply(k->srv, LP_CH_SHELL, req, "inspect_reply",
+    answer(k, LP_CH_SHELL, req, "inspect_reply",
                     json_pack("{s:s, s:b, s:o, s:{}}", "status", "ok", "found", data != NULL, "data",
                               data ? data : json_object(), "metadata"));
 }
@@ -242,7 +252,7 @@ static void do_is_complete(kernel *k, lp_msg *req)
     if (indent)
         json_object_set_new(c, "indent", json_string(indent));
     free(indent);
-    lp_server_reply(k->srv, LP_CH_SHELL, req, "is_complete_reply", c);
+    answer(k, LP_CH_SHELL, req, "is_complete_reply", c);
 }
 
 static int get_int(json_t *o, const char *key, int dflt)
@@ -268,13 +278,13 @@ static void do_history(kernel *k, lp_msg *req)
                               get_bool(c, "unique", 0), output);
     else
         h = json_array();
-    lp_server_reply(k->srv, LP_CH_SHELL, req, "history_reply", json_pack("{s:s, s:o}", "status", "ok", "history", h));
+    answer(k, LP_CH_SHELL, req, "history_reply", json_pack("{s:s, s:o}", "status", "ok", "history", h));
 }
 
 static void do_comm_info(kernel *k, lp_msg *req)
 {
     const char *target = json_string_value(json_object_get(req->content, "target_name"));
-    lp_server_reply(k->srv, LP_CH_SHELL, req, "comm_info_reply",
+    answer(k, LP_CH_SHELL, req, "comm_info_reply",
                     json_pack("{s:s, s:o}", "status", "ok", "comms", lp_interp_comm_info(k->interp, target)));
 }
 
@@ -285,20 +295,19 @@ static void do_comm_open(kernel *k, lp_msg *req)
         const char *target = json_string_value(json_object_get(req->content, "target_name"));
         lp_log("comm_open for unknown target '%s': closing it", target ? target : "");
         if (id)
-            lp_server_publish(k->srv, "comm_close", req->header, json_pack("{s:s, s:{}}", "comm_id", id, "data"), NULL);
+            publish(k, "comm_close", req->header, json_pack("{s:s, s:{}}", "comm_id", id, "data"));
     }
 }
 
 static void do_shutdown(kernel *k, lp_msg *req, int channel)
 {
     int restart = get_bool(req->content, "restart", 0);
-    lp_server_reply(k->srv, channel, req, "shutdown_reply", json_pack("{s:s, s:b}", "status", "ok", "restart", restart));
-    lp_server_stop(k->srv);
+    answer(k, channel, req, "shutdown_reply", json_pack("{s:s, s:b}", "status", "ok", "restart", restart));
+    k->t.stop(k->t.ud);
     lp_interrupt_request(); /* end a running cell */
 }
 
-/* Returns 1 when the message type was handled. Framing is done by the caller. */
-
+/* The handler of each shell request type; framing is done by the caller. */
 static void dispatch_shell(kernel *k, lp_msg *req)
 {
     const char *t = lp_msg_type(req);
@@ -316,19 +325,23 @@ static void dispatch_shell(kernel *k, lp_msg *req)
     else lp_log("shell: ignored a message of unknown type '%s'", t);
 }
 
-static void abort_held(kernel *k);
-
-static void on_shell(lp_server *s, lp_msg *req, void *ud)
+/* One shell request framed by busy and idle, its output streams attached to it. */
+static void serve(kernel *k, lp_msg *req)
 {
-    kernel *k = ud;
-    (void)s;
     k->current = req;
     lp_streams_begin(req->header);
-    lp_server_status(k->srv, req, "busy");
+    status(k, req, "busy");
     dispatch_shell(k, req);
     lp_streams_flush();
-    lp_server_status(k->srv, req, "idle");
+    status(k, req, "idle");
     k->current = NULL;
+}
+
+static void abort_held(kernel *k);
+
+void lp_kernel_shell(lp_kernel *k, lp_msg *req)
+{
+    serve(k, req);
     if (k->n_held)
         abort_held(k); /* after this request's idle, as ipykernel does */
 }
@@ -340,7 +353,7 @@ static void on_shell(lp_server *s, lp_msg *req, void *ud)
 static void hold_queued(kernel *k)
 {
     lp_msg m;
-    while (lp_server_next_shell(k->srv, &m, 0)) {
+    while (k->t.next_shell(k->t.ud, &m)) {
         if (k->n_held == k->cap_held) {
             size_t cap = k->cap_held ? k->cap_held * 2 : 8;
             lp_msg *v = realloc(k->held, cap * sizeof *v);
@@ -361,21 +374,15 @@ static void abort_held(kernel *k)
     for (size_t i = 0; i < k->n_held; i++) {
         lp_msg *m = &k->held[i];
         if (strcmp(lp_msg_type(m), "execute_request") == 0) {
-            lp_server_status(k->srv, m, "busy");
-            lp_server_reply(k->srv, LP_CH_SHELL, m, "execute_reply",
-                            json_pack("{s:s, s:i, s:s, s:s, s:[], s:{}, s:[]}", "status", "error", "execution_count",
-                                      k->execution_count, "ename", "ExecutionAborted", "evalue",
-                                      "not run: an earlier cell failed (stop_on_error)", "traceback",
-                                      "user_expressions", "payload"));
-            lp_server_status(k->srv, m, "idle");
+            status(k, m, "busy");
+            answer(k, LP_CH_SHELL, m, "execute_reply",
+                   json_pack("{s:s, s:i, s:s, s:s, s:[], s:{}, s:[]}", "status", "error", "execution_count",
+                             k->execution_count, "ename", "ExecutionAborted", "evalue",
+                             "not run: an earlier cell failed (stop_on_error)", "traceback", "user_expressions",
+                             "payload"));
+            status(k, m, "idle");
         } else {
-            k->current = m;
-            lp_streams_begin(m->header);
-            lp_server_status(k->srv, m, "busy");
-            dispatch_shell(k, m);
-            lp_streams_flush();
-            lp_server_status(k->srv, m, "idle");
-            k->current = NULL;
+            serve(k, m);
         }
         lp_msg_clear(m);
     }
@@ -384,27 +391,26 @@ static void abort_held(kernel *k)
 
 /* ---- control ----------------------------------------------------------------------------- */
 
-static void on_control(lp_server *s, lp_msg *req, void *ud)
+void lp_kernel_control(lp_kernel *k, lp_msg *req)
 {
-    kernel *k = ud;
     const char *t = lp_msg_type(req);
-    lp_server_status(s, req, "busy");
+    status(k, req, "busy");
     if (strcmp(t, "kernel_info_request") == 0) {
         do_kernel_info(k, req, LP_CH_CONTROL);
     } else if (strcmp(t, "interrupt_request") == 0) {
         lp_interrupt_request();
-        lp_server_reply(s, LP_CH_CONTROL, req, "interrupt_reply", json_pack("{s:s}", "status", "ok"));
+        answer(k, LP_CH_CONTROL, req, "interrupt_reply", json_pack("{s:s}", "status", "ok"));
     } else if (strcmp(t, "shutdown_request") == 0) {
         do_shutdown(k, req, LP_CH_CONTROL);
     } else {
         lp_log("control: ignored a message of unknown type '%s'", t);
     }
-    lp_server_status(s, req, "idle");
+    status(k, req, "idle");
     if (strcmp(t, "shutdown_request") == 0)
-        lp_server_exit_soon(s);
+        k->t.exit_soon(k->t.ud);
 }
 
-/* ---- main ---------------------------------------------------------------------------------- */
+/* ---- the session ------------------------------------------------------------------------- */
 
 static int l_exit_disabled(lua_State *L)
 {
@@ -412,72 +418,41 @@ static int l_exit_disabled(lua_State *L)
                          "use Kernel > Shut Down (or Restart) in the notebook instead");
 }
 
-static void on_sigint(int sig)
+lp_kernel *lp_kernel_new(const lp_transport *t, lp_history *history)
 {
-    (void)sig;
-    lp_interrupt_request();
-}
-
-int lp_kernel_main(const char *connection_file)
-{
-    lp_conn conn;
-    if (lp_conn_load(&conn, connection_file) < 0) {
-        fprintf(stderr, "loupe: %s\n", lp_last_error());
-        return 1;
+    kernel *k = calloc(1, sizeof *k);
+    if (!k) {
+        lp_set_error("out of memory");
+        return NULL;
     }
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_sigint;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESTART;
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-
-    static kernel k;
-    char session[37];
-    lp_uuid(session);
-    lp_io io = {io_write, io_display, io_clear, io_input, io_comm, io_page, &k};
-    int log_fd = lp_streams_start(publish_stream, &k, getenv("LOUPE_NO_CAPTURE") == NULL);
-    if (log_fd < 0) {
-        fprintf(stderr, "loupe: %s\n", lp_last_error());
-        lp_conn_clear(&conn);
-        return 1;
+    k->t = *t;
+    k->history = history;
+    lp_io io = {io_write, io_display, io_clear, io_input, io_comm, io_page, k};
+    k->interp = lp_interp_new(&io, 0);
+    if (!k->interp) {
+        free(k);
+        return NULL;
     }
-    lp_log_set_fd(log_fd);
-    k.history = lp_history_open(NULL);
-    k.interp = lp_interp_new(&io, 0);
-    if (!k.interp) {
-        lp_log("%s", lp_last_error());
-        return 1;
-    }
-    /* A kernel has no terminal: io.stdin reads end at once instead of blocking forever,
-     * and os.exit from a cell is refused. */
-    int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (devnull >= 0) {
-        dup2(devnull, 0);
-        close(devnull);
-    }
-    lua_State *L = lp_interp_lua(k.interp);
+    /* os.exit from a cell would end the kernel and lose its state: refused. */
+    lua_State *L = lp_interp_lua(k->interp);
     lua_getglobal(L, "os");
     lua_pushcfunction(L, l_exit_disabled);
     lua_setfield(L, -2, "exit");
     lua_pop(L, 1);
-    k.srv = lp_server_start(&conn, session, on_shell, on_control, &k);
-    lp_conn_clear(&conn);
-    if (!k.srv) {
-        lp_log("cannot start: %s", lp_last_error());
-        dprintf(log_fd, "loupe: %s\n", lp_last_error());
-        return 1;
-    }
-    lp_server_publish(k.srv, "status", NULL, json_pack("{s:s}", "execution_state", "starting"), NULL);
-    lp_server_run(k.srv);
-    lp_streams_stop();
-    lp_server_free(k.srv);
-    lp_interp_free(k.interp);
-    lp_history_free(k.history);
-    for (size_t i = 0; i < k.n_held; i++)
-        lp_msg_clear(&k.held[i]);
-    free(k.held);
-    json_decref(k.payload);
-    return 0;
+    return k;
 }
+
+void lp_kernel_free(lp_kernel *k)
+{
+    if (!k)
+        return;
+    lp_interp_free(k->interp);
+    for (size_t i = 0; i < k->n_held; i++)
+        lp_msg_clear(&k->held[i]);
+    free(k->held);
+    json_decref(k->payload);
+    free(k);
+}
+
+lp_interp *lp_kernel_interp(lp_kernel *k) { return k->interp; }
+

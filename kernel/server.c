@@ -85,19 +85,7 @@ static int send_frames(void *sock, const lp_frames *f)
 static int build(lp_server *s, lp_frames *out, const lp_frames *ids, const char *msg_type,
                  json_t *parent, json_t *content, json_t *metadata)
 {
-    lp_msg m = {0};
-    if (ids)
-        m.ids = *ids; /* borrowed: not cleared below */
-    m.header = lp_header_new(s->session, "loupe", msg_type);
-    m.parent = parent ? json_incref(parent) : json_object();
-    m.metadata = metadata ? metadata : json_object();
-    m.content = content ? content : json_object();
-    int rc = (m.header && m.content && m.metadata && m.parent) ? lp_msg_encode(&s->signer, &m, out) : -1;
-    json_decref(m.header);
-    json_decref(m.parent);
-    json_decref(m.metadata);
-    json_decref(m.content);
-    return rc;
+    return lp_msg_build(&s->signer, s->session, ids, msg_type, parent, metadata, content, out);
 }
 
 int lp_server_publish(lp_server *s, const char *msg_type, json_t *parent, json_t *content,

@@ -202,6 +202,24 @@ done:
     return rc;
 }
 
+int lp_msg_build(const lp_signer *s, const char *session, const lp_frames *ids, const char *msg_type,
+                 json_t *parent, json_t *metadata, json_t *content, lp_frames *out)
+{
+    lp_msg m = {0};
+    if (ids)
+        m.ids = *ids; /* borrowed: not cleared below */
+    m.header = lp_header_new(session, "loupe", msg_type);
+    m.parent = parent ? json_incref(parent) : json_object();
+    m.metadata = metadata ? metadata : json_object();
+    m.content = content ? content : json_object();
+    int rc = (m.header && m.content && m.metadata && m.parent) ? lp_msg_encode(s, &m, out) : -1;
+    json_decref(m.header);
+    json_decref(m.parent);
+    json_decref(m.metadata);
+    json_decref(m.content);
+    return rc;
+}
+
 void lp_msg_clear(lp_msg *m)
 {
     lp_frames_clear(&m->ids);

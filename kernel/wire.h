@@ -57,6 +57,12 @@ int lp_msg_decode(const lp_signer *s, const lp_frames *frames, lp_msg *msg);
  * (appended). Returns 0 or -1 (OOM). */
 int lp_msg_encode(const lp_signer *s, const lp_msg *msg, lp_frames *out);
 void lp_msg_clear(lp_msg *msg);
+/* Encodes a new message from this kernel into frames (appended): ids (borrowed, may be
+ * NULL), a fresh header for session and msg_type, parent (borrowed; NULL = {}), metadata and
+ * content (stolen; NULL = {}). Returns 0, or -1 (out of memory, or JSON that cannot be
+ * encoded). What kernel/server.c sends, and what the unit tests' mock transport records. */
+int lp_msg_build(const lp_signer *s, const char *session, const lp_frames *ids, const char *msg_type,
+                 json_t *parent, json_t *metadata, json_t *content, lp_frames *out);
 
 /* A new header {msg_id, session, username, date, msg_type, version}; new reference. */
 json_t *lp_header_new(const char *session, const char *username, const char *msg_type);
