@@ -151,8 +151,7 @@ int lp_kernel_main(const char *connection_file)
     }
     atomic_store(&server, s);
     lp_server_publish(s, "status", NULL, json_pack("{s:s}", "execution_state", "starting"), NULL);
-    lp_server_run(s);
-    int rc = 0;
+    int rc = lp_server_run(s) < 0 ? 1 : 0;
     lp_streams_stop();
     atomic_store(&server, NULL);
     lp_server_free(s);

@@ -18,12 +18,14 @@ struct lp_server {
     void *hb_ctx;   /* heartbeat's own context */
     void *sock[LP_CH_COUNT];
     void *pub_push; /* inproc PUSH to the iopub thread, guarded by pub_lock */
+    void *pub_pull; /* its other end: the iopub thread's once it has started */
     pthread_mutex_t pub_lock;
     lp_signer signer;
     char session[64];
     pthread_t control_th, iopub_th, hb_th;
-    int threads_started;
+    int control_started, iopub_started, hb_started;
     atomic_int stop;
+    atomic_int failed;   /* a socket stopped working: lp_server_run returns -1 */
     atomic_int iopub_stop;
     atomic_int run_done; /* lp_server_run has returned */
     pid_t parent;        /* > 0: end when this parent is gone (JPY_PARENT_PID was set) */
@@ -85,7 +87,10 @@ static int send_frames(void *sock, const lp_frames *f)
 static int build(lp_server *s, lp_frames *out, const lp_frames *ids, const char *msg_type,
                  json_t *parent, json_t *content, json_t *metadata)
 {
-    return lp_msg_build(&s->signer, s->session, ids, msg_type, parent, metadata, content, out);
+    int rc = lp_msg_build(&s->signer, s->session, ids, msg_type, parent, metadata, content, out);
+    if (rc < 0)
+        lp_log("cannot encode a %s message", msg_type);
+    return rc;
 }
 
 int lp_server_publish(lp_server *s, const char *msg_type, json_t *parent, json_t *content,
@@ -102,7 +107,10 @@ int lp_server_publish(lp_server *s, const char *msg_type, json_t *parent, json_t
     if (rc == 0) {
         pthread_mutex_lock(&s->pub_lock);
         rc = send_frames(s->pub_push, &f);
+        int e = errno;
         pthread_mutex_unlock(&s->pub_lock);
+        if (rc < 0)
+            lp_log("cannot publish %s: %s", msg_type, zmq_strerror(e));
     }
     lp_frames_clear(&f);
     return rc;
@@ -151,6 +159,15 @@ static int read_request(lp_server *s, void *sock, const char *chan, lp_msg *out)
     return 1;
 }
 
+/* A socket that cannot be polled any more (not an interrupted wait) leaves the kernel deaf
+ * on that channel: say so, and end the shell loop with a failure instead of spinning. */
+static void poll_failed(lp_server *s, const char *chan, int err)
+{
+    lp_log("%s: cannot poll the socket: %s; the kernel stops", chan, zmq_strerror(err));
+    atomic_store(&s->failed, 1);
+    lp_server_stop(s);
+}
+
 int lp_server_next_shell(lp_server *s, lp_msg *out, int timeout_ms)
 {
     zmq_pollitem_t it = {s->sock[LP_CH_SHELL], 0, ZMQ_POLLIN, 0};
@@ -161,7 +178,11 @@ int lp_server_next_shell(lp_server *s, lp_msg *out, int timeout_ms)
                 return 0;
             continue;
         }
-        if (n <= 0)
+        if (n < 0) {
+            poll_failed(s, "shell", errno);
+            return 0;
+        }
+        if (n == 0)
             return 0;
         if (read_request(s, s->sock[LP_CH_SHELL], "shell", out))
             return 1;
@@ -192,6 +213,10 @@ static void *control_main(void *arg)
     double next_check = lp_now_s() + 1;
     while (!atomic_load(&s->stop)) {
         int n = zmq_poll(&it, 1, 100);
+        if (n < 0 && errno != EINTR) {
+            poll_failed(s, "control", errno);
+            break;
+        }
         if (s->parent > 0 && lp_now_s() >= next_check) {
             next_check = lp_now_s() + 1;
             if (getppid() != s->parent) {
@@ -219,8 +244,9 @@ static void send_welcome(lp_server *s, const char *topic, size_t len)
     t[len] = '\0';
     lp_frames ids = {0}, f = {0};
     lp_frames_push(&ids, t, len);
-    if (build(s, &f, &ids, "iopub_welcome", NULL, json_pack("{s:s}", "subscription", t), NULL) == 0)
-        send_frames(s->sock[LP_CH_IOPUB], &f);
+    if (build(s, &f, &ids, "iopub_welcome", NULL, json_pack("{s:s}", "subscription", t), NULL) == 0 &&
+        send_frames(s->sock[LP_CH_IOPUB], &f) < 0)
+        lp_log("iopub: cannot send iopub_welcome: %s", zmq_strerror(errno));
     lp_frames_clear(&ids);
     lp_frames_clear(&f);
 }
@@ -282,17 +308,20 @@ static int hold_take(lp_server *s, pub_hold *h, lp_frames *f)
     return 1;
 }
 
+/* Owns the XPUB socket and the PULL end of the inproc pipe (bound by lp_server_start). */
 static void *iopub_main(void *arg)
 {
     lp_server *s = arg;
-    void *pull = zmq_socket(s->ctx, ZMQ_PULL);
-    zmq_bind(pull, IOPUB_INPROC);
+    void *pull = s->pub_pull;
     pub_hold hold = {.on = 1, .until = lp_now_s() + IOPUB_HOLD_MS / 1000.0};
     zmq_pollitem_t it[2] = {{pull, 0, ZMQ_POLLIN, 0}, {s->sock[LP_CH_IOPUB], 0, ZMQ_POLLIN, 0}};
     for (;;) {
         int n = zmq_poll(it, 2, 50);
-        if (n < 0 && errno != EINTR)
+        if (n < 0 && errno != EINTR) {
+            /* Nothing more can be published; the shell loop ends with a failure. */
+            poll_failed(s, "iopub", errno);
             break;
+        }
         if (hold.on && lp_now_s() > hold.until)
             hold_release(s, &hold);
         if (n <= 0) {
@@ -329,38 +358,77 @@ static void *hb_main(void *arg)
 {
     void *hb = arg;
     zmq_proxy(hb, hb, NULL); /* returns when the heartbeat context is shut down */
+    if (errno != ETERM)
+        lp_log("heartbeat: the echo stopped: %s", zmq_strerror(errno));
     zmq_close(hb);
     return NULL;
 }
 
 /* ---- start and stop ------------------------------------------------------------------- */
 
+/* zmq_setsockopt, with a failure named in lp_last_error(). */
+static int set_opt(void *sock, const char *sock_name, int opt, const char *opt_name, const void *v, size_t n)
+{
+    if (zmq_setsockopt(sock, opt, v, n) < 0)
+        return lp_set_error("cannot set %s on the %s socket: %s", opt_name, sock_name, zmq_strerror(errno));
+    return 0;
+}
+#define SET_OPT(sock, name, opt, v) set_opt((sock), (name), (opt), #opt, &(v), sizeof(v))
+
 static void *bind_socket(void *ctx, int type, const lp_conn *c, int ch)
 {
+    const char *name = lp_channel_names[ch];
     void *sock = zmq_socket(ctx, type);
     if (!sock) {
-        lp_set_error("cannot create the %s socket: %s", lp_channel_names[ch], zmq_strerror(errno));
+        lp_set_error("cannot create the %s socket: %s", name, zmq_strerror(errno));
         return NULL;
     }
-    int linger = 1000, one = 1;
+    int linger = 1000, one = 1, hwm = 0; /* hwm 0: never drop published output on a slow subscriber */
     int64_t maxsize = (int64_t)1 << 30;
-    zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &maxsize, sizeof maxsize);
-    if (type == ZMQ_ROUTER)
-        zmq_setsockopt(sock, ZMQ_ROUTER_HANDOVER, &one, sizeof one);
-    if (type == ZMQ_XPUB) {
-        zmq_setsockopt(sock, ZMQ_XPUB_VERBOSE, &one, sizeof one);
-        int hwm = 0; /* never drop published output on a slow subscriber */
-        zmq_setsockopt(sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
-    }
+    if (SET_OPT(sock, name, ZMQ_LINGER, linger) < 0 || SET_OPT(sock, name, ZMQ_MAXMSGSIZE, maxsize) < 0 ||
+        (type == ZMQ_ROUTER && SET_OPT(sock, name, ZMQ_ROUTER_HANDOVER, one) < 0) ||
+        (type == ZMQ_XPUB && (SET_OPT(sock, name, ZMQ_XPUB_VERBOSE, one) < 0 || SET_OPT(sock, name, ZMQ_SNDHWM, hwm) < 0)))
+        goto fail;
     char ep[320];
     lp_conn_endpoint(c, ch, ep, sizeof ep);
     if (zmq_bind(sock, ep) < 0) {
-        lp_set_error("cannot bind the %s channel to %s: %s", lp_channel_names[ch], ep, zmq_strerror(errno));
-        zmq_close(sock);
-        return NULL;
+        lp_set_error("cannot bind the %s socket to %s: %s", name, ep, zmq_strerror(errno));
+        goto fail;
     }
     return sock;
+fail:
+    zmq_close(sock);
+    return NULL;
+}
+
+/* The pipe through which every thread publishes: a PULL end bound here (the iopub thread
+ * takes it) and a PUSH end connected to it. Binding first, on this thread, means the
+ * connect cannot find the endpoint missing, so it is not retried. */
+static int open_pub_pipe(lp_server *s)
+{
+    s->pub_pull = zmq_socket(s->ctx, ZMQ_PULL);
+    if (!s->pub_pull)
+        return lp_set_error("cannot create the iopub pipe (inproc PULL): %s", zmq_strerror(errno));
+    if (zmq_bind(s->pub_pull, IOPUB_INPROC) < 0)
+        return lp_set_error("cannot bind the iopub pipe to %s: %s", IOPUB_INPROC, zmq_strerror(errno));
+    s->pub_push = zmq_socket(s->ctx, ZMQ_PUSH);
+    if (!s->pub_push)
+        return lp_set_error("cannot create the iopub pipe (inproc PUSH): %s", zmq_strerror(errno));
+    int hwm = 0, linger = 2000;
+    if (SET_OPT(s->pub_push, "iopub pipe", ZMQ_SNDHWM, hwm) < 0 ||
+        SET_OPT(s->pub_push, "iopub pipe", ZMQ_LINGER, linger) < 0)
+        return -1;
+    if (zmq_connect(s->pub_push, IOPUB_INPROC) < 0)
+        return lp_set_error("cannot connect the iopub pipe to %s: %s", IOPUB_INPROC, zmq_strerror(errno));
+    return 0;
+}
+
+static int start_thread(pthread_t *th, void *(*fn)(void *), void *arg, const char *what)
+{
+    int rc = pthread_create(th, NULL, fn, arg);
+    if (rc != 0)
+        return lp_set_error("cannot start the %s thread: %s", what, strerror(rc));
+    return 0;
 }
 
 lp_server *lp_server_start(const lp_conn *c, const char *session, lp_handler shell,
@@ -386,6 +454,7 @@ lp_server *lp_server_start(const lp_conn *c, const char *session, lp_handler she
         s->parent = getppid();
     s->ud = ud;
     if (lp_signer_init(&s->signer, c->scheme, c->key) < 0) {
+        pthread_mutex_destroy(&s->pub_lock);
         free(s);
         return NULL;
     }
@@ -395,55 +464,47 @@ lp_server *lp_server_start(const lp_conn *c, const char *session, lp_handler she
     sigaddset(&block, SIGINT);
     pthread_sigmask(SIG_BLOCK, &block, &old);
 
-    s->ctx = zmq_ctx_new();
-    s->hb_ctx = zmq_ctx_new();
     static const int types[LP_CH_COUNT] = {ZMQ_ROUTER, ZMQ_ROUTER, ZMQ_ROUTER, ZMQ_XPUB, ZMQ_REP};
+    s->ctx = zmq_ctx_new();
+    if (!s->ctx) {
+        lp_set_error("cannot create a ZeroMQ context: %s", zmq_strerror(errno));
+        goto fail;
+    }
+    s->hb_ctx = zmq_ctx_new();
+    if (!s->hb_ctx) {
+        lp_set_error("cannot create the heartbeat's ZeroMQ context: %s", zmq_strerror(errno));
+        goto fail;
+    }
     for (int ch = 0; ch < LP_CH_COUNT; ch++) {
         s->sock[ch] = bind_socket(ch == LP_CH_HB ? s->hb_ctx : s->ctx, types[ch], c, ch);
         if (!s->sock[ch])
             goto fail;
     }
-    s->pub_push = zmq_socket(s->ctx, ZMQ_PUSH);
-    int hwm = 0, linger = 2000;
-    zmq_setsockopt(s->pub_push, ZMQ_SNDHWM, &hwm, sizeof hwm);
-    zmq_setsockopt(s->pub_push, ZMQ_LINGER, &linger, sizeof linger);
-    if (pthread_create(&s->iopub_th, NULL, iopub_main, s) != 0)
-        goto fail_threads;
-    /* inproc needs the bind first (ZeroMQ >= 4.2 allows connect-before-bind, but be safe). */
-    while (zmq_connect(s->pub_push, IOPUB_INPROC) < 0)
-        ;
-    if (pthread_create(&s->hb_th, NULL, hb_main, s->sock[LP_CH_HB]) != 0)
-        goto fail_threads;
+    if (open_pub_pipe(s) < 0 || start_thread(&s->iopub_th, iopub_main, s, "iopub") < 0)
+        goto fail;
+    s->iopub_started = 1; /* pub_pull is the iopub thread's from now on */
+    if (start_thread(&s->hb_th, hb_main, s->sock[LP_CH_HB], "heartbeat") < 0)
+        goto fail;
+    s->hb_started = 1;
     s->sock[LP_CH_HB] = NULL; /* owned by its thread now */
-    if (pthread_create(&s->control_th, NULL, control_main, s) != 0)
-        goto fail_threads;
-    s->threads_started = 1;
+    if (start_thread(&s->control_th, control_main, s, "control") < 0)
+        goto fail;
+    s->control_started = 1;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return s;
 
-fail_threads:
-    lp_set_error("cannot start the kernel's threads");
 fail:
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     {
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", lp_last_error());
-        atomic_store(&s->stop, 1);
-        atomic_store(&s->iopub_stop, 1);
-        for (int ch = 0; ch < LP_CH_COUNT; ch++)
-            if (s->sock[ch])
-                zmq_close(s->sock[ch]);
-        if (s->pub_push)
-            zmq_close(s->pub_push);
-        /* Threads that did start end on their own (stop flags); detach-free shutdown. */
-        zmq_ctx_shutdown(s->hb_ctx);
-        lp_signer_clear(&s->signer);
+        lp_server_free(s);
         lp_set_error("%s", msg);
     }
     return NULL;
 }
 
-void lp_server_run(lp_server *s)
+int lp_server_run(lp_server *s)
 {
     while (!atomic_load(&s->stop)) {
         lp_msg m;
@@ -453,6 +514,7 @@ void lp_server_run(lp_server *s)
         }
     }
     atomic_store(&s->run_done, 1);
+    return atomic_load(&s->failed) ? -1 : 0;
 }
 
 void lp_server_stop(lp_server *s) { atomic_store(&s->stop, 1); }
@@ -470,24 +532,49 @@ void lp_server_exit_soon(lp_server *s)
 int lp_server_stopping(lp_server *s) { return atomic_load(&s->stop); }
 const char *lp_server_session(lp_server *s) { return s->session; }
 
+static void close_socket(void **sock)
+{
+    if (*sock && zmq_close(*sock) < 0)
+        lp_log("cannot close a socket: %s", zmq_strerror(errno));
+    *sock = NULL;
+}
+
+/* zmq_ctx_term waits for the sockets' lingering messages; a signal can interrupt it, and
+ * it is then restarted (a few times at most: a process that is ending must not hang). */
+static void term_context(void *ctx)
+{
+    if (!ctx)
+        return;
+    for (int i = 0; i < 10; i++) {
+        if (zmq_ctx_term(ctx) == 0)
+            return;
+        if (errno != EINTR)
+            break;
+    }
+    lp_log("cannot end a ZeroMQ context: %s", zmq_strerror(errno));
+}
+
 void lp_server_free(lp_server *s)
 {
     if (!s)
         return;
     atomic_store(&s->stop, 1);
-    if (s->threads_started) {
+    if (s->control_started)
         pthread_join(s->control_th, NULL);
-        atomic_store(&s->iopub_stop, 1);
+    atomic_store(&s->iopub_stop, 1);
+    if (s->iopub_started)
         pthread_join(s->iopub_th, NULL);
+    if (s->hb_started) {
         zmq_ctx_shutdown(s->hb_ctx);
         pthread_join(s->hb_th, NULL);
     }
     for (int ch = 0; ch < LP_CH_COUNT; ch++)
-        if (s->sock[ch])
-            zmq_close(s->sock[ch]);
-    zmq_close(s->pub_push);
-    zmq_ctx_term(s->ctx);
-    zmq_ctx_term(s->hb_ctx);
+        close_socket(&s->sock[ch]);
+    if (!s->iopub_started)
+        close_socket(&s->pub_pull); /* else closed by the iopub thread */
+    close_socket(&s->pub_push);
+    term_context(s->ctx);
+    term_context(s->hb_ctx);
     lp_signer_clear(&s->signer);
     pthread_mutex_destroy(&s->pub_lock);
     free(s);
@@ -512,6 +599,8 @@ int lp_server_input(lp_server *s, const lp_msg *req, const char *prompt, int pas
         if (atomic_load(&s->stop))
             return lp_set_error("the kernel is shutting down");
         int n = zmq_poll(&it, 1, 50);
+        if (n < 0 && errno != EINTR)
+            return lp_set_error("cannot wait for input on the stdin socket: %s", zmq_strerror(errno));
         if (n <= 0)
             continue;
         lp_msg m;

@@ -25,12 +25,15 @@ typedef struct lp_server lp_server;
 /* Handlers receive a decoded, verified request (borrowed; valid during the call). */
 typedef void (*lp_handler)(lp_server *s, lp_msg *req, void *ud);
 
-/* Binds all sockets and starts the threads. Returns NULL with lp_last_error() set (e.g. a
- * port in use). session is this process's session id (copied). */
+/* Binds all sockets and starts the threads. Every ZeroMQ and thread call is checked: on a
+ * failure everything started is undone and NULL is returned with lp_last_error() naming
+ * what was being done ("cannot bind the shell socket to tcp://127.0.0.1:5555: Address
+ * already in use"). session is this process's session id (copied). */
 lp_server *lp_server_start(const lp_conn *c, const char *session, lp_handler shell,
                            lp_handler control, void *ud);
-/* Runs the shell loop on the calling thread until lp_server_stop; then joins the threads. */
-void lp_server_run(lp_server *s);
+/* Runs the shell loop on the calling thread until lp_server_stop. Returns 0, or -1 when it
+ * ended because a socket could not be polled any more (logged). */
+int lp_server_run(lp_server *s);
 /* Asks the shell loop to end (any thread). */
 void lp_server_stop(lp_server *s);
 int lp_server_stopping(lp_server *s);
