@@ -1,6 +1,6 @@
 /* Analyses of a model's weights and of a run's cache, with TransformerLens' conventions:
  * per-head weight matrices, Q/K/V composition scores between heads (Elhage et al. 2021, "A
- * Mathematical Framework for Transformer Circuits") and direct logit attribution.
+ * Mathematical Framework for Transformer Circuits") and direct logit attribution (dla.c).
  *
  *   float *s = malloc(sizeof *s * LH * LH);            // LH = n_layers * n_heads
  *   if (lp_composition_scores(m, LP_COMPOSE_K, 0, -1, -1, s) < 0) report(lp_last_error());
