@@ -1,6 +1,7 @@
 /* Analyses of a model's weights and of a run's cache, with TransformerLens' conventions:
  * per-head weight matrices, Q/K/V composition scores between heads (Elhage et al. 2021, "A
- * Mathematical Framework for Transformer Circuits") and direct logit attribution.
+ * Mathematical Framework for Transformer Circuits"), direct logit attribution (dla.c) and the
+ * logit lens (lens.c). The activation patching sweep has its own header, patch.h.
  *
  *   float *s = malloc(sizeof *s * LH * LH);            // LH = n_layers * n_heads
  *   if (lp_composition_scores(m, LP_COMPOSE_K, 0, -1, -1, s) < 0) report(lp_last_error());
@@ -79,5 +80,22 @@ typedef struct lp_dla {
 int lp_dla_compute(const lp_model *m, const lp_run *r, int row, int pos, int32_t token, int32_t baseline,
                    lp_dla *out);
 void lp_dla_free(lp_dla *d); /* frees the arrays; NULL is a no-op */
+
+/* The logit lens (nostalgebraist 2020): what the residual stream after each layer
+ * (blocks.L.hook_resid_post) predicts at one position of a cached run, read through the final
+ * norm and the unembedding (lp_model_unembed) as if the model ended there; the last layer's is
+ * the model's own prediction. Per layer: the softmax's k most likely tokens (1 <= k <= 50,
+ * most likely first; fewer when the vocabulary is smaller or logits are -inf: id -1, prob 0)
+ * and, when next >= 0, the probability of token `next` (the token that actually follows).
+ * Probabilities are computed in double from the float logits. row, pos: 0-based. */
+typedef struct lp_lens {
+    int n_layers, k;
+    int32_t *top;      /* n_layers x k token ids */
+    double *top_prob;  /* n_layers x k */
+    double *next_prob; /* n_layers, or NULL when next < 0 */
+} lp_lens;
+
+int lp_logit_lens(const lp_model *m, const lp_run *r, int row, int pos, int k, int32_t next, lp_lens *out);
+void lp_lens_free(lp_lens *l); /* frees the arrays; NULL is a no-op */
 
 #endif

@@ -107,6 +107,12 @@ static const char *html_of(json_t *b)
 
 /* ---- r:dla ---- */
 
+static int dla_gc(lua_State *L)
+{
+    lp_dla_free(lua_touserdata(L, 1));
+    return 0;
+}
+
 static int run_dla(lua_State *L)
 {
     run_ud *r = check_run(L, 1);
@@ -133,18 +139,19 @@ static int run_dla(lua_State *L)
         pos += r->T + 1;
     if (pos < 1 || pos > r->T || row < 1 || row > r->B)
         return luaL_error(L, "dla: pos must be in 1..%d (or -1 for the last) and row in 1..%d", r->T, r->B);
-    lp_dla d;
-    if (lp_dla_compute(u->m, &r->run, (int)row - 1, (int)pos - 1, tok, base, &d) < 0)
+    /* the attribution, in a box that frees it (nothing C owns is alive when Lua raises) */
+    lp_dla *box = lua_newuserdatauv(L, sizeof *box, 0);
+    memset(box, 0, sizeof *box);
+    if (luaL_newmetatable(L, "loupe.DLAResult")) {
+        lua_pushcfunction(L, dla_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    if (lp_dla_compute(u->m, &r->run, (int)row - 1, (int)pos - 1, tok, base, box) < 0)
         return lp_lua_backend_error(L, "dla");
-    /* into Lua-owned memory before anything can raise */
+    lp_dla d = *box;
     size_t nh = (size_t)NL * H;
-    double *arr = lua_newuserdatauv(L, ((size_t)3 * NL + nh) * sizeof *arr, 0);
-    memcpy(arr, d.attn, (size_t)NL * sizeof *arr);
-    memcpy(arr + NL, d.mlp, (size_t)NL * sizeof *arr);
-    memcpy(arr + 2 * NL, d.attn_bias, (size_t)NL * sizeof *arr);
-    memcpy(arr + 3 * NL, d.heads, nh * sizeof *arr);
-    lp_dla_free(&d);
-    double *attn = arr, *mlp = arr + NL, *abias = arr + 2 * NL, *heads = arr + 3 * NL;
+    double *attn = d.attn, *mlp = d.mlp, *abias = d.attn_bias, *heads = d.heads;
     /* the parts, in residual-stream order, then the constant */
     int n = 0, cap = 3 + 2 * NL;
     double *vals = lua_newuserdatauv(L, (size_t)cap * sizeof *vals, 0);
@@ -172,7 +179,6 @@ static int run_dla(lua_State *L)
              lp_lua_analysis_token_str(u, r->tokens[(size_t)(row - 1) * r->T + (size_t)(pos - 1)], tb[2],
                                        sizeof tb[2]));
     lp_plot_opts po = {title, "contribution (final norm's scale frozen)", NULL};
-    json_t *bar = lp_display_bar(lab, vals, (size_t)n, &po);
     float *hv = lua_newuserdatauv(L, (nh ? nh : 1) * sizeof *hv, 0);
     for (size_t i = 0; i < nh; i++)
         hv[i] = (float)heads[i];
@@ -182,6 +188,9 @@ static int run_dla(lua_State *L)
         snprintf(hl[l], 12, "%d", l), hp[l] = hl[l];
     for (int h = 0; h < H; h++)
         snprintf(hl[NL + h], 12, "%d", h + 1), hp[NL + h] = hl[NL + h];
+    char *taken = lua_newuserdatauv(L, nh ? nh : 1, 0); /* the last Lua allocation before the displays */
+    memset(taken, 0, nh ? nh : 1);
+    json_t *bar = lp_display_bar(lab, vals, (size_t)n, &po);
     lp_heatmap_opts ho = {"Per head: z W_O through the frozen final norm (the layer's attn part = its heads + b_O)",
                           hp, hp + NL, "layer", "head", LP_SCALE_DIVERGING};
     json_t *hm = lp_display_heatmap(hv, (size_t)NL, (size_t)H, &ho);
@@ -193,8 +202,6 @@ static int run_dla(lua_State *L)
         lp_buf_printf(&plain, "  %-10s %+.5g\n", names[i], vals[i]);
     /* the heads that matter most */
     lp_buf_puts(&plain, "top heads (L<layer>H<head>, heads 1-based):");
-    char *taken = lua_newuserdatauv(L, nh ? nh : 1, 0);
-    memset(taken, 0, nh ? nh : 1);
     for (int k = 0; k < 6 && (size_t)k < nh; k++) {
         size_t best = nh;
         for (size_t i = 0; i < nh; i++)

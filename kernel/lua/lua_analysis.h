@@ -1,4 +1,4 @@
-/* Lua bindings of the TransformerLens-style analyses (backend/model/analysis.h):
+/* Lua bindings of the TransformerLens-style analyses (backend/model/analysis.h, patch.h):
  *
  *   r:dla{token = " Paris", baseline_token = " Rome", pos = -1}   -- direct logit attribution
  *   m:composition{kind = "k"}                                     -- Q/K/V composition scores

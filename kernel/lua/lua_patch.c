@@ -1,20 +1,18 @@
-/* m:patch_sweep: activation patching over every layer and position (or head), as
- * TransformerLens' patching utilities do it: the clean prompt runs once with the hook point
- * cached, the corrupt prompt runs once (cached too) for its baseline, then the corrupt prompt
- * runs again with one region of one layer's activation taken from the clean cache, for every
- * region where the clean and corrupt values differ (elsewhere the patch changes nothing and
- * the result is the corrupt run's, exactly: e.g. every position before the first token that
- * differs). Regions are batched: one forward pass patches a different region in each row.
+/* m:patch_sweep: activation patching over every layer and position (or head), computed by
+ * lp_patch_sweep (backend/model/patch.h); this file reads the arguments, hands the backend a
+ * metric callback that calls the user's Lua function and a progress callback that shows a bar,
+ * and builds the figure.
  *
- * Nothing the C code owns is alive while Lua code runs (the metric function) or while an
- * error can be raised: the clean run sits in a loupe.Run userdata, buffers in userdata, and
- * each patched run's logits are handed to Lua before the run is cleared. */
+ * Lua errors never cross the backend's frames (a longjmp over them would leak its runs): the
+ * callbacks run Lua code only inside lua_pcall, turn a failure into an error code with the
+ * message set, and the backend frees what it holds and returns it. The result sits in a
+ * userdata that frees it when collected, so an error raised while building the figure leaks
+ * nothing either. */
 #include <lauxlib.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "bundle.h"
 #include "core/buf.h"
@@ -24,129 +22,80 @@
 #include "lua_analysis.h"
 #include "lua_api.h"
 #include "lua_tensor.h"
+#include "model/patch.h"
 #include "progress.h"
 #include "util.h"
 
-typedef struct {
-    const char *key, *fmt;
-    int headdim, posdim; /* in the activation; -1: none */
-} hook_kind;
+#define RESULT_MT "loupe.PatchResult" /* a userdata box that frees an lp_patch_result */
 
-static const hook_kind KINDS[] = {
-    {"resid_pre", "blocks.%d.hook_resid_pre", -1, 1}, {"resid_mid", "blocks.%d.hook_resid_mid", -1, 1},
-    {"resid_post", "blocks.%d.hook_resid_post", -1, 1}, {"attn_out", "blocks.%d.hook_attn_out", -1, 1},
-    {"mlp_out", "blocks.%d.hook_mlp_out", -1, 1}, {"z", "blocks.%d.attn.hook_z", 2, 1},
-    {"q", "blocks.%d.attn.hook_q", 2, 1}, {"k", "blocks.%d.attn.hook_k", 2, 1},
-    {"v", "blocks.%d.attn.hook_v", 2, 1}, {"pattern", "blocks.%d.attn.hook_pattern", 1, 2},
-};
-
-/* The regions one forward pass patches: batch row r takes (head[r], pos[r]) (-1: all). */
-typedef struct {
-    const lp_tensor *clean; /* the clean activation of this layer, batch 1 */
-    const int *head, *pos;
-    int n, headdim, posdim;
-} patch_job;
-
-static lp_tensor *narrow(lp_tensor *t, int dim, int at)
-{
-    if (!t || at < 0)
-        return t;
-    lp_tensor *s = lp_tensor_slice(t, dim, at, at + 1, 1);
-    lp_tensor_free(t);
-    return s;
-}
-
-static int patch_rows(void *ud, const char *name, const lp_tensor *act, lp_tensor **out)
-{
-    (void)name;
-    patch_job *j = ud;
-    lp_tensor *o = lp_tensor_clone(act);
-    if (!o)
-        return -1;
-    for (int r = 0; r < j->n; r++) {
-        lp_tensor *dst = narrow(lp_tensor_slice(o, 0, r, r + 1, 1), j->headdim, j->head[r]);
-        dst = narrow(dst, j->posdim, j->pos[r]);
-        lp_tensor *src = narrow(lp_tensor_alias(j->clean), j->headdim, j->head[r]);
-        src = narrow(src, j->posdim, j->pos[r]);
-        int rc = dst && src ? lp_tensor_copy_(dst, src) : -1;
-        lp_tensor_free(dst);
-        lp_tensor_free(src);
-        if (rc < 0) {
-            lp_tensor_free(o);
-            return -1;
-        }
-    }
-    *out = o;
-    return 0;
-}
-
-/* Whether the (head, pos) region of a and b (same shape, batch 1) holds equal values: 1, 0,
- * or -1 with the error set (allocation). */
-static int same_region(const lp_tensor *a, const lp_tensor *b, int headdim, int posdim, int head, int pos)
-{
-    lp_tensor *va = narrow(narrow(lp_tensor_alias(a), headdim, head), posdim, pos);
-    lp_tensor *vb = narrow(narrow(lp_tensor_alias(b), headdim, head), posdim, pos);
-    lp_tensor *ca = va ? lp_tensor_contiguous(va) : NULL, *cb = vb ? lp_tensor_contiguous(vb) : NULL;
-    int rc = -1;
-    if (ca && cb && lp_tensor_same_shape(ca, cb))
-        rc = memcmp(ca->data, cb->data, (size_t)lp_tensor_numel(ca) * sizeof(float)) == 0;
-    lp_tensor_free(va), lp_tensor_free(vb), lp_tensor_free(ca), lp_tensor_free(cb);
-    return rc;
-}
-
-static int keep_kind(void *ud, const char *name)
-{
-    const char *suffix = ud;
-    size_t n = strlen(name), k = strlen(suffix);
-    return n > k && strcmp(name + n - k, suffix) == 0 && !strncmp(name, "blocks.", 7);
-}
-
-/* ---- the metric ---- */
+/* ---- the metric: the user's function, called protected ---- */
 
 typedef struct {
-    int fn;              /* stack index of the function, or 0 */
-    int32_t tok, base;   /* the logit-difference form */
-    int pos;             /* 0-based, for the logit-difference form */
-} metric;
+    lua_State *L;
+    int fn;                 /* stack index of the function in the binding's frame */
+    const lp_tensor *logits; /* of the run being measured */
+    double value;
+    int failed;
+} lua_metric;
 
-/* The metric of batch row `row` of logits, which is the Tensor at stack index lt. */
-static double eval_metric(lua_State *L, const metric *mt, int lt, int row)
+/* (fn, ctx): calls fn(logits) and stores its number; failures are recorded, not raised. */
+static int metric_k(lua_State *L)
 {
-    lp_tensor *lg = lp_lua_check_tensor(L, lt);
-    if (!mt->fn) {
-        int64_t at[3] = {row, mt->pos, mt->tok};
-        float a, b = 0;
-        if (lp_tensor_get(lg, at, &a) < 0)
-            lp_lua_backend_error(L, "patch_sweep");
-        at[2] = mt->base;
-        if (mt->base >= 0 && lp_tensor_get(lg, at, &b) < 0)
-            lp_lua_backend_error(L, "patch_sweep");
-        return (double)a - b;
-    }
-    lua_pushvalue(L, mt->fn);
-    lp_lua_push_tensor(L, lg->shape[0] == 1 ? lp_tensor_alias(lg) : lp_tensor_slice(lg, 0, row, row + 1, 1));
+    lua_metric *c = lua_touserdata(L, 2);
+    lua_pushvalue(L, 1);
+    lp_lua_push_tensor(L, lp_tensor_alias(c->logits));
+    c->failed = 1;
     if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
         if (lp_interrupted())
-            luaL_error(L, "interrupted");
-        const char *msg = luaL_tolstring(L, -1, NULL);
-        luaL_error(L, "patch_sweep: metric: %s", msg);
+            lp_set_error("interrupted");
+        else
+            lp_set_error("metric: %s", luaL_tolstring(L, -1, NULL));
+        return 0;
     }
     int ok;
     double v = lua_tonumberx(L, -1, &ok);
-    if (!ok)
-        luaL_error(L, "patch_sweep: the metric must return a number, not a %s", luaL_typename(L, -1));
-    lua_pop(L, 1);
-    return v;
+    if (!ok) {
+        lp_set_error("the metric must return a number, not a %s", luaL_typename(L, -1));
+        return 0;
+    }
+    c->value = v;
+    c->failed = 0;
+    return 0;
+}
+
+static int call_metric(void *ud, const lp_tensor *logits, double *value)
+{
+    lua_metric *c = ud;
+    lua_State *L = c->L;
+    if (!lua_checkstack(L, 4))
+        return lp_set_error("metric: the Lua stack is full");
+    int top = lua_gettop(L);
+    c->logits = logits;
+    c->failed = 1;
+    lua_pushcfunction(L, metric_k);
+    lua_pushvalue(L, c->fn);
+    lua_pushlightuserdata(L, c);
+    if (lua_pcall(L, 2, 0, 0) != LUA_OK) { /* raised outside the user's function: memory */
+        if (lp_interrupted())
+            lp_set_error("interrupted");
+        else
+            lp_set_error("metric: %s", lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "error");
+    }
+    lua_settop(L, top);
+    if (c->failed)
+        return -1;
+    *value = c->value;
+    return 0;
 }
 
 /* ---- progress: shown when the sweep takes more than a moment ---- */
 
 typedef struct {
+    lua_State *L;
     double t0, last;
     int started;
     char id[48], label[96];
 } sweep_progress;
-
 
 static int publish_k(lua_State *L)
 {
@@ -159,32 +108,26 @@ static int publish_k(lua_State *L)
 }
 
 /* Publishes (protected: a failing display never stops the sweep) when due: after the first
- * half second, at most every quarter second; final > 0 finished, < 0 stopped. */
-static void progress(lua_State *L, sweep_progress *p, double done, double total, int final)
+ * half second, at most every quarter second; state > 0 finished, < 0 stopped. */
+static void on_progress(void *ud, long done, long total, int state)
 {
+    sweep_progress *p = ud;
+    lua_State *L = p->L;
     double t = lp_now_s();
-    int due = final > 0 ? p->started                      /* the last state of a bar shown */
-              : final < 0 ? p->started || t - p->t0 >= 0.5 /* stopped: where, once it was long */
+    int due = state > 0 ? p->started                      /* the last state of a bar shown */
+              : state < 0 ? p->started || t - p->t0 >= 0.5 /* stopped: where, once it was long */
                           : t - p->t0 >= 0.5 && (!p->started || t - p->last >= 0.25);
-    if (!due)
+    if (!due || !lua_checkstack(L, 6))
         return;
     lua_pushcfunction(L, publish_k);
     lua_pushlightuserdata(L, p);
-    lua_pushnumber(L, done);
-    lua_pushnumber(L, total);
-    lua_pushboolean(L, final > 0);
+    lua_pushnumber(L, (lua_Number)done);
+    lua_pushnumber(L, (lua_Number)total);
+    lua_pushboolean(L, state > 0);
     if (lua_pcall(L, 4, 0, 0) != LUA_OK)
         lua_pop(L, 1);
     p->started = 1;
     p->last = t;
-}
-
-static void check_interrupt(lua_State *L, sweep_progress *p, double done, double total)
-{
-    if (lp_interrupted()) {
-        progress(L, p, done, total, -1); /* the state it stopped at, not finished */
-        luaL_error(L, "interrupted");
-    }
 }
 
 /* ---- the sweep ---- */
@@ -201,13 +144,17 @@ static int opt_bool(lua_State *L, int t, const char *k, const char *alt, int def
     return v;
 }
 
+static int result_gc(lua_State *L)
+{
+    lp_patch_result_free(lua_touserdata(L, 1));
+    return 0;
+}
+
 int lp_lua_model_patch_sweep(lua_State *L)
 {
     model_ud *u = check_model(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
     lua_settop(L, 2);
-    const lp_model_config *c = &u->m->cfg;
-    int NL = c->n_layers;
     /* prompts */
     lua_getfield(L, 2, "clean");
     lua_getfield(L, 2, "corrupt");
@@ -222,155 +169,61 @@ int lp_lua_model_patch_sweep(lua_State *L)
         return luaL_error(L, "patch_sweep: the clean and corrupt prompts must have the same number of tokens "
                              "(clean %d, corrupt %d)", T, T2);
     /* hook kind */
+    lp_patch_opts o = {.token = -1, .baseline = -1, .pos = -1};
     lua_getfield(L, 2, "hook");
-    const char *hk = luaL_optstring(L, -1, "resid_pre");
-    if (!strncmp(hk, "hook_", 5))
-        hk += 5;
-    const hook_kind *kind = NULL;
-    for (size_t i = 0; i < sizeof KINDS / sizeof *KINDS; i++)
-        if (!strcmp(hk, KINDS[i].key))
-            kind = &KINDS[i];
-    if (!kind)
-        return luaL_error(L, "patch_sweep: hook must be one of resid_pre, resid_mid, resid_post, attn_out, mlp_out, "
-                             "z, q, k, v, pattern (got '%s')", hk);
-    int per_head = kind->headdim >= 0;
-    int positions = opt_bool(L, 2, "positions", NULL, !per_head);
-    int normalize = opt_bool(L, 2, "normalize", "normalise", 1);
+    if (!(o.kind = lp_patch_kind_find(luaL_optstring(L, -1, "resid_pre"))))
+        return lp_lua_backend_error(L, "patch_sweep");
+    o.positions = opt_bool(L, 2, "positions", NULL, -1);
+    o.normalize = opt_bool(L, 2, "normalize", "normalise", 1);
     /* metric */
-    metric mt = {0, -1, -1, T - 1};
+    lua_metric lm = {L, 0, NULL, 0, 0};
     lua_getfield(L, 2, "metric");
     int mi = lua_gettop(L);
     if (lua_isfunction(L, mi)) {
-        mt.fn = mi;
+        lm.fn = mi;
+        o.metric = call_metric, o.metric_ud = &lm;
     } else if (lua_istable(L, mi)) {
         if (lua_getfield(L, mi, "token") == LUA_TNIL)
             return luaL_error(L, "patch_sweep: metric = {token = ..., baseline = ...} needs a token");
-        mt.tok = lp_lua_analysis_token(L, u, -1, "patch_sweep");
+        o.token = lp_lua_analysis_token(L, u, -1, "patch_sweep");
         if (lua_getfield(L, mi, "baseline") != LUA_TNIL)
-            mt.base = lp_lua_analysis_token(L, u, -1, "patch_sweep");
+            o.baseline = lp_lua_analysis_token(L, u, -1, "patch_sweep");
         lua_getfield(L, mi, "pos");
         lua_Integer p = luaL_optinteger(L, -1, -1);
         if (p < 0)
             p += T + 1;
         if (p < 1 || p > T)
             return luaL_error(L, "patch_sweep: metric pos must be in 1..%d (or negative from the end)", T);
-        mt.pos = (int)p - 1;
+        o.pos = (int)p - 1;
         lua_pop(L, 3);
     } else {
         return luaL_error(L, "patch_sweep: metric = function(logits) -> number, or {token = ..., baseline = ...}, "
                              "is required");
     }
-    /* the clean run, cached (for the patches), in a Run userdata that frees it */
-    char suffix[64];
-    snprintf(suffix, sizeof suffix, "%s", strchr(kind->fmt + 7, '.') + 1);
-    run_ud *cr = lua_newuserdatauv(L, sizeof *cr, 1);
-    memset(cr, 0, sizeof *cr);
-    luaL_setmetatable(L, RUN_MT);
-    lua_pushvalue(L, 1);
-    lua_setiuservalue(L, -2, 1);
-    lp_run_opts copts = {NULL, 0, 0, keep_kind, suffix};
-    if (lp_model_run(u->m, clean, 1, T, &copts, &cr->run) < 0)
-        return lp_interrupted() ? luaL_error(L, "interrupted") : lp_lua_backend_error(L, "patch_sweep");
-    cr->B = 1, cr->T = T;
-    lp_lua_push_tensor(L, lp_tensor_alias(cr->run.logits));
-    double m_clean = eval_metric(L, &mt, lua_gettop(L), 0);
-    lua_pop(L, 1);
-    /* the corrupt run, cached too: a region whose clean and corrupt values are equal needs no run */
-    run_ud *xr = lua_newuserdatauv(L, sizeof *xr, 1);
-    memset(xr, 0, sizeof *xr);
-    luaL_setmetatable(L, RUN_MT);
-    lua_pushvalue(L, 1);
-    lua_setiuservalue(L, -2, 1);
-    if (lp_model_run(u->m, corrupt, 1, T, &copts, &xr->run) < 0)
-        return lp_interrupted() ? luaL_error(L, "interrupted") : lp_lua_backend_error(L, "patch_sweep");
-    xr->B = 1, xr->T = T;
-    lp_lua_push_tensor(L, lp_tensor_alias(xr->run.logits));
-    double m_corrupt = eval_metric(L, &mt, lua_gettop(L), 0);
-    lua_pop(L, 1);
-    lp_run rr = {0};
-    lp_tensor *lg;
-    /* the regions of one layer */
-    char name[96];
-    snprintf(name, sizeof name, kind->fmt, 0);
-    const lp_tensor *c0 = lp_run_get(&cr->run, name);
-    if (!c0)
-        return luaL_error(L, "patch_sweep: the clean run did not cache %s", name);
-    int NH = per_head ? (int)c0->shape[kind->headdim] : 1;
-    int nreg = per_head ? (positions ? NH * T : NH) : (positions ? T : 1);
-    int *rhead = lua_newuserdatauv(L, (size_t)nreg * sizeof *rhead, 0);
-    int *rpos = lua_newuserdatauv(L, (size_t)nreg * sizeof *rpos, 0);
-    for (int i = 0; i < nreg; i++) {
-        rhead[i] = per_head ? (positions ? i / T : i) : -1;
-        rpos[i] = positions ? i % T : -1;
-    }
-    int rows = per_head && positions ? NL * NH : NL, cols = per_head && positions ? T : nreg;
-    double *raw = lua_newuserdatauv(L, (size_t)NL * nreg * sizeof *raw, 0);
-    int chunk = 2048 / T;
-    chunk = chunk < 1 ? 1 : chunk > 64 ? 64 : chunk;
-    if (chunk > nreg)
-        chunk = nreg;
-    int32_t *toks = lua_newuserdatauv(L, (size_t)chunk * T * sizeof *toks, 0);
-    for (int r = 0; r < chunk; r++)
-        memcpy(toks + (size_t)r * T, corrupt, (size_t)T * sizeof *toks);
-    sweep_progress pg = {.t0 = lp_now_s()};
-    snprintf(pg.label, sizeof pg.label, "patch_sweep %s", kind->key);
+    sweep_progress pg = {.L = L, .t0 = lp_now_s()};
+    snprintf(pg.label, sizeof pg.label, "patch_sweep %s", o.kind->key);
     char uuid[37];
     lp_uuid(uuid);
     snprintf(pg.id, sizeof pg.id, "loupe-sweep-%.12s", uuid);
-    double total = (double)NL * nreg, done = 0;
-    long nruns = 0; /* patched runs (batch rows) actually made */
-    int *todo = lua_newuserdatauv(L, (size_t)nreg * sizeof *todo, 0);
-    int *th = lua_newuserdatauv(L, (size_t)chunk * 2 * sizeof *th, 0), *tp = th + chunk;
-    for (int l = 0; l < NL; l++) {
-        snprintf(name, sizeof name, kind->fmt, l);
-        const lp_tensor *cl = lp_run_get(&cr->run, name), *xl = lp_run_get(&xr->run, name);
-        if (!cl || !xl)
-            return luaL_error(L, "patch_sweep: the runs did not cache %s", name);
-        int nt = 0;
-        for (int i = 0; i < nreg; i++) {
-            int same = same_region(cl, xl, kind->headdim, kind->posdim, rhead[i], rpos[i]);
-            if (same < 0)
-                return lp_lua_backend_error(L, "patch_sweep");
-            if (same) /* patching in what is already there: the corrupt run itself */
-                raw[(size_t)l * nreg + i] = m_corrupt;
-            else
-                todo[nt++] = i;
-        }
-        done += nreg - nt;
-        nruns += nt;
-        for (int r0 = 0; r0 < nt; r0 += chunk) {
-            check_interrupt(L, &pg, done, total);
-            int n = nt - r0 < chunk ? nt - r0 : chunk;
-            for (int r = 0; r < n; r++)
-                th[r] = rhead[todo[r0 + r]], tp[r] = rpos[todo[r0 + r]];
-            patch_job job = {cl, th, tp, n, kind->headdim, kind->posdim};
-            lp_hook h = {.name = name, .kind = LP_HOOK_FN, .head = -1, .pos = -1, .fn = patch_rows, .ud = &job};
-            lp_run_opts o = {&h, 1, 0, NULL, NULL};
-            if (lp_model_run(u->m, toks, n, T, &o, &rr) < 0) {
-                check_interrupt(L, &pg, done, total);
-                return lp_lua_backend_error(L, "patch_sweep");
-            }
-            lg = lp_tensor_alias(rr.logits);
-            lp_run_clear(&rr);
-            lp_lua_push_tensor(L, lg);
-            int lt = lua_gettop(L);
-            for (int r = 0; r < n; r++)
-                raw[(size_t)l * nreg + todo[r0 + r]] = eval_metric(L, &mt, lt, r);
-            lua_settop(L, lt - 1);
-            done += n;
-            progress(L, &pg, done, total, 0);
-        }
+    o.progress = on_progress, o.progress_ud = &pg;
+    /* the sweep, into a box that frees it */
+    lp_patch_result *res = lua_newuserdatauv(L, sizeof *res, 0);
+    memset(res, 0, sizeof *res);
+    if (luaL_newmetatable(L, RESULT_MT)) {
+        lua_pushcfunction(L, result_gc);
+        lua_setfield(L, -2, "__gc");
     }
-    progress(L, &pg, done, total, 1);
-    /* results: raw and normalised, (rows x cols) */
-    double span = m_clean - m_corrupt;
-    size_t N = (size_t)NL * nreg;
-    float *fraw = lua_newuserdatauv(L, N * sizeof *fraw, 0);
-    float *fval = lua_newuserdatauv(L, N * sizeof *fval, 0);
-    for (size_t i = 0; i < N; i++) {
-        fraw[i] = (float)raw[i];
-        fval[i] = !normalize ? (float)raw[i] : span != 0 ? (float)((raw[i] - m_corrupt) / span) : NAN;
-    }
+    lua_setmetatable(L, -2);
+    if (lp_patch_sweep(u->m, clean, corrupt, T, &o, res) < 0)
+        return lp_interrupted() ? luaL_error(L, "interrupted") : lp_lua_backend_error(L, "patch_sweep");
+    const lp_patch_kind *kind = res->kind;
+    int per_head = res->per_head, positions = res->positions, NH = res->n_heads;
+    int rows = res->rows, cols = res->cols;
+    size_t N = (size_t)rows * cols;
+    float *fval = res->values, *fraw = res->raw;
+    double m_clean = res->clean, m_corrupt = res->corrupt, span = m_clean - m_corrupt;
+    int normalize = o.normalize;
+    long nruns = res->runs;
     /* labels: positions as tokens (clean, and "clean→corrupt" where they differ) */
     lua_createtable(L, cols, 0);
     int labt = lua_gettop(L);
@@ -406,13 +259,13 @@ int lp_lua_model_patch_sweep(lua_State *L)
              normalize ? ": (metric - corrupt) / (clean - corrupt)" : ": metric");
     lp_heatmap_opts ho = {title, rlab, clab, per_head && positions ? "layer, head" : "layer",
                           per_head && !positions ? "head" : "position", LP_SCALE_AUTO};
+    char *taken = lua_newuserdatauv(L, N, 0); /* before anything C owns: nothing raises after */
+    memset(taken, 0, N);
     json_t *hm = lp_display_heatmap(fval, (size_t)rows, (size_t)cols, &ho);
     lp_buf plain = LP_BUF_INIT, html = LP_BUF_INIT;
     lp_buf_printf(&plain, "%s\n%d x %d patches (%ld needed a run; the rest patch in equal values); metric: clean %.6g, "
                           "corrupt %.6g%s\nlargest:", title, rows, cols, nruns, m_clean, m_corrupt,
                   normalize && span == 0 ? " (equal: the normalised values are NaN)" : "");
-    char *taken = lua_newuserdatauv(L, N, 0);
-    memset(taken, 0, N);
     for (int k = 0; k < 5; k++) { /* the largest |values|, by repeated scans */
         size_t best = N;
         for (size_t i = 0; i < N; i++)

@@ -13,6 +13,7 @@
 #include "lua_api.h"
 #include "lua_model_impl.h"
 #include "lua_tensor.h"
+#include "model/analysis.h"
 #include "ops/ops.h"
 
 #define FIGURE_MT "loupe.RunFigure"
@@ -291,9 +292,15 @@ static int figure_tostring(lua_State *L)
     return 1;
 }
 
+static int lens_gc(lua_State *L)
+{
+    lp_lens_free(lua_touserdata(L, 1));
+    return 0;
+}
+
 /* r:logit_lens([{pos = p, row = b, k = 5}]): what each layer's residual stream predicts at
  * one position, read through the final norm and the unembedding (nostalgebraist's logit
- * lens). Needs blocks.L.hook_resid_post cached for every layer. A table figure; its field
+ * lens), computed by lp_logit_lens (backend/model/analysis.h). A table figure; its field
  * `layers` holds {layer, top = {{id, token, prob}...}, next_prob} per layer. */
 static int run_logit_lens(lua_State *L)
 {
@@ -313,28 +320,19 @@ static int run_logit_lens(lua_State *L)
         pos += r->T + 1;
     if (pos < 1 || pos > r->T || row < 1 || row > r->B || k < 1 || k > 50)
         return luaL_error(L, "logit_lens: pos must be in 1..%d, row in 1..%d, k in 1..50", r->T, r->B);
-    const lp_model_config *c = &u->m->cfg;
-    int NL = c->n_layers, D = c->d_model, V = c->d_vocab;
-    float *resid = lua_newuserdatauv(L, (size_t)NL * D * sizeof *resid, 0);
-    for (int l = 0; l < NL; l++) {
-        char name[96];
-        snprintf(name, sizeof name, "blocks.%d.hook_resid_post", l);
-        const lp_tensor *t = lp_run_get(&r->run, name);
-        if (!t)
-            return luaL_error(L, "logit_lens: this run did not cache %s; run with {cache = true} or "
-                                 "{cache = \"hook_resid_post\"}", name);
-        int64_t idx[3] = {row - 1, pos - 1, 0};
-        for (int d = 0; d < D; d++) {
-            idx[2] = d;
-            if (lp_tensor_get(t, idx, &resid[(size_t)l * D + d]) < 0)
-                return lp_lua_backend_error(L, "logit_lens");
-        }
-    }
-    float *logits = lua_newuserdatauv(L, (size_t)NL * V * sizeof *logits, 0);
-    if (lp_model_unembed(u->m, resid, NL, logits) < 0)
-        return lp_lua_backend_error(L, "logit_lens");
     int32_t next = pos < r->T ? r->tokens[(size_t)(row - 1) * r->T + (size_t)pos] : -1;
-    /* per layer: softmax, the top k, the probability of the actual next token */
+    /* the lens, in a box that frees it */
+    lp_lens *ls = lua_newuserdatauv(L, sizeof *ls, 0);
+    memset(ls, 0, sizeof *ls);
+    if (luaL_newmetatable(L, "loupe.LensResult")) {
+        lua_pushcfunction(L, lens_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    if (lp_logit_lens(u->m, &r->run, (int)row - 1, (int)pos - 1, (int)k, next, ls) < 0)
+        return lp_lua_backend_error(L, "logit_lens");
+    int NL = ls->n_layers;
+    /* per layer: the top k and the probability of the actual next token */
     size_t cols = next >= 0 ? 3 : 2;
     const char **cells = lua_newuserdatauv(L, (size_t)NL * cols * sizeof *cells, 0);
     lua_createtable(L, NL * (int)cols, 0); /* keeps the cell strings */
@@ -342,76 +340,42 @@ static int run_logit_lens(lua_State *L)
     lua_createtable(L, NL, 0); /* layers */
     int layers = lua_gettop(L);
     for (int l = 0; l < NL; l++) {
-        float *z = logits + (size_t)l * V;
-        float mx = z[0];
-        for (int v = 1; v < V; v++)
-            mx = z[v] > mx ? z[v] : mx;
-        double sum = 0;
-        for (int v = 0; v < V; v++)
-            sum += exp((double)z[v] - mx);
+        const int32_t *ids = ls->top + (size_t)l * k;
+        const double *probs = ls->top_prob + (size_t)l * k;
+        char buf[32], num[48];
         lua_createtable(L, 0, 3);
         lua_pushinteger(L, l);
         lua_setfield(L, -2, "layer");
         lua_createtable(L, (int)k, 0);
-        lp_buf tops = LP_BUF_INIT;
-        for (int j = 0; j < k; j++) { /* k passes: k is small */
-            int best = -1;
-            for (int v = 0; v < V; v++)
-                if (z[v] > -INFINITY && (best < 0 || z[v] > z[best]))
-                    best = v;
-            if (best < 0)
-                break;
-            char buf[32], item[96];
-            double p = exp((double)z[best] - mx) / sum;
-            const char *tok = token_str(u, best, buf, sizeof buf);
+        for (int j = 0; j < k && ids[j] >= 0; j++) {
             lua_createtable(L, 0, 3);
-            lua_pushinteger(L, best);
+            lua_pushinteger(L, ids[j]);
             lua_setfield(L, -2, "id");
-            lua_pushstring(L, tok);
+            lua_pushstring(L, token_str(u, ids[j], buf, sizeof buf));
             lua_setfield(L, -2, "token");
-            lua_pushnumber(L, p);
+            lua_pushnumber(L, probs[j]);
             lua_setfield(L, -2, "prob");
             lua_rawseti(L, -2, j + 1);
-            snprintf(item, sizeof item, "%s%s (%.3f)", j ? ", " : "", tok, p);
-            lp_buf_puts(&tops, item);
-            z[best] = -INFINITY; /* taken */
         }
-        lua_pushstring(L, lp_buf_str(&tops));
-        lp_buf_free(&tops);
-        lua_rawseti(L, anchor, ++na);
-        lua_rawgeti(L, anchor, na);
-        cells[(size_t)l * cols + 1] = lua_tostring(L, -1);
-        lua_pop(L, 1);
         lua_setfield(L, -2, "top");
-        char num[48];
+        luaL_Buffer tops;
+        luaL_buffinit(L, &tops);
+        for (int j = 0; j < k && ids[j] >= 0; j++) {
+            char item[96];
+            snprintf(item, sizeof item, "%s%s (%.3f)", j ? ", " : "", token_str(u, ids[j], buf, sizeof buf), probs[j]);
+            luaL_addstring(&tops, item);
+        }
+        luaL_pushresult(&tops);
+        cells[(size_t)l * cols + 1] = lua_tostring(L, -1);
+        lua_rawseti(L, anchor, ++na);
         snprintf(num, sizeof num, "%d", l);
         lua_pushstring(L, num);
         cells[(size_t)l * cols] = lua_tostring(L, -1);
         lua_rawseti(L, anchor, ++na);
         if (next >= 0) {
-            /* the next token's probability (its logit was not taken unless in the top k) */
-            float *zz = logits + (size_t)l * V;
-            double pn = 0;
-            lua_getfield(L, -1, "top");
-            for (int j = 1; j <= k; j++) {
-                lua_rawgeti(L, -1, j);
-                if (lua_istable(L, -1)) {
-                    lua_getfield(L, -1, "id");
-                    if (lua_tointeger(L, -1) == next) {
-                        lua_getfield(L, -2, "prob");
-                        pn = lua_tonumber(L, -1);
-                        lua_pop(L, 1);
-                    }
-                    lua_pop(L, 1);
-                }
-                lua_pop(L, 1);
-            }
-            lua_pop(L, 1);
-            if (pn == 0 && zz[next] > -INFINITY)
-                pn = exp((double)zz[next] - mx) / sum;
-            lua_pushnumber(L, pn);
+            lua_pushnumber(L, ls->next_prob[l]);
             lua_setfield(L, -2, "next_prob");
-            snprintf(num, sizeof num, "%.4f", pn);
+            snprintf(num, sizeof num, "%.4f", ls->next_prob[l]);
             lua_pushstring(L, num);
             cells[(size_t)l * cols + 2] = lua_tostring(L, -1);
             lua_rawseti(L, anchor, ++na);
