@@ -268,6 +268,12 @@ static void do_history(kernel *k, lp_msg *req)
                               get_bool(c, "unique", 0), output);
     else
         h = json_array();
+    if (!h) { /* the database failed (a damaged page, say) */
+        lp_server_reply(k->srv, LP_CH_SHELL, req, "history_reply",
+                        json_pack("{s:s, s:s, s:s, s:[], s:[]}", "status", "error", "ename", "HistoryError", "evalue",
+                                  lp_last_error(), "traceback", "history"));
+        return;
+    }
     lp_server_reply(k->srv, LP_CH_SHELL, req, "history_reply", json_pack("{s:s, s:o}", "status", "ok", "history", h));
 }
 
@@ -444,7 +450,7 @@ int lp_kernel_main(const char *connection_file)
         return 1;
     }
     lp_log_set_fd(log_fd);
-    k.history = lp_history_open(NULL);
+    k.history = lp_history_open(NULL, NULL);
     k.interp = lp_interp_new(&io, 0);
     if (!k.interp) {
         lp_log("%s", lp_last_error());
