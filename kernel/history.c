@@ -280,17 +280,36 @@ static int open_file(lp_history *h, char **why)
     return rc;
 }
 
-/* The session after the newest in the file, read without writing (0 when unreadable). */
-static int next_session_readonly(const char *path)
+static sqlite3_int64 max_session(const char *name, int flags)
 {
     sqlite3 *db = NULL;
     sqlite3_int64 max = 0;
-    if (path && sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
+    if (sqlite3_open_v2(name, &db, flags, NULL) == SQLITE_OK) {
         sqlite3_busy_timeout(db, 100);
         if (pragma_int(db, "SELECT max(session) FROM sessions", &max) != SQLITE_OK)
             max = 0;
     }
     sqlite3_close(db);
+    return max;
+}
+
+/* The session after the newest in the file, read without writing (0 when unreadable). On a
+ * read-only disk a WAL database opens only as immutable (it cannot make its -shm file); a
+ * session number read so is a guess, which is all a memory history needs. */
+static int next_session_readonly(const char *path)
+{
+    if (!path)
+        return 0;
+    sqlite3_int64 max = max_session(path, SQLITE_OPEN_READONLY);
+    char *uri = max > 0 ? NULL : malloc(3 * strlen(path) + sizeof "file:?immutable=1");
+    if (uri) {
+        char *w = uri + sprintf(uri, "file:");
+        for (const char *p = path; *p; p++)
+            w += (*p == '%' || *p == '?' || *p == '#') ? sprintf(w, "%%%02X", (unsigned char)*p) : (*w = *p, 1);
+        strcpy(w, "?immutable=1");
+        max = max_session(uri, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI);
+        free(uri);
+    }
     return max > 0 && max < 0x7fffffff ? (int)max + 1 : 0;
 }
 

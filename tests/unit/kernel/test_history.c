@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "history.h"
@@ -333,6 +334,49 @@ Test(history, locked_database_keeps_memory_history, .init = setup, .fini = teard
     json_decref(t);
     lp_history_free(h);
     sqlite3_close(other);
+}
+
+/* In a child that cannot write (root can write anywhere: the child becomes nobody): 0 when
+ * the read-only database gives a memory history numbered after the sessions it holds. */
+static int open_read_only_child(void)
+{
+    if (getuid() == 0 && setuid(65534) != 0)
+        return 2;
+    lp_history *h = lp_history_open(path, NULL);
+    if (lp_history_persistent(h))
+        return fprintf(stderr, "persistent on a read-only disk\n"), 1;
+    if (lp_history_session(h) != 2)
+        return fprintf(stderr, "session %d, not 2\n", lp_history_session(h)), 1;
+    if (lp_history_add(h, 1, "in memory") != 0)
+        return fprintf(stderr, "add failed\n"), 1;
+    json_t *t = lp_history_tail(h, 0, 0);
+    int n = (int)json_array_size(t);
+    json_decref(t);
+    lp_history_free(h);
+    return n == 1 ? 0 : (fprintf(stderr, "%d entries\n", n), 1);
+}
+
+Test(history, read_only_database_keeps_memory_history, .init = setup, .fini = teardown)
+{
+    lp_history *h = lp_history_open(path, NULL);
+    lp_history_add(h, 1, "on disk");
+    lp_history_free(h);
+    off_t before = file_size(path);
+    char parent[64];
+    snprintf(parent, sizeof parent, "/tmp/loupe-hist-%d", getpid());
+    cr_assert_eq(chmod(parent, 0755) | chmod(dir, 0555) | chmod(path, 0444), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(open_read_only_child());
+    int status = -1;
+    waitpid(pid, &status, 0);
+    chmod(dir, 0700);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
+    cr_assert_eq(file_size(path), before);
+    h = lp_history_open(path, NULL);
+    cr_assert_eq(count_all(h), 1, "the memory entry did not reach the file");
+    lp_history_free(h);
 }
 
 Test(history, two_handles_append_to_one_database, .init = setup, .fini = teardown)
