@@ -245,9 +245,9 @@ static int open_file(lp_history *h, char **why)
     if (rc == SQLITE_OK) {
         sqlite3_busy_timeout(h->db, h->busy_ms);
         /* auto_vacuum only takes effect before the first table: a new file shrinks when
-         * sessions are dropped. */
+         * sessions are dropped. The log is cut back to 4 MiB after a checkpoint. */
         rc = lp_history_exec(h->db, "PRAGMA auto_vacuum = INCREMENTAL; PRAGMA journal_mode = WAL;"
-                                    "PRAGMA synchronous = NORMAL");
+                                    "PRAGMA synchronous = NORMAL; PRAGMA journal_size_limit = 4194304");
     }
     if (rc == SQLITE_OK)
         rc = lp_history_exec(h->db, "BEGIN IMMEDIATE");
