@@ -193,14 +193,17 @@ int lp_history_trim(lp_history *h)
         char sql[96];
         snprintf(sql, sizeof sql, "SELECT min(session) FROM history WHERE session <> %d", h->session);
         rc = pragma_int(h->db, sql, &oldest);
-        if (rc == SQLITE_OK && oldest > 0)
+        if (rc == SQLITE_OK && oldest > 0) {
             rc = drop_session(h->db, oldest, h->session);
-        else if (rc == SQLITE_OK && !h->path) /* in memory: the session's oldest entries go */
+        } else if (rc == SQLITE_OK && !h->path) { /* in memory: the session's oldest entries go */
             rc = lp_history_exec(h->db, "DELETE FROM history WHERE id = (SELECT min(id) FROM history)"
                                         " AND (SELECT count(*) FROM history) > 1");
-        else
+            if (rc == SQLITE_OK && sqlite3_changes(h->db) == 0)
+                break; /* only the newest entry is left */
+        } else {
             break; /* on disk only the current session is left: it is kept whole */
-        if (rc != SQLITE_OK || sqlite3_changes(h->db) == 0)
+        }
+        if (rc != SQLITE_OK)
             break;
         dropped++;
     }
