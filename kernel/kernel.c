@@ -278,6 +278,12 @@ static void do_history(kernel *k, lp_msg *req)
                               get_bool(c, "unique", 0), output);
     else
         h = json_array();
+    if (!h) { /* the database failed (a damaged page, say) */
+        answer(k, LP_CH_SHELL, req, "history_reply",
+               json_pack("{s:s, s:s, s:s, s:[], s:[]}", "status", "error", "ename", "HistoryError", "evalue",
+                         lp_last_error(), "traceback", "history"));
+        return;
+    }
     answer(k, LP_CH_SHELL, req, "history_reply", json_pack("{s:s, s:o}", "status", "ok", "history", h));
 }
 

@@ -115,7 +115,7 @@ int lp_kernel_main(const char *connection_file)
 
     static const lp_transport sockets = {srv_reply, srv_publish, srv_next_shell, srv_input,
                                          srv_stop, srv_exit_soon, NULL};
-    lp_history *history = lp_history_open(NULL);
+    lp_history *history = lp_history_open(NULL, NULL);
     lp_kernel *k = lp_kernel_new(&sockets, history);
     if (!k) {
         fprintf(stderr, "loupe: %s\n", lp_last_error());

@@ -254,6 +254,29 @@ def start_kernel(name: str, env: dict | None = None, timeout: float = 60) -> Ker
     return k
 
 
+def write_history_jsonl(path: pathlib.Path, n_small: int, n_big: int = 0, big_bytes: int = 20 << 20,
+                        per_session: int = 100) -> None:
+    """Writes a history in the format before SQLite (what a long-time user has), which a kernel
+    imports at its start: n_small cells `small_<i> = <i>` in sessions of per_session lines,
+    then n_big cells of big_bytes each (a 20 MB string), each in a session of its own."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        for i in range(n_small):
+            f.write(json.dumps({"session": i // per_session + 1, "line": i % per_session + 1,
+                                "input": f"small_{i} = {i}"}) + "\n")
+        first = n_small // per_session + 2
+        for b in range(n_big):
+            head = f"big_{b} = '"
+            text = head + "x" * (big_bytes - len(head) - 1) + "'"
+            f.write(json.dumps({"session": first + b, "line": 1, "input": text}) + "\n")
+
+
+def rss_mb(pid: int) -> float:
+    import psutil
+
+    return psutil.Process(pid).memory_info().rss / 2**20
+
+
 # -- output helpers -----------------------------------------------------------------------
 def of_type(msgs: list[dict], *types: str) -> list[dict]:
     return [m for m in msgs if m["msg_type"] in types]

@@ -27,7 +27,7 @@ static void setup(void)
     int fd = mkstemp(hist_path);
     cr_assert_geq(fd, 0);
     close(fd);
-    hist = lp_history_open(hist_path);
+    hist = lp_history_open(hist_path, NULL); /* an empty file: a new SQLite database */
     k = lp_kernel_new(t_mock_transport(m), hist);
     cr_assert_not_null(k);
     cr_assert_geq(lp_streams_start(lp_kernel_stream, k, 0), 0); /* no fd capture: output of print only */
@@ -39,6 +39,9 @@ static void teardown(void)
     lp_kernel_free(k);
     lp_history_free(hist);
     unlink(hist_path);
+    char side[80];
+    snprintf(side, sizeof side, "%s-wal", hist_path), unlink(side);
+    snprintf(side, sizeof side, "%s-shm", hist_path), unlink(side);
     t_mock_free(m);
     lp_interrupt_clear();
 }
