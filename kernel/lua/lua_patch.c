@@ -125,11 +125,13 @@ static double eval_metric(lua_State *L, const metric *mt, int lt, int row)
     }
     lua_pushvalue(L, mt->fn);
     lp_lua_push_tensor(L, lg->shape[0] == 1 ? lp_tensor_alias(lg) : lp_tensor_slice(lg, 0, row, row + 1, 1));
-    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    int st = lua_pcall(L, 1, 1, 0);
+    if (st != LUA_OK) {
         if (lp_interrupted())
-            luaL_error(L, "interrupted");
+            lp_lua_raise(L, LP_ERR_INTERRUPTED, "interrupted");
+        lp_err code = lp_lua_caught_code(L, st, -1);
         const char *msg = luaL_tolstring(L, -1, NULL);
-        luaL_error(L, "patch_sweep: metric: %s", msg);
+        lp_lua_raise(L, code, "patch_sweep: metric: %s", msg);
     }
     int ok;
     double v = lua_tonumberx(L, -1, &ok);
@@ -183,7 +185,7 @@ static void check_interrupt(lua_State *L, sweep_progress *p, double done, double
 {
     if (lp_interrupted()) {
         progress(L, p, done, total, -1); /* the state it stopped at, not finished */
-        luaL_error(L, "interrupted");
+        lp_lua_raise(L, LP_ERR_INTERRUPTED, "interrupted");
     }
 }
 
@@ -270,7 +272,8 @@ int lp_lua_model_patch_sweep(lua_State *L)
     lua_setiuservalue(L, -2, 1);
     lp_run_opts copts = {NULL, 0, 0, keep_kind, suffix};
     if (lp_model_run(u->m, clean, 1, T, &copts, &cr->run) < 0)
-        return lp_interrupted() ? luaL_error(L, "interrupted") : lp_lua_backend_error(L, "patch_sweep");
+        return lp_interrupted() ? lp_lua_raise(L, LP_ERR_INTERRUPTED, "interrupted")
+                                : lp_lua_backend_error(L, "patch_sweep");
     cr->B = 1, cr->T = T;
     lp_lua_push_tensor(L, lp_tensor_alias(cr->run.logits));
     double m_clean = eval_metric(L, &mt, lua_gettop(L), 0);
@@ -282,7 +285,8 @@ int lp_lua_model_patch_sweep(lua_State *L)
     lua_pushvalue(L, 1);
     lua_setiuservalue(L, -2, 1);
     if (lp_model_run(u->m, corrupt, 1, T, &copts, &xr->run) < 0)
-        return lp_interrupted() ? luaL_error(L, "interrupted") : lp_lua_backend_error(L, "patch_sweep");
+        return lp_interrupted() ? lp_lua_raise(L, LP_ERR_INTERRUPTED, "interrupted")
+                                : lp_lua_backend_error(L, "patch_sweep");
     xr->B = 1, xr->T = T;
     lp_lua_push_tensor(L, lp_tensor_alias(xr->run.logits));
     double m_corrupt = eval_metric(L, &mt, lua_gettop(L), 0);

@@ -1,6 +1,6 @@
 /* Test-only stand-ins for the kernel's Lua helpers (kernel/lua/lua_api.h), so that the tensor
  * bindings can be tested without the kernel: docstrings go to a registry table, errors are
- * raised as plain Lua errors, publishing is refused. */
+ * raised by the real kernel/lua/lua_error.c, publishing is refused. */
 #include <lauxlib.h>
 
 #include "core/error.h"
@@ -28,13 +28,6 @@ void lp_lua_setfunc(lua_State *L, int t, const char *name, lua_CFunction f, cons
     lua_pushcfunction(L, f);
     lp_lua_setdoc(L, -1, doc);
     lua_setfield(L, t, name);
-}
-
-int lp_lua_backend_error(lua_State *L, const char *what)
-{
-    if (what)
-        return luaL_error(L, "%s: %s", what, lp_last_error());
-    return luaL_error(L, "%s", lp_last_error());
 }
 
 int lp_lua_publish(lua_State *L, json_t *bundle, const char *display_id, int update)

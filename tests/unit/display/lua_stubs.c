@@ -40,13 +40,6 @@ void lp_lua_setfunc(lua_State *L, int t, const char *name, lua_CFunction f, cons
     lua_setfield(L, t, name);
 }
 
-int lp_lua_backend_error(lua_State *L, const char *what)
-{
-    if (what)
-        return luaL_error(L, "%s: %s", what, lp_last_error());
-    return luaL_error(L, "%s", lp_last_error());
-}
-
 int lp_lua_publish(lua_State *L, json_t *bundle, const char *display_id, int update)
 {
     if (!json_is_object(bundle)) {
