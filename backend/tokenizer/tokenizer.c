@@ -217,6 +217,8 @@ static int encode_plain(enc *e, const char *s, size_t len)
     int cur = 0;
     lp_buf_reset(&e->arena[0]);
     lp_buf_append(&e->arena[0], s, len);
+    if (e->arena[0].oom)
+        return -1; /* the error is set */
     e->sp[0].n = 0;
     if (spans_push(&e->sp[0], 0, len) < 0)
         return -1;
