@@ -26,13 +26,14 @@ static void *cpu_alloc(size_t nbytes, const char *what)
     char b[32];
     if (pages > 0 && psize > 0 && nbytes / (size_t)psize > (size_t)pages) {
         char m[32];
-        lp_set_error("cannot allocate %s for %s (the machine has %s)", lp_format_bytes(nbytes, b, sizeof b), what,
-                     lp_format_bytes((size_t)pages * (size_t)psize, m, sizeof m));
+        lp_set_error_code(LP_ERR_NOMEM, "cannot allocate %s for %s (the machine has %s)",
+                          lp_format_bytes(nbytes, b, sizeof b), what,
+                          lp_format_bytes((size_t)pages * (size_t)psize, m, sizeof m));
         return NULL;
     }
     void *p = NULL;
-    if (posix_memalign(&p, 64, nbytes ? nbytes : 64) != 0) {
-        lp_set_error("cannot allocate %s for %s", lp_format_bytes(nbytes, b, sizeof b), what);
+    if (lp_alloc_fail_now() || posix_memalign(&p, 64, nbytes ? nbytes : 64) != 0) {
+        lp_set_error_code(LP_ERR_NOMEM, "cannot allocate %s for %s", lp_format_bytes(nbytes, b, sizeof b), what);
         return NULL;
     }
     return p;
@@ -156,7 +157,7 @@ const lp_backend *lp_backend_get(lp_device dev)
     }
     cuda_probe();
     if (cuda_state < 0) {
-        lp_set_error("CUDA is not available: %s", cuda_reason);
+        lp_set_error_code(LP_ERR_DEVICE, "CUDA is not available: %s", cuda_reason);
         return NULL;
     }
     return cuda_be;

@@ -22,7 +22,7 @@ json_t *lp_bundle_new(const char *text)
     json_t *b = json_object();
     if (!b || lp_bundle_set(b, "text/plain", text ? text : "") != 0) {
         json_decref(b);
-        lp_set_error("cannot allocate a display bundle");
+        lp_set_error_code(LP_ERR_NOMEM, "cannot allocate a display bundle");
         return NULL;
     }
     return b;
@@ -36,7 +36,7 @@ int lp_bundle_set(json_t *b, const char *mime, const char *str)
     json_t *v = json_string(s);
     free(s);
     if (!v || json_object_set_new(b, mime, v) != 0)
-        return lp_set_error("cannot allocate a display bundle");
+        return lp_set_error_code(LP_ERR_NOMEM, "cannot allocate a display bundle");
     return 0;
 }
 

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "bundle.h"
+#include "core/error.h"
 #include "figure.h"
 #include "figures.h"
 #include "html.h"
@@ -53,7 +54,7 @@ json_t *lp_display_table(const char *title, const char *const *header, const cha
     if (cols == 0 || (rows == 0 && !header) || (rows && !cells))
         return lp_bundle_nothing(title && *title ? title : "table");
     size_t nr = rows > MAX_ROWS ? MAX_ROWS : rows;
-    size_t *w = calloc(cols, sizeof *w);
+    size_t *w = lp_calloc(cols, sizeof *w, "a table");
     if (!w)
         return NULL;
     for (size_t j = 0; j < cols; j++) {

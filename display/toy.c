@@ -183,12 +183,12 @@ fail:
 json_t *lp_display_toy_summary(const lp_toy_model *t, const float *last_loss)
 {
     int n = t->n, m = t->m, I = t->instances;
-    float *scr = malloc(((size_t)I * n * n + 2 * (size_t)n) * sizeof *scr);
-    char(*titles)[32] = malloc((size_t)I * sizeof *titles);
-    const char **tp = malloc((size_t)I * sizeof *tp);
+    float *scr = lp_malloc(((size_t)I * n * n + 2 * (size_t)n) * sizeof *scr, "a toy model's summary");
+    char(*titles)[32] = lp_malloc((size_t)I * sizeof *titles, "a toy model's summary");
+    const char **tp = lp_malloc((size_t)I * sizeof *tp, "a toy model's summary");
     json_t *b = NULL;
     if (!scr || !titles || !tp) {
-        lp_set_error("cannot allocate the summary of a toy model");
+        lp_set_error_code(LP_ERR_NOMEM, "cannot allocate the summary of a toy model");
         free(scr);
         free(titles);
         free(tp);

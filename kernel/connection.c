@@ -85,7 +85,7 @@ int lp_conn_parse(lp_conn *c, const char *text, size_t len)
     }
     c->key = strdup(key ? json_string_value(key) : "");
     if (!c->key) {
-        lp_set_error("out of memory");
+        lp_set_error_code(LP_ERR_NOMEM, "out of memory");
         goto done;
     }
     c->has_curve = json_object_get(root, "curve_publickey") != NULL ||
@@ -103,7 +103,7 @@ int lp_conn_load(lp_conn *c, const char *path)
     memset(c, 0, sizeof *c);
     FILE *f = fopen(path, "rb");
     if (!f)
-        return lp_set_error("cannot open connection file %s: %s", path, strerror(errno));
+        return lp_set_error_code(LP_ERR_IO, "cannot open connection file %s: %s", path, strerror(errno));
     char *data = NULL;
     size_t len = 0, cap = 0;
     for (;;) {
@@ -118,7 +118,7 @@ int lp_conn_load(lp_conn *c, const char *path)
             if (!p) {
                 fclose(f);
                 free(data);
-                return lp_set_error("out of memory reading %s", path);
+                return lp_set_error_code(LP_ERR_NOMEM, "out of memory reading %s", path);
             }
             data = p;
         }
@@ -131,7 +131,7 @@ int lp_conn_load(lp_conn *c, const char *path)
     fclose(f);
     if (err) {
         free(data);
-        return lp_set_error("cannot read connection file %s", path);
+        return lp_set_error_code(LP_ERR_IO, "cannot read connection file %s", path);
     }
     int rc = lp_conn_parse(c, data ? data : "", len);
     free(data);

@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "core/interrupt.h"
+#include "lua/lua_api.h"
 #include "util.h"
 
 #define KERNEL_RESERVE ((size_t)64 << 20) /* memory the kernel may use past the user limit */
@@ -82,7 +83,7 @@ static void interrupt_hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
     if (lp_interrupted())
-        luaL_error(L, "interrupted");
+        lp_lua_raise(L, LP_ERR_INTERRUPTED, "interrupted");
 }
 
 /* ---- set-up ----------------------------------------------------------------------------- */
@@ -91,7 +92,7 @@ lp_interp *lp_interp_new(const lp_io *io, size_t memory_limit)
 {
     lp_interp *I = calloc(1, sizeof *I);
     if (!I) {
-        lp_set_error("out of memory");
+        lp_set_error_code(LP_ERR_NOMEM, "out of memory");
         return NULL;
     }
     I->io = *io;
@@ -154,9 +155,11 @@ int lp_interp_protect(lp_interp *I, void (*fn)(lua_State *L, void *arg), void *a
 
 /* ---- errors ----------------------------------------------------------------------------- */
 
-/* Message handler: returns {message, traceback}. */
+/* Message handler: returns {message, traceback, code}; code is the lp_err of an error a
+ * binding raised (lua_api.h), read here before anything else can raise another. */
 static int msgh(lua_State *L)
 {
+    lp_err code = lp_lua_error_code(L, 1);
     lp_buf b = LP_BUF_INIT;
     if (lua_type(L, 1) == LUA_TSTRING) {
         size_t n;
@@ -176,6 +179,8 @@ static int msgh(lua_State *L)
     lua_rawseti(L, -2, 1);
     luaL_traceback(L, L, NULL, 1);
     lua_rawseti(L, -2, 2);
+    lua_pushinteger(L, code);
+    lua_rawseti(L, -2, 3);
     lp_buf_free(&b);
     return 1;
 }
@@ -221,12 +226,22 @@ static void set_error(lp_exec_result *res, const char *ename, const char *evalue
     }
 }
 
-static const char *classify(const char *msg)
+/* The name of an error raised while a cell ran, by its code (see interp.h). */
+static const char *classify(lp_err code, const char *msg)
 {
     if (lp_interrupted())
         return "KeyboardInterrupt";
-    if (strstr(msg, "not enough memory") || strstr(msg, "cannot allocate"))
-        return "MemoryError";
+    switch (code) {
+    case LP_ERR_NOMEM: return "MemoryError";
+    case LP_ERR_INTERRUPTED: return "KeyboardInterrupt";
+    case LP_ERR_IO: return "OSError";
+    case LP_ERR_FORMAT: return "ValueError";
+    case LP_ERR_DEVICE:
+    case LP_ERR_INTERNAL: return "RuntimeError";
+    case LP_ERR_INPUT: return "LuaError"; /* as the bindings' own argument checks */
+    case LP_ERR_NONE: break;
+    }
+    /* Lua's own error, a string with no code: its stack overflow is the one told by its text */
     if (strstr(msg, "stack overflow"))
         return "RecursionError";
     return "LuaError";
@@ -258,15 +273,19 @@ static int run_protected(lp_interp *I, lp_exec_result *res)
         return -1;
     }
     const char *msg = "error", *tb = NULL;
+    lp_err code = LP_ERR_NONE;
     if (lua_istable(L, -1)) {
         lua_rawgeti(L, -1, 1);
         lua_rawgeti(L, -2, 2);
+        lua_rawgeti(L, -3, 3);
+        code = (lp_err)lua_tointeger(L, -1);
+        lua_pop(L, 1);
         msg = lua_tostring(L, -2);
         tb = lua_tostring(L, -1);
     } else if (lua_isstring(L, -1)) {
         msg = lua_tostring(L, -1);
     }
-    const char *ename = classify(msg ? msg : "");
+    const char *ename = classify(code, msg ? msg : "");
     if (strcmp(ename, "KeyboardInterrupt") == 0)
         msg = "interrupted";
     set_error(res, ename, msg ? msg : "error", tb);
@@ -313,7 +332,8 @@ static int blank_or_comment(const char *s)
 /* Loads code so that its last statement, when it is an expression, is returned. Tries the
  * split at each line start from the bottom: `prefix .. "return " .. suffix` must compile
  * and so must the suffix alone as an expression list. Pushes the chunk and returns 1 when
- * it returns a value, 0 when it is plain statements, -1 on a syntax error (message pushed). */
+ * it returns a value, 0 when it is plain statements, -1 on a syntax error, -2 when memory ran out
+ * (message pushed). */
 static int load_cell(lua_State *L, const char *code, const char *chunkname, int want_result)
 {
     size_t len = strlen(code);
@@ -350,8 +370,9 @@ static int load_cell(lua_State *L, const char *code, const char *chunkname, int 
         }
         lp_buf_free(&b);
     }
-    if (luaL_loadbufferx(L, code, len, chunkname, "t") != LUA_OK)
-        return -1;
+    int st = luaL_loadbufferx(L, code, len, chunkname, "t");
+    if (st != LUA_OK)
+        return st == LUA_ERRMEM ? -2 : -1;
     return 0;
 }
 
@@ -375,6 +396,7 @@ void lp_interp_execute(lp_interp *I, const char *code, int count, int want_resul
     memset(res, 0, sizeof *res);
     res->ok = 1;
     lp_interrupt_clear();
+    lp_lua_error_forget(L);
     char chunk[64];
     if (count > 0)
         snprintf(chunk, sizeof chunk, "=In [%d]", count);
@@ -388,8 +410,7 @@ void lp_interp_execute(lp_interp *I, const char *code, int count, int want_resul
     free(stripped);
     if (kind < 0) {
         const char *msg = lua_tostring(L, -1);
-        int mem = msg && strstr(msg, "not enough memory");
-        set_error(res, mem ? "MemoryError" : "SyntaxError", msg ? msg : "syntax error", NULL);
+        set_error(res, kind == -2 ? "MemoryError" : "SyntaxError", msg ? msg : "syntax error", NULL);
         lua_settop(L, top);
         return;
     }

@@ -28,6 +28,24 @@ typedef struct lp_io {
 
 typedef struct lp_interp lp_interp;
 
+/* The name of an error (ename), told by how it was raised, never by its text's wording:
+ *   SyntaxError        the cell does not compile
+ *   MemoryError        Lua's values reached their limit (LUA_ERRMEM), or a backend error with
+ *                      code LP_ERR_NOMEM (host or GPU memory)
+ *   KeyboardInterrupt  the interrupt flag is up, or LP_ERR_INTERRUPTED
+ *   OSError            LP_ERR_IO: a file or folder could not be opened, read or written
+ *   ValueError         LP_ERR_FORMAT: a corrupt or unsupported file (a bad safetensors header,
+ *                      config.json, tokenizer or token file), as Python's parsers name it
+ *   RuntimeError       LP_ERR_DEVICE (CUDA, cuBLAS, no GPU) and LP_ERR_INTERNAL, as PyTorch
+ *                      names CUDA failures
+ *   RecursionError     Lua's own "stack overflow" (the one error told by its text: Lua gives no
+ *                      other sign of it)
+ *   LuaError           any other error: error(...) in a cell, a binding's argument check, and a
+ *                      backend error with LP_ERR_INPUT (a bad argument, shape or name: the
+ *                      backend's default code), which is the same kind of mistake whichever
+ *                      layer caught it
+ * A backend code reaches the interpreter through lp_lua_backend_error / lp_lua_raise
+ * (lua/lua_api.h). */
 typedef struct lp_exec_result {
     int ok;              /* 1 = success */
     json_t *result;      /* the displayed value as a MIME bundle, or NULL (owned) */

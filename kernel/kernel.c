@@ -428,7 +428,7 @@ lp_kernel *lp_kernel_new(const lp_transport *t, lp_history *history)
 {
     kernel *k = calloc(1, sizeof *k);
     if (!k) {
-        lp_set_error("out of memory");
+        lp_set_error_code(LP_ERR_NOMEM, "out of memory");
         return NULL;
     }
     k->t = *t;

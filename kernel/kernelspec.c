@@ -20,11 +20,11 @@ static int mkdir_p(const char *path)
             continue;
         *p = '\0';
         if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-            return lp_set_error("cannot create %s: %s", buf, strerror(errno));
+            return lp_set_error_code(LP_ERR_IO, "cannot create %s: %s", buf, strerror(errno));
         *p = '/';
     }
     if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-        return lp_set_error("cannot create %s: %s", buf, strerror(errno));
+        return lp_set_error_code(LP_ERR_IO, "cannot create %s: %s", buf, strerror(errno));
     return 0;
 }
 
@@ -34,10 +34,10 @@ static int write_file(const char *dir, const char *name, const void *data, size_
     snprintf(path, sizeof path, "%s/%s", dir, name);
     FILE *f = fopen(path, "wb");
     if (!f)
-        return lp_set_error("cannot write %s: %s", path, strerror(errno));
+        return lp_set_error_code(LP_ERR_IO, "cannot write %s: %s", path, strerror(errno));
     size_t w = fwrite(data, 1, n, f);
     if (fclose(f) != 0 || w != n)
-        return lp_set_error("cannot write %s", path);
+        return lp_set_error_code(LP_ERR_IO, "cannot write %s", path);
     return 0;
 }
 
@@ -53,11 +53,11 @@ int lp_kernelspec_install(const lp_kernelspec_opts *o, char *dir, size_t cap)
     char exe[PATH_MAX];
     if (o->exe) {
         if (!realpath(o->exe, exe))
-            return lp_set_error("cannot find %s: %s", o->exe, strerror(errno));
+            return lp_set_error_code(LP_ERR_IO, "cannot find %s: %s", o->exe, strerror(errno));
     } else {
         ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
         if (n < 0)
-            return lp_set_error("cannot find the loupe executable: %s", strerror(errno));
+            return lp_set_error_code(LP_ERR_IO, "cannot find the loupe executable: %s", strerror(errno));
         exe[n] = '\0';
     }
     if (o->prefix) {
@@ -89,7 +89,7 @@ int lp_kernelspec_install(const lp_kernelspec_opts *o, char *dir, size_t cap)
     char *text = spec ? json_dumps(spec, JSON_INDENT(2)) : NULL;
     json_decref(spec);
     if (!text)
-        return lp_set_error("out of memory");
+        return lp_set_error_code(LP_ERR_NOMEM, "out of memory");
     int rc = write_file(dir, "kernel.json", text, strlen(text));
     free(text);
     if (rc < 0)
@@ -101,7 +101,7 @@ int lp_kernelspec_install(const lp_kernelspec_opts *o, char *dir, size_t cap)
         size_t n;
         unsigned char *png = lp_logo_png(sizes[i], &n);
         if (!png)
-            return lp_set_error("out of memory drawing the logo");
+            return lp_set_error_code(LP_ERR_NOMEM, "out of memory drawing the logo");
         char fname[32];
         snprintf(fname, sizeof fname, "logo-%dx%d.png", sizes[i], sizes[i]);
         rc = write_file(dir, fname, png, n);

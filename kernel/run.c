@@ -75,7 +75,7 @@ static char *read_all(const char *path)
 {
     FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
     if (!f) {
-        lp_set_error("cannot open %s: %s", path, strerror(errno));
+        lp_set_error_code(LP_ERR_IO, "cannot open %s: %s", path, strerror(errno));
         return NULL;
     }
     lp_buf b = LP_BUF_INIT;
@@ -89,7 +89,7 @@ static char *read_all(const char *path)
     if (s && strlen(s) != 0 && memchr(s, '\0', strlen(s)) == NULL)
         return s;
     if (!s)
-        lp_set_error("out of memory reading %s", path);
+        lp_set_error_code(LP_ERR_NOMEM, "out of memory reading %s", path);
     return s;
 }
 

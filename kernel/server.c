@@ -380,7 +380,7 @@ static void *bind_socket(void *ctx, int type, const lp_conn *c, int ch)
     const char *name = lp_channel_names[ch];
     void *sock = zmq_socket(ctx, type);
     if (!sock) {
-        lp_set_error("cannot create the %s socket: %s", name, zmq_strerror(errno));
+        lp_set_error_code(LP_ERR_IO, "cannot create the %s socket: %s", name, zmq_strerror(errno));
         return NULL;
     }
     int linger = 1000, one = 1, hwm = 0; /* hwm 0: never drop published output on a slow subscriber */
@@ -392,7 +392,7 @@ static void *bind_socket(void *ctx, int type, const lp_conn *c, int ch)
     char ep[320];
     lp_conn_endpoint(c, ch, ep, sizeof ep);
     if (zmq_bind(sock, ep) < 0) {
-        lp_set_error("cannot bind the %s socket to %s: %s", name, ep, zmq_strerror(errno));
+        lp_set_error_code(LP_ERR_IO, "cannot bind the %s socket to %s: %s", name, ep, zmq_strerror(errno));
         goto fail;
     }
     return sock;
@@ -440,7 +440,7 @@ lp_server *lp_server_start(const lp_conn *c, const char *session, lp_handler she
     }
     lp_server *s = calloc(1, sizeof *s);
     if (!s) {
-        lp_set_error("out of memory");
+        lp_set_error_code(LP_ERR_NOMEM, "out of memory");
         return NULL;
     }
     pthread_mutex_init(&s->pub_lock, NULL);
@@ -595,7 +595,7 @@ int lp_server_input(lp_server *s, const lp_msg *req, const char *prompt, int pas
     zmq_pollitem_t it = {sock, 0, ZMQ_POLLIN, 0};
     for (;;) {
         if (lp_interrupted())
-            return lp_set_error("interrupted");
+            return lp_set_error_code(LP_ERR_INTERRUPTED, "interrupted");
         if (atomic_load(&s->stop))
             return lp_set_error("the kernel is shutting down");
         int n = zmq_poll(&it, 1, 50);

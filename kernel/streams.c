@@ -161,16 +161,16 @@ int lp_streams_start(lp_stream_publish fn, void *ud, int capture)
         fflush(stderr);
         S.saved_err = fcntl(2, F_DUPFD_CLOEXEC, 3);
         if (S.saved_err < 0)
-            return lp_set_error("cannot duplicate stderr: %s", strerror(errno));
+            return lp_set_error_code(LP_ERR_IO, "cannot duplicate stderr: %s", strerror(errno));
         log_fd = S.saved_err;
         for (int w = 1; w <= 2; w++) {
             int p[2];
             if (pipe2(p, O_CLOEXEC) < 0)
-                return lp_set_error("cannot create a pipe for fd %d: %s", w, strerror(errno));
+                return lp_set_error_code(LP_ERR_IO, "cannot create a pipe for fd %d: %s", w, strerror(errno));
             fcntl(p[0], F_SETPIPE_SZ, 1 << 20);
             fcntl(p[0], F_SETFL, fcntl(p[0], F_GETFL) | O_NONBLOCK);
             if (dup2(p[1], w) < 0)
-                return lp_set_error("cannot redirect fd %d: %s", w, strerror(errno));
+                return lp_set_error_code(LP_ERR_IO, "cannot redirect fd %d: %s", w, strerror(errno));
             close(p[1]);
             S.pipe_rd[w] = p[0];
         }

@@ -14,13 +14,13 @@ int lp_frames_push(lp_frames *f, const void *data, size_t len)
         size_t cap = f->cap ? f->cap * 2 : 8;
         lp_bytes *v = realloc(f->v, cap * sizeof *v);
         if (!v)
-            return lp_set_error("out of memory for message frames");
+            return lp_set_error_code(LP_ERR_NOMEM, "out of memory for message frames");
         f->v = v;
         f->cap = cap;
     }
     char *p = malloc(len + 1);
     if (!p)
-        return lp_set_error("out of memory for a message frame of %zu bytes", len);
+        return lp_set_error_code(LP_ERR_NOMEM, "out of memory for a message frame of %zu bytes", len);
     if (len)
         memcpy(p, data, len);
     p[len] = '\0';
@@ -50,7 +50,7 @@ int lp_signer_init(lp_signer *s, const char *scheme, const char *key)
     s->keylen = strlen(key);
     s->key = strdup(key);
     if (!s->key)
-        return lp_set_error("out of memory");
+        return lp_set_error_code(LP_ERR_NOMEM, "out of memory");
     s->md = s->keylen ? md : NULL;
     if (s->md) {
         s->mac = EVP_MAC_fetch(NULL, "HMAC", NULL);

@@ -21,10 +21,8 @@ static bool lp_buf_reserve(lp_buf *b, size_t extra)
     size_t cap = b->cap ? b->cap : 64;
     while (cap < need)
         cap *= 2;
-    char *p = realloc(b->data, cap);
+    char *p = lp_realloc(b->data, cap, "a string");
     if (!p) {
-        char s[32];
-        lp_set_error("cannot allocate %s for a string", lp_format_bytes(cap, s, sizeof s));
         b->oom = true;
         return false;
     }

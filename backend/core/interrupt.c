@@ -13,6 +13,6 @@ bool lp_interrupted(void) { return atomic_load_explicit(&lp_interrupt_flag, memo
 int lp_interrupt_check(void)
 {
     if (lp_interrupted())
-        return lp_set_error("interrupted");
+        return lp_set_error_code(LP_ERR_INTERRUPTED, "interrupted");
     return 0;
 }

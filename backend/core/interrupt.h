@@ -11,7 +11,8 @@ void lp_interrupt_request(void); /* async-signal-safe */
 void lp_interrupt_clear(void);
 bool lp_interrupted(void);
 
-/* For loops: returns -1 with the error "interrupted" set when the flag is up, else 0.
+/* For loops: returns -1 with the error "interrupted" (code LP_ERR_INTERRUPTED) set when the
+ * flag is up, else 0.
  *   for (...) { if (lp_interrupt_check() < 0) goto fail; ... } */
 int lp_interrupt_check(void);
 

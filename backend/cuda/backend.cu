@@ -30,8 +30,8 @@ static void *cu_alloc(size_t nbytes, const char *what)
         size_t free_b = 0, total = 0;
         cudaMemGetInfo(&free_b, &total);
         char f[32];
-        lp_set_error("cannot allocate %s for %s on the GPU (%s free)", lp_format_bytes(nbytes, b, sizeof b), what,
-                     lp_format_bytes(free_b, f, sizeof f));
+        lp_set_error_code(LP_ERR_NOMEM, "cannot allocate %s for %s on the GPU (%s free)",
+                          lp_format_bytes(nbytes, b, sizeof b), what, lp_format_bytes(free_b, f, sizeof f));
         return NULL;
     }
     return p;
@@ -59,7 +59,10 @@ static int cu_sync(void) { return cuda_check(cudaDeviceSynchronize(), "synchroni
 
 static int blas_check(cublasStatus_t s, const char *what)
 {
-    return s == CUBLAS_STATUS_SUCCESS ? 0 : lp_set_error("cublas: %s failed (status %d)", what, (int)s);
+    return s == CUBLAS_STATUS_SUCCESS
+               ? 0
+               : lp_set_error_code(s == CUBLAS_STATUS_ALLOC_FAILED ? LP_ERR_NOMEM : LP_ERR_DEVICE,
+                                   "cublas: %s failed (status %d)", what, (int)s);
 }
 
 // Row-major Z (m,n) = alpha op(X) (m,k) @ op(Y) (k,n) + beta Z, `batch` times with element

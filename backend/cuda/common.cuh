@@ -11,12 +11,14 @@ extern "C" {
 }
 #include "ops/ops.h"
 
-// 0, or -1 with "cuda: <what>: <error>" set.
+// 0, or -1 with "cuda: <what>: <error>" set (LP_ERR_NOMEM when the GPU's memory ran out,
+// else LP_ERR_DEVICE).
 static inline int cuda_check(cudaError_t e, const char *what)
 {
     if (e == cudaSuccess)
         return 0;
-    return lp_set_error("cuda: %s: %s", what, cudaGetErrorString(e));
+    return lp_set_error_code(e == cudaErrorMemoryAllocation ? LP_ERR_NOMEM : LP_ERR_DEVICE, "cuda: %s: %s", what,
+                             cudaGetErrorString(e));
 }
 #define LAUNCHED(what) cuda_check(cudaGetLastError(), what)
 

@@ -54,7 +54,7 @@ static int attention_backward(float *dq, float *dk, float *dv, const float *dout
     if (cudaMalloc((void **)&datt, (size_t)B * NH * TT * sizeof(float) + 4) != cudaSuccess) {
         cudaGetLastError();
         char b[32];
-        return lp_set_error("cannot allocate %s for attention backward scratch on the GPU",
+        return lp_set_error_code(LP_ERR_NOMEM, "cannot allocate %s for attention backward scratch on the GPU",
                             lp_format_bytes((size_t)B * NH * TT * sizeof(float), b, sizeof b));
     }
     int rc = -1;

@@ -79,7 +79,7 @@ lp_dataset *lp_dataset_from_files(const lp_tokenizer *t, const char *const *path
         int rc = lp_tokenizer_encode(t, text, len, 0, &ids, &k);
         free(text);
         if (rc < 0) {
-            lp_set_error("%s: %s", paths[f], lp_last_error());
+            lp_error_prefix("%s: ", paths[f]);
             goto fail;
         }
         size_t need = n + k + 1;
@@ -87,11 +87,12 @@ lp_dataset *lp_dataset_from_files(const lp_tokenizer *t, const char *const *path
             size_t nc = cap ? cap : 1024;
             while (nc < need)
                 nc *= 2;
-            int32_t *na = realloc(all, nc * sizeof *na);
+            int32_t *na = lp_realloc(all, nc * sizeof *na, "a dataset's tokens");
             if (!na) {
                 free(ids);
                 char b[32];
-                lp_set_error("cannot allocate %s for the tokens of %s", lp_format_bytes(nc * 4, b, sizeof b), paths[f]);
+                lp_set_error_code(LP_ERR_NOMEM, "cannot allocate %s for the tokens of %s",
+                                  lp_format_bytes(nc * 4, b, sizeof b), paths[f]);
                 goto fail;
             }
             all = na;
@@ -170,9 +171,11 @@ int lp_dataset_split(const lp_dataset *d, double val_fraction, lp_dataset **trai
 int lp_dataset_batch(const lp_dataset *d, lp_rng *g, int64_t B, int64_t ctx, int32_t *inputs, int32_t *targets)
 {
     if (B < 1 || ctx < 1)
-        return lp_set_error("batch size and context must be at least 1 (got %lld and %lld)", (long long)B, (long long)ctx);
+        return lp_set_error("batch size and context must be at least 1 (got %lld and %lld)", (long long)B,
+                            (long long)ctx);
     if ((uint64_t)ctx + 1 > d->n)
-        return lp_set_error("the dataset has %zu tokens: too few for a window of context %lld + 1", d->n, (long long)ctx);
+        return lp_set_error("the dataset has %zu tokens: too few for a window of context %lld + 1", d->n,
+                            (long long)ctx);
     const int32_t *ids = lp_dataset_ids(d);
     uint64_t starts = d->n - (uint64_t)ctx; /* windows [s, s + ctx] with s in [0, n - ctx - 1] */
     for (int64_t b = 0; b < B; b++) {

@@ -48,25 +48,25 @@ int lp_text_read_file(const char *path, char **text, size_t *len)
     *len = 0;
     struct stat st;
     if (stat(path, &st) != 0)
-        return lp_set_error("%s: %s", path, strerror(errno));
+        return lp_set_error_code(LP_ERR_IO, "%s: %s", path, strerror(errno));
     if (S_ISDIR(st.st_mode))
-        return lp_set_error("%s: is a folder, not a text file", path);
+        return lp_set_error_code(LP_ERR_IO, "%s: is a folder, not a text file", path);
     FILE *f = fopen(path, "rb");
     if (!f)
-        return lp_set_error("%s: %s", path, strerror(errno));
+        return lp_set_error_code(LP_ERR_IO, "%s: %s", path, strerror(errno));
     size_t cap = st.st_size > 0 ? (size_t)st.st_size + 1 : 4096, n = 0;
     char *buf = lp_malloc(cap, "a text file");
     if (!buf) {
         fclose(f);
-        return lp_set_error("%s: %s", path, lp_last_error());
+        return lp_error_prefix("%s: ", path);
     }
     for (;;) {
         if (n + 1 >= cap) {
-            char *nb = realloc(buf, cap * 2);
+            char *nb = lp_realloc(buf, cap * 2, "a text file");
             if (!nb) {
                 free(buf);
                 fclose(f);
-                return lp_set_error("%s: cannot allocate memory for its contents", path);
+                return lp_set_error_code(LP_ERR_NOMEM, "%s: cannot allocate memory for its contents", path);
             }
             buf = nb;
             cap *= 2;
@@ -80,7 +80,7 @@ int lp_text_read_file(const char *path, char **text, size_t *len)
     fclose(f);
     if (err) {
         free(buf);
-        return lp_set_error("%s: read error", path);
+        return lp_set_error_code(LP_ERR_IO, "%s: read error", path);
     }
     buf[n] = 0;
     if (n == 0) {

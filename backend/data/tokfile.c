@@ -22,7 +22,7 @@ lp_dataset *lp_dataset_load_tokens(const char *path)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
-        lp_set_error("%s: %s", path, strerror(errno));
+        lp_set_error_code(LP_ERR_IO, "%s: %s", path, strerror(errno));
         return NULL;
     }
     int32_t *ids = NULL;
@@ -32,7 +32,7 @@ lp_dataset *lp_dataset_load_tokens(const char *path)
     long fsize = ftell(f);
     fseek(f, 0, SEEK_SET);
     if (fsize < 0) {
-        lp_set_error("%s: cannot tell its size", path);
+        lp_set_error_code(LP_ERR_IO, "%s: cannot tell its size", path);
         goto fail;
     }
     size_t got = fread(h, 1, 32, f);
@@ -43,37 +43,42 @@ lp_dataset *lp_dataset_load_tokens(const char *path)
         count = rd64(h + 16);
         hdr = 32;
         if (version != 1) {
-            lp_set_error("%s: token file version %u is not supported (this build reads version 1)", path, version);
+            lp_set_error_code(LP_ERR_FORMAT, "%s: token file version %u is not supported (this build reads version 1)",
+                              path, version);
             goto fail;
         }
         if (width != 2 && width != 4) {
-            lp_set_error("%s: corrupt token file: token width %llu (must be 2 or 4)", path, (unsigned long long)width);
+            lp_set_error_code(LP_ERR_FORMAT, "%s: corrupt token file: token width %llu (must be 2 or 4)", path,
+                              (unsigned long long)width);
             goto fail;
         }
     } else if (got >= 12 && rd32(h) == LLMC_MAGIC) {
         if (fread(h + 32, 1, sizeof h - 32, f) != sizeof h - 32) {
-            lp_set_error("%s: corrupt llm.c token file: the header is truncated", path);
+            lp_set_error_code(LP_ERR_FORMAT, "%s: corrupt llm.c token file: the header is truncated", path);
             goto fail;
         }
         if (rd32(h + 4) != 1) {
-            lp_set_error("%s: llm.c token file version %u is not supported (version 1: uint16 tokens)", path, rd32(h + 4));
+            lp_set_error_code(LP_ERR_FORMAT,
+                              "%s: llm.c token file version %u is not supported (version 1: uint16 tokens)", path,
+                              rd32(h + 4));
             goto fail;
         }
         width = 2;
         count = rd32(h + 8);
         hdr = sizeof h;
     } else {
-        lp_set_error("%s: not a token file (no LOUPETOK or llm.c magic at the start)", path);
+        lp_set_error_code(LP_ERR_FORMAT, "%s: not a token file (no LOUPETOK or llm.c magic at the start)", path);
         goto fail;
     }
     if (count == 0) {
-        lp_set_error("%s: the token file holds no tokens", path);
+        lp_set_error_code(LP_ERR_FORMAT, "%s: the token file holds no tokens", path);
         goto fail;
     }
     if (count > ((uint64_t)fsize - hdr) / width || (uint64_t)fsize != hdr + count * width) {
-        lp_set_error("%s: corrupt token file: the header says %llu tokens (%llu bytes) but %llu bytes follow it", path,
-                     (unsigned long long)count, (unsigned long long)(count * width),
-                     (unsigned long long)((uint64_t)fsize - hdr));
+        lp_set_error_code(LP_ERR_FORMAT,
+                          "%s: corrupt token file: the header says %llu tokens (%llu bytes) but %llu bytes follow it",
+                          path, (unsigned long long)count, (unsigned long long)(count * width),
+                          (unsigned long long)((uint64_t)fsize - hdr));
         goto fail;
     }
     ids = lp_malloc((size_t)count * sizeof *ids, "the tokens of a token file");
@@ -81,13 +86,13 @@ lp_dataset *lp_dataset_load_tokens(const char *path)
     if (!ids || !raw)
         goto fail;
     if (fseek(f, (long)hdr, SEEK_SET) != 0 || fread(raw, 1, (size_t)(count * width), f) != count * width) {
-        lp_set_error("%s: read error", path);
+        lp_set_error_code(LP_ERR_IO, "%s: read error", path);
         goto fail;
     }
     for (size_t i = 0; i < count; i++) {
         uint32_t v = width == 2 ? (uint32_t)(raw[2 * i] | raw[2 * i + 1] << 8) : rd32(raw + 4 * i);
         if (v > INT32_MAX) {
-            lp_set_error("%s: corrupt token file: token %zu has id %u", path, i, v);
+            lp_set_error_code(LP_ERR_FORMAT, "%s: corrupt token file: token %zu has id %u", path, i, v);
             goto fail;
         }
         ids[i] = (int32_t)v;
@@ -130,7 +135,7 @@ int lp_dataset_save_tokens(const lp_dataset *d, const char *path, lp_tokfile_for
     }
     FILE *f = fopen(path, "wb");
     if (!f)
-        return lp_set_error("%s: cannot write: %s", path, strerror(errno));
+        return lp_set_error_code(LP_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
     int ok = fwrite(h, 1, hdr, f) == hdr;
     unsigned char buf[4096];
     size_t per = sizeof buf / (size_t)width;
@@ -150,6 +155,6 @@ int lp_dataset_save_tokens(const lp_dataset *d, const char *path, lp_tokfile_for
     if (fclose(f) != 0)
         ok = 0;
     if (!ok)
-        return lp_set_error("%s: cannot write: %s", path, strerror(errno));
+        return lp_set_error_code(LP_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
     return 0;
 }

@@ -21,12 +21,12 @@ static int get_int(json_t *root, const char *label, const char *key, const char 
         v = json_object_get(root, alt);
     if (!v || json_is_null(v)) {
         if (def < 0)
-            return lp_set_error("%s: \"%s\" is missing", label, key);
+            return lp_set_error_code(LP_ERR_FORMAT, "%s: \"%s\" is missing", label, key);
         *out = def;
         return 0;
     }
     if (!json_is_integer(v) || json_integer_value(v) <= 0 || json_integer_value(v) > (1 << 30))
-        return lp_set_error("%s: \"%s\" must be a positive integer", label, key);
+        return lp_set_error_code(LP_ERR_FORMAT, "%s: \"%s\" must be a positive integer", label, key);
     *out = (int)json_integer_value(v);
     return 0;
 }
@@ -39,7 +39,7 @@ static int get_num(json_t *obj, const char *label, const char *key, double def, 
         return 0;
     }
     if (!json_is_number(v) || !isfinite(json_number_value(v)))
-        return lp_set_error("%s: \"%s\" must be a number", label, key);
+        return lp_set_error_code(LP_ERR_FORMAT, "%s: \"%s\" must be a number", label, key);
     *out = json_number_value(v);
     return 0;
 }
@@ -68,9 +68,9 @@ static int parse_arch(json_t *root, const char *label, lp_arch *out)
     else if ((mt && !strcmp(mt, "llama")) || (a0 && !strcmp(a0, "LlamaForCausalLM")))
         *out = LP_ARCH_LLAMA;
     else
-        return lp_set_error("%s: unsupported architecture %s%s%s (model_type %s); loupe supports %s", label,
-                            a0 ? "'" : "", a0 ? a0 : "(none given)", a0 ? "'" : "", mt ? mt : "(none)",
-                            LP_SUPPORTED_ARCHS);
+        return lp_set_error_code(
+            LP_ERR_FORMAT, "%s: unsupported architecture %s%s%s (model_type %s); loupe supports %s", label,
+            a0 ? "'" : "", a0 ? a0 : "(none given)", a0 ? "'" : "", mt ? mt : "(none)", LP_SUPPORTED_ARCHS);
     return 0;
 }
 
@@ -84,7 +84,7 @@ static int parse_rope(json_t *root, const char *label, lp_model_config *c)
     if (json_is_object(rp) && get_num(rp, label, "rope_theta", c->rope_theta, &c->rope_theta) < 0)
         return -1;
     if (c->rope_theta <= 0)
-        return lp_set_error("%s: rope_theta must be positive", label);
+        return lp_set_error_code(LP_ERR_FORMAT, "%s: rope_theta must be positive", label);
     c->rope = LP_ROPE_DEFAULT;
     c->rope_factor = 1.0;
     c->rope_orig_ctx = c->n_ctx;
@@ -102,16 +102,17 @@ static int parse_rope(json_t *root, const char *label, lp_model_config *c)
     else if (!strcmp(t, "llama3"))
         c->rope = LP_ROPE_LLAMA3;
     else
-        return lp_set_error("%s: rope scaling type '%s' is not supported (default, linear, dynamic, llama3)",
-                            label, t);
+        return lp_set_error_code(
+            LP_ERR_FORMAT, "%s: rope scaling type '%s' is not supported (default, linear, dynamic, llama3)", label, t);
     if (get_num(rs, label, "factor", 1.0, &c->rope_factor) < 0 || c->rope_factor <= 0)
-        return lp_set_error("%s: rope scaling needs a positive \"factor\"", label);
+        return lp_set_error_code(LP_ERR_FORMAT, "%s: rope scaling needs a positive \"factor\"", label);
     if (c->rope == LP_ROPE_LLAMA3) {
         if (get_num(rs, label, "low_freq_factor", 1.0, &c->rope_low_freq) < 0 ||
             get_num(rs, label, "high_freq_factor", 4.0, &c->rope_high_freq) < 0)
             return -1;
         if (c->rope_high_freq <= c->rope_low_freq || c->rope_low_freq <= 0)
-            return lp_set_error("%s: llama3 rope needs 0 < low_freq_factor < high_freq_factor", label);
+            return lp_set_error_code(LP_ERR_FORMAT, "%s: llama3 rope needs 0 < low_freq_factor < high_freq_factor",
+                                     label);
         if (get_int(rs, label, "original_max_position_embeddings", NULL, 8192, &c->rope_orig_ctx) < 0)
             return -1;
     }
@@ -124,17 +125,17 @@ int lp_model_config_parse(const char *text, size_t len, const char *label, lp_mo
     json_error_t jerr;
     json_t *root = json_loadb(text, len, 0, &jerr);
     if (!root)
-        return lp_set_error("%s: not valid JSON: %s (line %d)", label, jerr.text, jerr.line);
+        return lp_set_error_code(LP_ERR_FORMAT, "%s: not valid JSON: %s (line %d)", label, jerr.text, jerr.line);
     int rc = -1;
     if (!json_is_object(root)) {
-        lp_set_error("%s: not a JSON object", label);
+        lp_set_error_code(LP_ERR_FORMAT, "%s: not a JSON object", label);
         goto out;
     }
     if (parse_arch(root, label, &c->arch) < 0)
         goto out;
     json_t *ao = json_object_get(root, "loupe_attn_only");
     if (ao && !json_is_null(ao) && !json_is_boolean(ao)) {
-        lp_set_error("%s: \"loupe_attn_only\" must be true or false", label);
+        lp_set_error_code(LP_ERR_FORMAT, "%s: \"loupe_attn_only\" must be true or false", label);
         goto out;
     }
     int attn_only = json_is_true(ao);
@@ -161,17 +162,20 @@ int lp_model_config_parse(const char *text, size_t len, const char *label, lp_mo
         else if (!strcmp(act, "gelu"))
             c->act = LP_GELU_ERF;
         else {
-            lp_set_error("%s: activation_function '%s' is not supported (gelu_new, gelu)", label, act);
+            lp_set_error_code(LP_ERR_FORMAT, "%s: activation_function '%s' is not supported (gelu_new, gelu)", label,
+                              act);
             goto out;
         }
         if (c->d_model % c->n_heads) {
-            lp_set_error("%s: n_embd %d is not a multiple of n_head %d", label, c->d_model, c->n_heads);
+            lp_set_error_code(LP_ERR_FORMAT, "%s: n_embd %d is not a multiple of n_head %d", label, c->d_model,
+                              c->n_heads);
             goto out;
         }
         c->d_head = c->d_model / c->n_heads;
     } else {
         if (attn_only) {
-            lp_set_error("%s: \"loupe_attn_only\" is for the GPT-2 family only (this is a llama config)", label);
+            lp_set_error_code(LP_ERR_FORMAT,
+                              "%s: \"loupe_attn_only\" is for the GPT-2 family only (this is a llama config)", label);
             goto out;
         }
         if (get_int(root, label, "num_hidden_layers", NULL, -1, &c->n_layers) < 0 ||
@@ -188,24 +192,24 @@ int lp_model_config_parse(const char *text, size_t len, const char *label, lp_mo
             c->n_kv_heads = c->n_heads;
         if (c->d_head == 0) {
             if (c->d_model % c->n_heads) {
-                lp_set_error("%s: hidden_size %d is not a multiple of num_attention_heads %d", label,
+                lp_set_error_code(LP_ERR_FORMAT, "%s: hidden_size %d is not a multiple of num_attention_heads %d", label,
                              c->d_model, c->n_heads);
                 goto out;
             }
             c->d_head = c->d_model / c->n_heads;
         }
         if (c->n_heads % c->n_kv_heads) {
-            lp_set_error("%s: num_attention_heads %d is not a multiple of num_key_value_heads %d", label,
-                         c->n_heads, c->n_kv_heads);
+            lp_set_error_code(LP_ERR_FORMAT, "%s: num_attention_heads %d is not a multiple of num_key_value_heads %d",
+                              label, c->n_heads, c->n_kv_heads);
             goto out;
         }
         if (c->d_head % 2) {
-            lp_set_error("%s: head_dim %d must be even for rotary embeddings", label, c->d_head);
+            lp_set_error_code(LP_ERR_FORMAT, "%s: head_dim %d must be even for rotary embeddings", label, c->d_head);
             goto out;
         }
         const char *act = json_string_value(json_object_get(root, "hidden_act"));
         if (act && strcmp(act, "silu")) {
-            lp_set_error("%s: hidden_act '%s' is not supported (silu)", label, act);
+            lp_set_error_code(LP_ERR_FORMAT, "%s: hidden_act '%s' is not supported (silu)", label, act);
             goto out;
         }
         c->tied = get_bool(root, "tie_word_embeddings", 0);
@@ -217,9 +221,10 @@ int lp_model_config_parse(const char *text, size_t len, const char *label, lp_mo
     /* sizes beyond any released model would overflow products of ints downstream */
     if (c->n_layers > 4096 || c->d_model > (1 << 20) || c->d_mlp > (1 << 22) || c->d_vocab > (1 << 24) ||
         c->n_ctx > (1 << 24) || (int64_t)c->n_heads * c->d_head > (1 << 22) || c->d_head > (1 << 16)) {
-        lp_set_error("%s: sizes beyond what loupe supports (%d layers, d_model %d, d_mlp %d, vocab %d, %d heads "
-                     "of %d, context %d)", label, c->n_layers, c->d_model, c->d_mlp, c->d_vocab, c->n_heads,
-                     c->d_head, c->n_ctx);
+        lp_set_error_code(LP_ERR_FORMAT,
+                          "%s: sizes beyond what loupe supports (%d layers, d_model %d, d_mlp %d, vocab %d, %d heads "
+                          "of %d, context %d)",
+                          label, c->n_layers, c->d_model, c->d_mlp, c->d_vocab, c->n_heads, c->d_head, c->n_ctx);
         goto out;
     }
     c->eps = (float)eps;
@@ -232,30 +237,32 @@ out:
 int lp_model_config_load(const char *folder, lp_model_config *c)
 {
     size_t n = strlen(folder) + 16;
-    char *path = malloc(n);
+    char *path = lp_malloc(n, "config.json");
     if (!path)
-        return lp_set_error("out of memory");
+        return lp_set_error_code(LP_ERR_NOMEM, "out of memory");
     snprintf(path, n, "%s/config.json", folder);
     FILE *f = fopen(path, "rb");
     int rc = -1;
     char *buf = NULL;
     if (!f) {
-        lp_set_error("%s: cannot open (a model folder needs config.json)", path);
+        lp_set_error_code(LP_ERR_IO, "%s: cannot open (a model folder needs config.json)", path);
         goto out;
     }
     if (fseek(f, 0, SEEK_END) < 0) {
-        lp_set_error("%s: cannot read", path);
+        lp_set_error_code(LP_ERR_IO, "%s: cannot read", path);
         goto out;
     }
     long sz = ftell(f);
     if (sz < 0 || sz > (16 << 20)) {
-        lp_set_error("%s: unreadable or larger than 16 MiB", path);
+        lp_set_error_code(LP_ERR_FORMAT, "%s: unreadable or larger than 16 MiB", path);
         goto out;
     }
     rewind(f);
-    buf = malloc((size_t)sz + 1);
-    if (!buf || fread(buf, 1, (size_t)sz, f) != (size_t)sz) {
-        lp_set_error("%s: cannot read", path);
+    buf = lp_malloc((size_t)sz + 1, "config.json");
+    if (!buf)
+        goto out;
+    if (fread(buf, 1, (size_t)sz, f) != (size_t)sz) {
+        lp_set_error_code(LP_ERR_IO, "%s: cannot read", path);
         goto out;
     }
     rc = lp_model_config_parse(buf, (size_t)sz, path, c);

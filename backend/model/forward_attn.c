@@ -332,8 +332,8 @@ static void attn_range(void *p, size_t lo, size_t hi)
 {
     struct attn_ctx *c = p;
     size_t Tp = (size_t)KT_STRIDE(c->Tk);
-    float *kt = malloc((size_t)c->S * Tp * sizeof(float));
-    float *buf = c->pat ? NULL : malloc((size_t)c->T * c->Tk * sizeof(float));
+    float *kt = lp_malloc((size_t)c->S * Tp * sizeof(float), "attention scratch");
+    float *buf = c->pat ? NULL : lp_malloc((size_t)c->T * c->Tk * sizeof(float), "attention scratch");
     if (!kt || (!c->pat && !buf)) {
         c->failed = 1;
     } else {
@@ -354,10 +354,10 @@ static int run_heads(struct attn_ctx *c, int L, int scores, int pattern, int z)
     c->do_scores = scores, c->do_pattern = pattern, c->do_z = z;
     lp_par_for((size_t)c->B * c->H, 1, attn_range, c);
     if (c->failed == 2)
-        return lp_interrupt_check() < 0 ? -1 : lp_set_error("interrupted");
+        return lp_interrupt_check() < 0 ? -1 : lp_set_error_code(LP_ERR_INTERRUPTED, "interrupted");
     if (c->failed)
-        return lp_set_error("attention: out of memory for the scratch of layer %d (%d x %d positions)", L, c->T,
-                            c->Tk);
+        return lp_set_error_code(
+            LP_ERR_NOMEM, "attention: out of memory for the scratch of layer %d (%d x %d positions)", L, c->T, c->Tk);
     return 0;
 }
 

@@ -112,22 +112,22 @@ int lp_run_add(lp_run *r, const char *name, const lp_tensor *t)
 {
     if (r->n == r->cap) {
         size_t cap = r->cap ? 2 * r->cap : 64;
-        char **nn = realloc(r->names, cap * sizeof *nn);
+        char **nn = lp_realloc(r->names, cap * sizeof *nn, "the activation cache");
         if (!nn)
-            return lp_set_error("out of memory caching '%s'", name);
+            return lp_set_error_code(LP_ERR_NOMEM, "out of memory caching '%s'", name);
         r->names = nn;
-        lp_tensor **na = realloc(r->acts, cap * sizeof *na);
+        lp_tensor **na = lp_realloc(r->acts, cap * sizeof *na, "the activation cache");
         if (!na)
-            return lp_set_error("out of memory caching '%s'", name);
+            return lp_set_error_code(LP_ERR_NOMEM, "out of memory caching '%s'", name);
         r->acts = na;
         r->cap = cap;
     }
-    char *s = strdup(name);
+    char *s = lp_strdup(name, "the activation cache");
     lp_tensor *a = lp_tensor_alias(t);
     if (!s || !a) {
         free(s);
         lp_tensor_free(a);
-        return lp_set_error("out of memory caching '%s'", name);
+        return lp_set_error_code(LP_ERR_NOMEM, "out of memory caching '%s'", name);
     }
     r->names[r->n] = s;
     r->acts[r->n++] = a;

@@ -72,11 +72,12 @@ int lp_kv_cache_reserve(lp_kv_cache *kv, int need)
     for (int L = 0; L < kv->n_layers; L++) {
         float **pp[2] = {&kv->k[L], &kv->v[L]};
         for (int i = 0; i < 2; i++) {
-            float *p = realloc(*pp[i], bytes ? bytes : 1);
+            float *p = lp_realloc(*pp[i], bytes ? bytes : 1, "the key/value cache");
             if (!p) {
                 char sz[32];
-                return lp_set_error("cannot allocate %s for the key/value cache of layer %d (%lld positions)",
-                                    lp_format_bytes(bytes, sz, sizeof sz), L, (long long)cap);
+                return lp_set_error_code(LP_ERR_NOMEM,
+                                         "cannot allocate %s for the key/value cache of layer %d (%lld positions)",
+                                         lp_format_bytes(bytes, sz, sizeof sz), L, (long long)cap);
             }
             *pp[i] = p;
         }

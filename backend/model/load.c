@@ -119,17 +119,17 @@ static int load_llama(loader *ld)
 
 lp_model *lp_model_load(const char *folder)
 {
-    lp_model *m = calloc(1, sizeof *m);
-    if (!m || !(m->folder = strdup(folder))) {
+    lp_model *m = lp_calloc(1, sizeof *m, "a model");
+    if (!m || !(m->folder = lp_strdup(folder, "a model"))) {
         free(m);
-        lp_set_error("out of memory");
+        lp_set_error_code(LP_ERR_NOMEM, "out of memory");
         return NULL;
     }
     if (lp_model_config_load(folder, &m->cfg) < 0)
         goto fail;
-    m->blocks = calloc((size_t)m->cfg.n_layers, sizeof *m->blocks);
+    m->blocks = lp_calloc((size_t)m->cfg.n_layers, sizeof *m->blocks, "a model");
     if (!m->blocks) {
-        lp_set_error("cannot allocate %d layers", m->cfg.n_layers);
+        lp_set_error_code(LP_ERR_NOMEM, "cannot allocate %d layers", m->cfg.n_layers);
         goto fail;
     }
     loader ld = {.m = m, .w = lp_weights_open(folder)};
@@ -181,10 +181,11 @@ lp_model *lp_model_random(const lp_model_config *cfg, uint64_t seed)
         lp_set_error("attention-only models are GPT-2 family only (this config is %s)", lp_arch_name(cfg->arch));
         return NULL;
     }
-    lp_model *m = calloc(1, sizeof *m);
-    if (!m || !(m->folder = strdup("(random)")) || !(m->blocks = calloc((size_t)cfg->n_layers, sizeof *m->blocks))) {
+    lp_model *m = lp_calloc(1, sizeof *m, "a model");
+    if (!m || !(m->folder = lp_strdup("(random)", "a model")) ||
+        !(m->blocks = lp_calloc((size_t)cfg->n_layers, sizeof *m->blocks, "a model"))) {
         lp_model_free(m);
-        lp_set_error("out of memory");
+        lp_set_error_code(LP_ERR_NOMEM, "out of memory");
         return NULL;
     }
     m->cfg = *cfg;

@@ -278,9 +278,10 @@ int lp_patch_sweep(const lp_model *m, const int32_t *clean, const int32_t *corru
 done:
     if (rc < 0 && s.total) { /* where it stopped; the callback may not clobber the error */
         char why[1024];
+        lp_err code = lp_last_error_code();
         snprintf(why, sizeof why, "%s", lp_last_error());
         progress(&s, -1);
-        lp_set_error("%s", why);
+        lp_set_error_code(code, "%s", why);
     }
     lp_run_clear(&cr);
     lp_run_clear(&xr);

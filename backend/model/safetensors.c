@@ -76,7 +76,7 @@ static int parse_dtype(const char *label, const char *name, const char *s, lp_dt
     else if (!strcmp(s, "BF16"))
         *out = LP_DTYPE_BF16;
     else
-        return lp_set_error("%s: tensor '%s' has dtype %s, which loupe does not read (supported: "
+        return lp_set_error_code(LP_ERR_FORMAT, "%s: tensor '%s' has dtype %s, which loupe does not read (supported: "
                             "F32, F16, BF16)", label, name, s);
     return 0;
 }
@@ -94,46 +94,48 @@ static int parse_entry(lp_safetensors *st, const char *label, const char *name, 
                        lp_st_entry *e)
 {
     if (!json_is_object(obj))
-        return lp_set_error("%s: header entry '%s' is not an object", label, name);
+        return lp_set_error_code(LP_ERR_FORMAT, "%s: header entry '%s' is not an object", label, name);
     json_t *dt = json_object_get(obj, "dtype"), *shape = json_object_get(obj, "shape"),
            *off = json_object_get(obj, "data_offsets");
     if (!json_is_string(dt))
-        return lp_set_error("%s: tensor '%s' has no \"dtype\" string", label, name);
+        return lp_set_error_code(LP_ERR_FORMAT, "%s: tensor '%s' has no \"dtype\" string", label, name);
     if (!json_is_array(shape))
-        return lp_set_error("%s: tensor '%s' has no \"shape\" array", label, name);
+        return lp_set_error_code(LP_ERR_FORMAT, "%s: tensor '%s' has no \"shape\" array", label, name);
     if (!json_is_array(off) || json_array_size(off) != 2)
-        return lp_set_error("%s: tensor '%s' needs \"data_offsets\": [begin, end]", label, name);
+        return lp_set_error_code(LP_ERR_FORMAT, "%s: tensor '%s' needs \"data_offsets\": [begin, end]", label, name);
     if (parse_dtype(label, name, json_string_value(dt), &e->dtype) < 0)
         return -1;
     size_t nd = json_array_size(shape);
     if (nd > LP_MAX_DIMS)
-        return lp_set_error("%s: tensor '%s' has %zu dims (at most %d)", label, name, nd, LP_MAX_DIMS);
+        return lp_set_error_code(LP_ERR_FORMAT, "%s: tensor '%s' has %zu dims (at most %d)", label, name, nd,
+                                 LP_MAX_DIMS);
     e->ndim = (int)nd;
     uint64_t numel = 1;
     for (size_t i = 0; i < nd; i++) {
         uint64_t d;
         if (get_u64(json_array_get(shape, i), &d) < 0)
-            return lp_set_error("%s: tensor '%s': shape entry %zu is not a non-negative integer", label,
-                                name, i);
+            return lp_set_error_code(LP_ERR_FORMAT, "%s: tensor '%s': shape entry %zu is not a non-negative integer",
+                                     label, name, i);
         e->shape[i] = (int64_t)d;
         if (d != 0 && numel > (UINT64_MAX / 4) / d)
-            return lp_set_error("%s: tensor '%s': shape is too large", label, name);
+            return lp_set_error_code(LP_ERR_FORMAT, "%s: tensor '%s': shape is too large", label, name);
         numel *= d;
     }
     if (get_u64(json_array_get(off, 0), &e->begin) < 0 || get_u64(json_array_get(off, 1), &e->end) < 0)
-        return lp_set_error("%s: tensor '%s': data_offsets must be non-negative integers", label, name);
+        return lp_set_error_code(LP_ERR_FORMAT, "%s: tensor '%s': data_offsets must be non-negative integers", label,
+                                 name);
     if (e->begin > e->end)
-        return lp_set_error("%s: tensor '%s': data_offsets [%llu, %llu] run backwards", label, name,
+        return lp_set_error_code(LP_ERR_FORMAT, "%s: tensor '%s': data_offsets [%llu, %llu] run backwards", label, name,
                             (unsigned long long)e->begin, (unsigned long long)e->end);
     if (e->end > st->datasz)
-        return lp_set_error("%s: tensor '%s': data_offsets [%llu, %llu] go past the end of the data "
+        return lp_set_error_code(LP_ERR_FORMAT, "%s: tensor '%s': data_offsets [%llu, %llu] go past the end of the data "
                             "section (%llu bytes; the file may be truncated)", label, name,
                             (unsigned long long)e->begin, (unsigned long long)e->end,
                             (unsigned long long)st->datasz);
     uint64_t want = numel * dtype_size(e->dtype);
     if (want != e->end - e->begin) {
         char sh[128];
-        return lp_set_error("%s: tensor '%s': shape %s x %s (%zu bytes each) is %llu bytes, but "
+        return lp_set_error_code(LP_ERR_FORMAT, "%s: tensor '%s': shape %s x %s (%zu bytes each) is %llu bytes, but "
                             "data_offsets span %llu", label, name, lp_shape_str(e->ndim, e->shape, sh, sizeof sh),
                             lp_dtype_name(e->dtype), dtype_size(e->dtype), (unsigned long long)want,
                             (unsigned long long)(e->end - e->begin));
@@ -156,54 +158,54 @@ static int cmp_name(const void *a, const void *b)
 static int validate(lp_safetensors *st, const uint8_t *bytes, size_t n, const char *label)
 {
     if (n < 8)
-        return lp_set_error("%s: file is %zu bytes, too short for a safetensors header (8-byte "
+        return lp_set_error_code(LP_ERR_FORMAT, "%s: file is %zu bytes, too short for a safetensors header (8-byte "
                             "length first)", label, n);
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--)
         hlen = (hlen << 8) | bytes[i];
     if (hlen > LP_ST_MAX_HEADER)
-        return lp_set_error("%s: header length %llu is absurd (limit %llu); not a safetensors file?",
+        return lp_set_error_code(LP_ERR_FORMAT, "%s: header length %llu is absurd (limit %llu); not a safetensors file?",
                             label, (unsigned long long)hlen, (unsigned long long)LP_ST_MAX_HEADER);
     if (hlen > n - 8)
-        return lp_set_error("%s: header length %llu runs past the end of the file (%zu bytes); the "
+        return lp_set_error_code(LP_ERR_FORMAT, "%s: header length %llu runs past the end of the file (%zu bytes); the "
                             "file is truncated", label, (unsigned long long)hlen, n);
     if (hlen < 2)
-        return lp_set_error("%s: header length %llu is too short for a JSON object", label,
+        return lp_set_error_code(LP_ERR_FORMAT, "%s: header length %llu is too short for a JSON object", label,
                             (unsigned long long)hlen);
     const uint8_t *h = bytes + 8;
     long bad = utf8_invalid_at(h, hlen);
     if (bad >= 0)
-        return lp_set_error("%s: header is not valid UTF-8 (byte %ld)", label, bad);
+        return lp_set_error_code(LP_ERR_FORMAT, "%s: header is not valid UTF-8 (byte %ld)", label, bad);
     json_error_t jerr;
     st->header = json_loadb((const char *)h, hlen, JSON_REJECT_DUPLICATES, &jerr);
     if (!st->header)
-        return lp_set_error("%s: header is not valid JSON: %s (at byte %d)", label, jerr.text,
+        return lp_set_error_code(LP_ERR_FORMAT, "%s: header is not valid JSON: %s (at byte %d)", label, jerr.text,
                             jerr.position);
     if (!json_is_object(st->header))
-        return lp_set_error("%s: header is not a JSON object", label);
+        return lp_set_error_code(LP_ERR_FORMAT, "%s: header is not a JSON object", label);
     st->data = h + hlen;
     st->datasz = n - 8 - hlen;
     size_t cap = json_object_size(st->header);
-    st->e = calloc(cap ? cap : 1, sizeof *st->e);
+    st->e = lp_calloc(cap ? cap : 1, sizeof *st->e, "a safetensors file");
     if (!st->e)
-        return lp_set_error("%s: cannot allocate the header's %zu entries", label, cap);
+        return lp_set_error_code(LP_ERR_NOMEM, "%s: cannot allocate the header's %zu entries", label, cap);
     const char *key;
     json_t *val;
     json_object_foreach(st->header, key, val) {
         if (!strcmp(key, "__metadata__")) {
             if (!json_is_object(val))
-                return lp_set_error("%s: __metadata__ is not an object", label);
+                return lp_set_error_code(LP_ERR_FORMAT, "%s: __metadata__ is not an object", label);
             const char *mk;
             json_t *mv;
             json_object_foreach(val, mk, mv) {
                 if (!json_is_string(mv))
-                    return lp_set_error("%s: __metadata__ value '%s' is not a string", label, mk);
+                    return lp_set_error_code(LP_ERR_FORMAT, "%s: __metadata__ value '%s' is not a string", label, mk);
             }
             st->meta = val;
             continue;
         }
         if (!key[0])
-            return lp_set_error("%s: a tensor has an empty name", label);
+            return lp_set_error_code(LP_ERR_FORMAT, "%s: a tensor has an empty name", label);
         if (parse_entry(st, label, key, val, &st->e[st->n]) < 0)
             return -1;
         st->n++;
@@ -217,7 +219,7 @@ static int validate(lp_safetensors *st, const uint8_t *bytes, size_t n, const ch
         if (e->begin == e->end)
             continue;
         if (prev && e->begin < prev->end)
-            return lp_set_error("%s: tensors '%s' [%llu, %llu) and '%s' [%llu, %llu) overlap", label,
+            return lp_set_error_code(LP_ERR_FORMAT, "%s: tensors '%s' [%llu, %llu) and '%s' [%llu, %llu) overlap", label,
                                 prev->name, (unsigned long long)prev->begin,
                                 (unsigned long long)prev->end, e->name, (unsigned long long)e->begin,
                                 (unsigned long long)e->end);
@@ -229,10 +231,10 @@ static int validate(lp_safetensors *st, const uint8_t *bytes, size_t n, const ch
 
 lp_safetensors *lp_safetensors_parse(const void *bytes, size_t n, const char *label)
 {
-    lp_safetensors *st = calloc(1, sizeof *st);
-    if (!st || !(st->path = strdup(label ? label : "safetensors"))) {
+    lp_safetensors *st = lp_calloc(1, sizeof *st, "a safetensors file");
+    if (!st || !(st->path = lp_strdup(label ? label : "safetensors", "a safetensors file"))) {
         free(st);
-        lp_set_error("cannot allocate a safetensors reader");
+        lp_set_error_code(LP_ERR_NOMEM, "cannot allocate a safetensors reader");
         return NULL;
     }
     if (validate(st, bytes, n, st->path) < 0) {
@@ -246,12 +248,12 @@ lp_safetensors *lp_safetensors_open(const char *path)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        lp_set_error("%s: cannot open: %s", path, strerror(errno));
+        lp_set_error_code(LP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
         return NULL;
     }
     struct stat sb;
     if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
-        lp_set_error("%s: not a regular file", path);
+        lp_set_error_code(LP_ERR_IO, "%s: not a regular file", path);
         close(fd);
         return NULL;
     }
@@ -260,7 +262,7 @@ lp_safetensors *lp_safetensors_open(const char *path)
     if (sz > 0) {
         map = mmap(NULL, sz, PROT_READ, MAP_PRIVATE, fd, 0);
         if (map == MAP_FAILED) {
-            lp_set_error("%s: cannot map %zu bytes: %s", path, sz, strerror(errno));
+            lp_set_error_code(LP_ERR_IO, "%s: cannot map %zu bytes: %s", path, sz, strerror(errno));
             close(fd);
             return NULL;
         }
@@ -337,7 +339,7 @@ int lp_safetensors_write(const char *path, const char *const *names, const lp_te
         return lp_set_error("%s: cannot write dtype %d (F32, F16 or BF16)", path, (int)dtype);
     json_t *h = json_object();
     if (!h)
-        return lp_set_error("%s: out of memory", path);
+        return lp_set_error_code(LP_ERR_NOMEM, "%s: out of memory", path);
     int rc = -1;
     uint64_t off = 0;
     size_t es = dtype_size(dtype);
@@ -358,7 +360,7 @@ int lp_safetensors_write(const char *path, const char *const *names, const lp_te
         json_t *e = json_pack("{s:s, s:o, s:[I,I]}", "dtype", lp_dtype_name(dtype), "shape", shape,
                               "data_offsets", (json_int_t)off, (json_int_t)(off + nb));
         if (!e || json_object_set_new(h, names[i], e) < 0) {
-            lp_set_error("%s: out of memory (or a name that is not UTF-8: '%s')", path, names[i]);
+            lp_set_error_code(LP_ERR_NOMEM, "%s: out of memory (or a name that is not UTF-8: '%s')", path, names[i]);
             goto out;
         }
         off += nb;
@@ -376,7 +378,7 @@ int lp_safetensors_write(const char *path, const char *const *names, const lp_te
     }
     size_t hl = strlen(hs), padded = (hl + 7) / 8 * 8; /* data section 8-byte aligned */
     size_t plen = strlen(path) + 5;
-    char *tmp = malloc(plen);
+    char *tmp = lp_malloc(plen, "a safetensors file");
     FILE *f = NULL;
     float *buf = NULL;
     uint16_t *half = NULL;
@@ -385,7 +387,7 @@ int lp_safetensors_write(const char *path, const char *const *names, const lp_te
     snprintf(tmp, plen, "%s.tmp", path);
     f = fopen(tmp, "wb");
     if (!f) {
-        lp_set_error("%s: cannot write: %s", tmp, strerror(errno));
+        lp_set_error_code(LP_ERR_IO, "%s: cannot write: %s", tmp, strerror(errno));
         goto done;
     }
     uint8_t len8[8];
@@ -414,17 +416,17 @@ int lp_safetensors_write(const char *path, const char *const *names, const lp_te
         }
     }
     if (bad) {
-        lp_set_error("%s: write failed: %s", tmp, strerror(errno));
+        lp_set_error_code(LP_ERR_IO, "%s: write failed: %s", tmp, strerror(errno));
         goto done_close;
     }
     if (fclose(f) != 0) {
         f = NULL;
-        lp_set_error("%s: write failed: %s", tmp, strerror(errno));
+        lp_set_error_code(LP_ERR_IO, "%s: write failed: %s", tmp, strerror(errno));
         goto done;
     }
     f = NULL;
     if (rename(tmp, path) < 0) {
-        lp_set_error("%s: cannot rename from %s: %s", path, tmp, strerror(errno));
+        lp_set_error_code(LP_ERR_IO, "%s: cannot rename from %s: %s", path, tmp, strerror(errno));
         goto done;
     }
     rc = 0;

@@ -169,10 +169,10 @@ static int keep_view(tlist *l, lp_tensor *v)
         return -1;
     if (l->nviews == l->capviews) {
         size_t cap = l->capviews ? 2 * l->capviews : 16;
-        lp_tensor **nv = realloc(l->views, cap * sizeof *nv);
+        lp_tensor **nv = lp_realloc(l->views, cap * sizeof *nv, "saving a model");
         if (!nv) {
             lp_tensor_free(v);
-            return lp_set_error("out of memory");
+            return lp_set_error_code(LP_ERR_NOMEM, "out of memory");
         }
         l->views = nv, l->capviews = cap;
     }
@@ -201,12 +201,12 @@ static int add(tlist *l, const lp_tensor *t, int ndim, int64_t d0, int64_t d1, c
     }
     if (l->n == l->cap) {
         size_t cap = l->cap ? 2 * l->cap : 64;
-        char(*nn)[96] = realloc(l->names, cap * sizeof *nn);
+        char(*nn)[96] = lp_realloc(l->names, cap * sizeof *nn, "saving a model");
         if (nn)
             l->names = nn;
-        const lp_tensor **nt = nn ? realloc(l->ts, cap * sizeof *nt) : NULL;
+        const lp_tensor **nt = nn ? lp_realloc(l->ts, cap * sizeof *nt, "saving a model") : NULL;
         if (!nt)
-            return lp_set_error("out of memory");
+            return lp_set_error_code(LP_ERR_NOMEM, "out of memory");
         l->ts = nt, l->cap = cap;
     }
     memcpy(l->names[l->n], name, sizeof name);
@@ -331,7 +331,7 @@ static int gather_llama(const lp_model *m, tlist *l)
 static char *join(const char *a, const char *b)
 {
     size_t n = strlen(a) + strlen(b) + 2;
-    char *p = malloc(n);
+    char *p = lp_malloc(n, "saving a model");
     if (p)
         snprintf(p, n, "%s/%s", a, b);
     return p;
@@ -373,9 +373,9 @@ static void undo_dirs(made_dirs *md, int remove)
 /* mkdir -p dir, remembering what it made; a component that exists must be a folder. */
 static int mkparents(const char *dir, made_dirs *md)
 {
-    char *p = strdup(dir);
+    char *p = lp_strdup(dir, "saving a model");
     if (!p)
-        return lp_set_error("out of memory");
+        return lp_set_error_code(LP_ERR_NOMEM, "out of memory");
     int rc = 0;
     size_t n = strlen(p);
     for (size_t i = 1; i <= n && rc == 0; i++) {
@@ -386,12 +386,12 @@ static int mkparents(const char *dir, made_dirs *md)
         struct stat sb;
         if (stat(p, &sb) == 0) {
             if (!S_ISDIR(sb.st_mode))
-                rc = lp_set_error("'%s' is not a folder", p);
+                rc = lp_set_error_code(LP_ERR_IO, "'%s' is not a folder", p);
         } else if (mkdir(p, 0777) != 0) {
-            rc = lp_set_error("cannot create the folder '%s': %s", p, strerror(errno));
+            rc = lp_set_error_code(LP_ERR_IO, "cannot create the folder '%s': %s", p, strerror(errno));
         } else if (md->n < (int)(sizeof md->created / sizeof *md->created)) {
-            if (!(md->created[md->n] = strdup(p)))
-                rc = lp_set_error("out of memory");
+            if (!(md->created[md->n] = lp_strdup(p, "saving a model")))
+                rc = lp_set_error_code(LP_ERR_NOMEM, "out of memory");
             else
                 md->n++;
         }
@@ -404,18 +404,18 @@ static int mkparents(const char *dir, made_dirs *md)
 /* The folder that holds path (path without trailing slashes and its last component). */
 static char *parent_of(const char *path, const char **base_out, char **base_buf)
 {
-    char *p = strdup(path);
+    char *p = lp_strdup(path, "saving a model");
     if (!p)
         return NULL;
     size_t n = strlen(p);
     while (n > 1 && p[n - 1] == '/')
         p[--n] = 0;
     char *slash = strrchr(p, '/');
-    *base_buf = strdup(slash ? slash + 1 : p);
+    *base_buf = lp_strdup(slash ? slash + 1 : p, "saving a model");
     *base_out = *base_buf;
     if (!slash) {
         free(p);
-        return strdup(".");
+        return lp_strdup(".", "saving a model");
     }
     if (slash == p)
         slash[1] = 0; /* "/x": the root */
@@ -443,13 +443,13 @@ static int write_text(const char *dir, const char *name, const char *text)
 {
     char *path = join(dir, name);
     if (!path)
-        return lp_set_error("out of memory");
+        return lp_set_error_code(LP_ERR_NOMEM, "out of memory");
     FILE *f = fopen(path, "wb");
     int rc = 0;
     if (!f || fwrite(text, 1, strlen(text), f) != strlen(text))
-        rc = lp_set_error("cannot write '%s': %s", path, strerror(errno));
+        rc = lp_set_error_code(LP_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
     if (f && fclose(f) != 0 && rc == 0)
-        rc = lp_set_error("cannot write '%s': %s", path, strerror(errno));
+        rc = lp_set_error_code(LP_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
     free(path);
     return rc;
 }
@@ -469,12 +469,12 @@ static int move_files(const char *tmp, const char *folder)
     int n = 0, rc = 0;
     DIR *d = opendir(tmp);
     if (!d)
-        return lp_set_error("cannot read '%s': %s", tmp, strerror(errno));
+        return lp_set_error_code(LP_ERR_IO, "cannot read '%s': %s", tmp, strerror(errno));
     struct dirent *e;
     while ((e = readdir(d)) && rc == 0) {
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
             continue;
-        if (n == (int)(sizeof names / sizeof *names) || !(names[n] = strdup(e->d_name)))
+        if (n == (int)(sizeof names / sizeof *names) || !(names[n] = lp_strdup(e->d_name, "saving a model")))
             rc = lp_set_error("too many files in '%s'", tmp);
         else
             n++;
@@ -484,9 +484,9 @@ static int move_files(const char *tmp, const char *folder)
     for (int i = 0; i < n && rc == 0; i++) {
         char *from = join(tmp, names[i]), *to = join(folder, names[i]);
         if (!from || !to)
-            rc = lp_set_error("out of memory");
+            rc = lp_set_error_code(LP_ERR_NOMEM, "out of memory");
         else if (rename(from, to) != 0)
-            rc = lp_set_error("cannot move '%s' to '%s': %s", from, to, strerror(errno));
+            rc = lp_set_error_code(LP_ERR_IO, "cannot move '%s' to '%s': %s", from, to, strerror(errno));
         free(from);
         free(to);
     }
@@ -508,10 +508,10 @@ static int write_files(const lp_model *m, const char *dir, const lp_tokenizer *t
     tlist l = {0};
     rc = m->cfg.arch == LP_ARCH_GPT2 ? gather_gpt2(m, &l) : gather_llama(m, &l);
     if (rc == 0) {
-        const char **names = malloc((l.n ? l.n : 1) * sizeof *names);
+        const char **names = lp_malloc((l.n ? l.n : 1) * sizeof *names, "saving a model");
         char *path = join(dir, "model.safetensors");
         if (!names || !path) {
-            rc = lp_set_error("out of memory");
+            rc = lp_set_error_code(LP_ERR_NOMEM, "out of memory");
         } else {
             for (size_t i = 0; i < l.n; i++)
                 names[i] = l.names[i];
@@ -539,32 +539,30 @@ int lp_model_save(const lp_model *m, const char *folder, const lp_tokenizer *tok
     struct stat sb;
     int exists = stat(folder, &sb) == 0;
     if (exists && !S_ISDIR(sb.st_mode))
-        return lp_set_error("cannot save the model to '%s': it exists and is not a folder", folder);
+        return lp_set_error_code(LP_ERR_IO, "cannot save the model to '%s': it exists and is not a folder", folder);
     if (exists && access(folder, W_OK | X_OK) != 0)
-        return lp_set_error("cannot save the model to '%s': the folder is not writable (%s)", folder,
-                            strerror(errno));
+        return lp_set_error_code(LP_ERR_IO, "cannot save the model to '%s': the folder is not writable (%s)",
+                                 folder, strerror(errno));
     const char *base;
     char *base_buf = NULL, *parent = parent_of(folder, &base, &base_buf), *tmp = NULL;
     made_dirs md = {.n = 0};
     int rc = -1;
     if (!parent || !base_buf) {
-        lp_set_error("out of memory");
+        lp_set_error_code(LP_ERR_NOMEM, "out of memory");
         goto out;
     }
     if (mkparents(parent, &md) < 0) {
-        char why[1024];
-        snprintf(why, sizeof why, "%s", lp_last_error());
-        lp_set_error("cannot save the model to '%s': %s", folder, why);
+        lp_error_prefix("cannot save the model to '%s': ", folder);
         goto out;
     }
     size_t n = strlen(parent) + strlen(base) + 64;
-    if (!(tmp = malloc(n))) {
-        lp_set_error("out of memory");
+    if (!(tmp = lp_malloc(n, "saving a model"))) {
+        lp_set_error_code(LP_ERR_NOMEM, "out of memory");
         goto out;
     }
     if (make_temp(tmp, n, parent, base) < 0) {
-        lp_set_error("cannot save the model to '%s': cannot create a folder in '%s': %s", folder, parent,
-                     strerror(errno));
+        lp_set_error_code(LP_ERR_IO, "cannot save the model to '%s': cannot create a folder in '%s': %s", folder,
+                          parent, strerror(errno));
         free(tmp);
         tmp = NULL;
         goto out;
@@ -572,9 +570,7 @@ int lp_model_save(const lp_model *m, const char *folder, const lp_tokenizer *tok
     if (write_files(m, tmp, tok) < 0 ||
         /* a new folder appears whole; an existing one gets its files replaced one by one */
         (!(!exists && rename(tmp, folder) == 0) && move_files(tmp, folder) < 0)) {
-        char why[1024];
-        snprintf(why, sizeof why, "%s", lp_last_error());
-        lp_set_error("cannot save the model to '%s': %s", folder, why);
+        lp_error_prefix("cannot save the model to '%s': ", folder);
         remove_flat(tmp);
         goto out;
     }

@@ -43,9 +43,9 @@ static int attention_forward(float *out, float *att, const float *q, const float
     if (NKV <= 0 || NH % NKV)
         return lp_set_error("attention: %d query heads not a multiple of %d key/value heads", NH, NKV);
     int group = NH / NKV;
-    double *row = malloc((size_t)(T ? T : 1) * sizeof *row);
+    double *row = lp_malloc((size_t)(T ? T : 1) * sizeof *row, "attention scratch");
     if (!row)
-        return lp_set_error("cannot allocate attention scratch");
+        return lp_set_error_code(LP_ERR_NOMEM, "cannot allocate attention scratch");
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++)
             for (int t = 0; t < T; t++) {

@@ -53,9 +53,9 @@ static int topk_forward(float *vals, int32_t *idx, const float *inp, int64_t R, 
 {
     if (k < 0 || k > C)
         return lp_set_error("topk: k = %lld with rows of %lld", (long long)k, (long long)C);
-    int32_t *order = malloc((size_t)(C ? C : 1) * sizeof *order);
+    int32_t *order = lp_malloc((size_t)(C ? C : 1) * sizeof *order, "topk scratch");
     if (!order)
-        return lp_set_error("cannot allocate topk scratch");
+        return lp_set_error_code(LP_ERR_NOMEM, "cannot allocate topk scratch");
     for (int64_t r = 0; r < R; r++) {
         for (int64_t i = 0; i < C; i++)
             order[i] = (int32_t)i;

@@ -106,9 +106,9 @@ int lp_ids_push(lp_ids *a, int32_t id)
 {
     if (a->n == a->cap) {
         size_t cap = a->cap ? a->cap * 2 : 64;
-        int32_t *v = realloc(a->v, cap * sizeof *v);
+        int32_t *v = lp_realloc(a->v, cap * sizeof *v, "tokenizing");
         if (!v)
-            return lp_set_error("cannot allocate %zu token ids", cap);
+            return lp_set_error_code(LP_ERR_NOMEM, "cannot allocate %zu token ids", cap);
         a->v = v;
         a->cap = cap;
     }
@@ -169,12 +169,12 @@ static int bpe_merge(const lp_tokenizer *t, const char *w, size_t len, lp_ids *o
     int32_t *mem = stack_mem;
     merge_t *heap = heap_stack;
     if (len > 64) {
-        mem = malloc(4 * len * sizeof *mem);
-        heap = malloc(3 * len * sizeof *heap);
+        mem = lp_malloc(4 * len * sizeof *mem, "tokenizing");
+        heap = lp_malloc(3 * len * sizeof *heap, "tokenizing");
         if (!mem || !heap) {
             free(mem);
             free(heap);
-            return lp_set_error("cannot allocate memory for a word of %zu bytes", len);
+            return lp_set_error_code(LP_ERR_NOMEM, "cannot allocate memory for a word of %zu bytes", len);
         }
     }
     int32_t *id = mem, *prev = mem + len, *next = mem + 2 * len, *alive = mem + 3 * len;
@@ -278,11 +278,11 @@ static void cache_put(lp_tokenizer *t, const char *w, size_t len, uint64_t h, co
     pthread_mutex_lock(&t->cache_lock);
     if (!t->cache_cap || t->cache_used * 2 >= t->cache_cap) {
         lp_tok_cache_free(t);
-        t->cache = calloc(1 << 16, sizeof *t->cache);
+        t->cache = lp_calloc(1 << 16, sizeof *t->cache, "tokenizing");
         t->cache_cap = t->cache ? 1 << 16 : 0;
     }
-    char *key = t->cache_cap ? malloc(len ? len : 1) : NULL;
-    int32_t *cp = key ? malloc((nids ? nids : 1) * sizeof *cp) : NULL;
+    char *key = t->cache_cap ? lp_malloc(len ? len : 1, "tokenizing") : NULL;
+    int32_t *cp = key ? lp_malloc((nids ? nids : 1) * sizeof *cp, "tokenizing") : NULL;
     if (cp) {
         memcpy(key, w, len);
         memcpy(cp, ids, nids * sizeof *cp);
@@ -305,8 +305,8 @@ int lp_tok_bpe_word(const lp_tokenizer *tc, const char *w, size_t len, lp_ids *o
     if (t->ignore_merges) {
         /* the whole word, when the vocab has it, in its byte-level form */
         char stack[4 * 64], *s = stack;
-        if (len > 64 && !(s = malloc(2 * len)))
-            return lp_set_error("cannot allocate memory for a word of %zu bytes", len);
+        if (len > 64 && !(s = lp_malloc(2 * len, "tokenizing")))
+            return lp_set_error_code(LP_ERR_NOMEM, "cannot allocate memory for a word of %zu bytes", len);
         size_t k = 0;
         for (size_t i = 0; i < len; i++) {
             uint32_t cp = t->byte_cp[(unsigned char)w[i]];

@@ -150,18 +150,19 @@ static int grow(lp_split_scratch *s, size_t need)
     size_t cap = s->cap ? s->cap : 256;
     while (cap < need)
         cap *= 2;
-    uint32_t *cp = realloc(s->cp, cap * sizeof *cp);
+    uint32_t *cp = lp_realloc(s->cp, cap * sizeof *cp, "tokenizing");
     if (cp)
         s->cp = cp;
-    uint8_t *cls = realloc(s->cls, cap);
+    uint8_t *cls = lp_realloc(s->cls, cap, "tokenizing");
     if (cls)
         s->cls = cls;
-    size_t *off = realloc(s->off, (cap + 1) * sizeof *off);
+    size_t *off = lp_realloc(s->off, (cap + 1) * sizeof *off, "tokenizing");
     if (off)
         s->off = off;
     if (!cp || !cls || !off) {
         char b[32];
-        return lp_set_error("cannot allocate %s for tokenizing", lp_format_bytes(cap * 13, b, sizeof b));
+        return lp_set_error_code(LP_ERR_NOMEM, "cannot allocate %s for tokenizing",
+                                 lp_format_bytes(cap * 13, b, sizeof b));
     }
     s->cap = cap;
     return 0;

@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "tok_impl.h"
 
+/* A corrupt or unsupported file (LP_ERR_FORMAT): "<file>: <what is wrong>". */
 static int fail(const char *file, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int fail(const char *file, const char *fmt, ...)
 {
@@ -20,15 +21,13 @@ static int fail(const char *file, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return lp_set_error("%s: %s", file, msg);
+    return lp_set_error_code(LP_ERR_FORMAT, "%s: %s", file, msg);
 }
 
 /* Keeps an earlier message (out of memory, a bad id) and names the file. */
 static int fail_with(const char *file, const char *what)
 {
-    char msg[900];
-    snprintf(msg, sizeof msg, "%s", lp_last_error());
-    return lp_set_error("%s: %s: %s", file, what, msg);
+    return lp_error_prefix("%s: %s: ", file, what);
 }
 
 static int exists(const char *path)
@@ -43,7 +42,7 @@ static json_t *load_json(const char *path)
     json_t *j = json_load_file(path, 0, &err);
     if (!j) {
         if (err.line < 0)
-            fail(path, "%s", err.text);
+            lp_set_error_code(LP_ERR_IO, "%s: %s", path, err.text); /* cannot open or read */
         else
             fail(path, "invalid JSON at line %d, column %d: %s", err.line, err.column, err.text);
         return NULL;
@@ -91,9 +90,9 @@ static int add_merge(lp_tokenizer *t, const char *file, size_t rank, const char 
     if (ia < 0 || ib < 0)
         return fail(file, "merge %zu (\"%.*s %.*s\"): token \"%.*s\" is not in the vocab", rank + 1,
                     (int)la, a, (int)lb, b, ia < 0 ? (int)la : (int)lb, ia < 0 ? a : b);
-    char stack[256], *ab = la + lb <= sizeof stack ? stack : malloc(la + lb);
+    char stack[256], *ab = la + lb <= sizeof stack ? stack : lp_malloc(la + lb, "a tokenizer");
     if (!ab)
-        return lp_set_error("cannot allocate a merge");
+        return lp_set_error_code(LP_ERR_NOMEM, "cannot allocate a merge");
     memcpy(ab, a, la);
     memcpy(ab + la, b, lb);
     int32_t m = lp_tok_find(t, ab, la + lb);
@@ -137,7 +136,7 @@ static int load_merges_txt(lp_tokenizer *t, const char *file)
 {
     FILE *f = fopen(file, "rb");
     if (!f)
-        return fail(file, "cannot open: %s", strerror(errno));
+        return lp_set_error_code(LP_ERR_IO, "%s: cannot open: %s", file, strerror(errno));
     lp_buf all = LP_BUF_INIT;
     char chunk[65536];
     size_t k;
@@ -147,7 +146,8 @@ static int load_merges_txt(lp_tokenizer *t, const char *file)
     fclose(f);
     if (err || all.oom) {
         lp_buf_free(&all);
-        return fail(file, err ? "read error" : "out of memory reading it");
+        return err ? lp_set_error_code(LP_ERR_IO, "%s: read error", file)
+                   : lp_set_error_code(LP_ERR_NOMEM, "%s: out of memory reading it", file);
     }
     size_t lines = 1;
     for (size_t i = 0; i < all.len; i++)
@@ -191,13 +191,13 @@ static int add_token(lp_tokenizer *t, const char *file, int32_t id, const char *
     for (size_t i = 0; i < t->n_added; i++)
         if (t->added[i].id == id)
             return 0; /* listed twice (tokenizer.json and tokenizer_config.json) */
-    lp_added *a = realloc(t->added, (t->n_added + 1) * sizeof *a);
+    lp_added *a = lp_realloc(t->added, (t->n_added + 1) * sizeof *a, "a tokenizer");
     if (!a)
-        return lp_set_error("cannot allocate the added tokens");
+        return lp_set_error_code(LP_ERR_NOMEM, "cannot allocate the added tokens");
     t->added = a;
-    char *c = strdup(content);
+    char *c = lp_strdup(content, "a tokenizer");
     if (!c)
-        return lp_set_error("cannot allocate the added tokens");
+        return lp_set_error_code(LP_ERR_NOMEM, "cannot allocate the added tokens");
     t->added[t->n_added++] = (lp_added){id, c, len, special, lstrip, rstrip, single_word, normalized};
     if (!(id < t->n && t->str[id] && t->str_len[id] == len && !memcmp(t->str[id], content, len)) &&
         lp_tok_set(t, id, content, len) < 0)

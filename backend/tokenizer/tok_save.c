@@ -72,7 +72,7 @@ static int template_ids(const lp_tokenizer *t, const int32_t *ids, int n, int ty
         const char *s = t->str[id];
         if (json_array_append_new(tmpl, json_pack("{s:{s:s, s:i}}", "SpecialToken", "id", s, "type_id", type_id)) < 0 ||
             json_object_set_new(specials, s, json_pack("{s:s, s:[i], s:[s]}", "id", s, "ids", (int)id, "tokens", s)) < 0)
-            return lp_set_error("cannot allocate the post-processor");
+            return lp_set_error_code(LP_ERR_NOMEM, "cannot allocate the post-processor");
     }
     return 0;
 }
@@ -120,7 +120,7 @@ static json_t *merges_json(const lp_tokenizer *t)
     size_t n = 0;
     for (size_t i = 0; i < t->pairs_cap; i++)
         n += t->pairs[i].key != UINT64_MAX;
-    const lp_pair_slot **order = malloc((n ? n : 1) * sizeof *order);
+    const lp_pair_slot **order = lp_malloc((n ? n : 1) * sizeof *order, "saving a tokenizer");
     json_t *merges = json_array();
     if (!order || !merges) {
         free(order);
@@ -141,7 +141,7 @@ static json_t *merges_json(const lp_tokenizer *t)
         if (memchr(sa, ' ', la) || memchr(sb, ' ', lb)) {
             m = json_pack("[s%, s%]", sa, la, sb, lb);
         } else {
-            char *s = la + lb + 2 <= sizeof stack ? stack : malloc(la + lb + 2);
+            char *s = la + lb + 2 <= sizeof stack ? stack : lp_malloc(la + lb + 2, "saving a tokenizer");
             if (!s) {
                 json_decref(merges);
                 merges = NULL;
@@ -171,7 +171,7 @@ static int cmp_added_id(const void *a, const void *b)
 
 static json_t *added_json(const lp_tokenizer *t)
 {
-    const lp_added **order = malloc((t->n_added ? t->n_added : 1) * sizeof *order);
+    const lp_added **order = lp_malloc((t->n_added ? t->n_added : 1) * sizeof *order, "saving a tokenizer");
     json_t *arr = json_array();
     if (!order || !arr) {
         free(order);
@@ -224,9 +224,9 @@ static int dump(json_t *j, const char *folder, const char *name)
         return lp_set_error("%.200s...: path too long", folder);
     int rc = 0;
     if (!j)
-        rc = lp_last_error()[0] ? -1 : lp_set_error("%s: cannot allocate its contents", path);
+        rc = lp_last_error()[0] ? -1 : lp_set_error_code(LP_ERR_NOMEM, "%s: cannot allocate its contents", path);
     else if (json_dump_file(j, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER) != 0)
-        rc = lp_set_error("%s: cannot write: %s", path, strerror(errno));
+        rc = lp_set_error_code(LP_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
     json_decref(j);
     return rc;
 }

@@ -31,17 +31,17 @@ int lp_tok_set(lp_tokenizer *t, int32_t id, const char *s, size_t len)
         int32_t n = t->n ? t->n : 1024;
         while (n <= id)
             n = n < LP_TOK_MAX_ID / 2 ? n * 2 : LP_TOK_MAX_ID;
-        char **str = realloc(t->str, n * sizeof *str);
+        char **str = lp_realloc(t->str, n * sizeof *str, "a tokenizer");
         if (str)
             t->str = str;
-        uint32_t *sl = realloc(t->str_len, n * sizeof *sl);
+        uint32_t *sl = lp_realloc(t->str_len, n * sizeof *sl, "a tokenizer");
         if (sl)
             t->str_len = sl;
-        uint8_t *fl = realloc(t->flags, n);
+        uint8_t *fl = lp_realloc(t->flags, n, "a tokenizer");
         if (fl)
             t->flags = fl;
         if (!str || !sl || !fl)
-            return lp_set_error("cannot allocate the tables for %ld tokens", (long)n);
+            return lp_set_error_code(LP_ERR_NOMEM, "cannot allocate the tables for %ld tokens", (long)n);
         for (int32_t i = t->n; i < n; i++) {
             t->str[i] = NULL;
             t->str_len[i] = 0;
@@ -181,9 +181,9 @@ static int spans_push(spans *s, size_t a, size_t b)
 {
     if (s->n + 2 > s->cap) {
         size_t cap = s->cap ? s->cap * 2 : 64;
-        size_t *v = realloc(s->v, cap * sizeof *v);
+        size_t *v = lp_realloc(s->v, cap * sizeof *v, "a tokenizer");
         if (!v)
-            return lp_set_error("cannot allocate memory for tokenizing");
+            return lp_set_error_code(LP_ERR_NOMEM, "cannot allocate memory for tokenizing");
         s->v = v;
         s->cap = cap;
     }
@@ -217,6 +217,8 @@ static int encode_plain(enc *e, const char *s, size_t len)
     int cur = 0;
     lp_buf_reset(&e->arena[0]);
     lp_buf_append(&e->arena[0], s, len);
+    if (e->arena[0].oom)
+        return -1; /* the error is set */
     e->sp[0].n = 0;
     if (spans_push(&e->sp[0], 0, len) < 0)
         return -1;
@@ -237,7 +239,7 @@ static int encode_plain(enc *e, const char *s, size_t len)
                 lp_buf_putc(dst, ' ');
             lp_buf_append(dst, src->data + a, b - a);
             if (dst->oom)
-                return lp_set_error("cannot allocate memory for tokenizing");
+                return lp_set_error_code(LP_ERR_NOMEM, "cannot allocate memory for tokenizing");
             size_t pa = e->base, pb = dst->len;
             if (st->kind == LP_STEP_SPLIT || st->use_regex) {
                 e->base = pa;
@@ -353,8 +355,8 @@ int lp_tokenizer_encode(const lp_tokenizer *t, const char *text, size_t len, int
     if (add_special)
         for (int k = 0; k < t->n_suffix && rc == 0; k++)
             rc = lp_ids_push(&out, t->suffix[k]);
-    if (rc == 0 && !out.v && !(out.v = malloc(sizeof *out.v)))
-        rc = lp_set_error("cannot allocate token ids");
+    if (rc == 0 && !out.v && !(out.v = lp_malloc(sizeof *out.v, "a tokenizer")))
+        rc = lp_set_error_code(LP_ERR_NOMEM, "cannot allocate token ids");
     lp_split_scratch_free(&e.scratch);
     lp_buf_free(&e.arena[0]);
     lp_buf_free(&e.arena[1]);

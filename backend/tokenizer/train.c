@@ -128,10 +128,11 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem)
     size_t nc = *cap ? *cap : 64;
     while (nc < need)
         nc *= 2;
-    void *np = realloc(*p, nc * elem);
+    void *np = lp_realloc(*p, nc * elem, "the BPE trainer");
     if (!np) {
         char b[32];
-        return lp_set_error("cannot allocate %s for the BPE trainer", lp_format_bytes(nc * elem, b, sizeof b));
+        return lp_set_error_code(LP_ERR_NOMEM, "cannot allocate %s for the BPE trainer",
+                                 lp_format_bytes(nc * elem, b, sizeof b));
     }
     *p = np;
     *cap = nc;
@@ -194,8 +195,8 @@ lp_bpe_trainer *lp_bpe_trainer_new(const char *const *special, size_t n_special)
                 lp_set_error("special token \"%.80s\" is given twice", special[i]);
                 goto fail;
             }
-        if (!(tr->special[i] = strdup(special[i]))) {
-            lp_set_error("cannot allocate a special token");
+        if (!(tr->special[i] = lp_strdup(special[i], "the BPE trainer"))) {
+            lp_set_error_code(LP_ERR_NOMEM, "cannot allocate a special token");
             goto fail;
         }
         tr->n_special++;
@@ -561,8 +562,9 @@ int lp_bpe_trainer_train(lp_bpe_trainer *tr, const lp_bpe_train_opts *o)
         return lp_set_error("the BPE trainer has already trained");
     int64_t base = 256 + (int64_t)tr->n_special;
     if (o->vocab_size < base)
-        return lp_set_error("vocab_size %ld is too small: it must be at least 256 (the bytes) + %zu (special tokens) = %ld",
-                            (long)o->vocab_size, tr->n_special, (long)base);
+        return lp_set_error(
+            "vocab_size %ld is too small: it must be at least 256 (the bytes) + %zu (special tokens) = %ld",
+            (long)o->vocab_size, tr->n_special, (long)base);
     if (o->vocab_size > (1 << 24))
         return lp_set_error("vocab_size %ld is too large (at most %d)", (long)o->vocab_size, 1 << 24);
     if (tr->nwords == 0)
@@ -626,7 +628,7 @@ int lp_bpe_trainer_train(lp_bpe_trainer *tr, const lp_bpe_train_opts *o)
         lp_buf_append(&name, tr->tok[a], tr->tok_len[a]);
         lp_buf_append(&name, tr->tok[b], tr->tok_len[b]);
         if (name.oom) {
-            lp_set_error("cannot allocate a token");
+            lp_set_error_code(LP_ERR_NOMEM, "cannot allocate a token");
             goto done_buf;
         }
         int32_t c = find_token(tr, name.data, name.len);
@@ -697,11 +699,11 @@ static int mkdirs(const char *path)
         if (*s == '/') {
             *s = 0;
             if (mkdir(p, 0777) != 0 && errno != EEXIST)
-                return lp_set_error("%s: cannot create the folder: %s", p, strerror(errno));
+                return lp_set_error_code(LP_ERR_IO, "%s: cannot create the folder: %s", p, strerror(errno));
             *s = '/';
         }
     if (mkdir(p, 0777) != 0 && errno != EEXIST)
-        return lp_set_error("%s: cannot create the folder: %s", p, strerror(errno));
+        return lp_set_error_code(LP_ERR_IO, "%s: cannot create the folder: %s", p, strerror(errno));
     return 0;
 }
 
@@ -711,9 +713,9 @@ static int write_json(const char *folder, const char *name, json_t *j)
     snprintf(path, sizeof path, "%s/%s", folder, name);
     int rc = 0;
     if (!j)
-        rc = lp_set_error("%s: cannot allocate its contents", path);
+        rc = lp_set_error_code(LP_ERR_NOMEM, "%s: cannot allocate its contents", path);
     else if (json_dump_file(j, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER) != 0)
-        rc = lp_set_error("%s: cannot write: %s", path, strerror(errno));
+        rc = lp_set_error_code(LP_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
     json_decref(j);
     return rc;
 }
@@ -758,7 +760,7 @@ int lp_bpe_trainer_save(const lp_bpe_trainer *tr, const char *folder)
         json_decref(merges);
         json_decref(added);
         lp_buf_free(&txt);
-        return lp_set_error("%s: cannot allocate the tokenizer's files", folder);
+        return lp_set_error_code(LP_ERR_NOMEM, "%s: cannot allocate the tokenizer's files", folder);
     }
     json_t *vocab_copy = json_deep_copy(vocab);
     json_t *model = json_pack("{s:s, s:n, s:n, s:n, s:n, s:b, s:b, s:b, s:o, s:o}", "type", "BPE", "dropout",
@@ -777,9 +779,9 @@ int lp_bpe_trainer_save(const lp_bpe_trainer *tr, const char *folder)
         snprintf(path, sizeof path, "%s/merges.txt", folder);
         FILE *f = fopen(path, "wb");
         if (!f || fwrite(txt.data, 1, txt.len, f) != txt.len)
-            rc = lp_set_error("%s: cannot write: %s", path, strerror(errno));
+            rc = lp_set_error_code(LP_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
         if (f && fclose(f) != 0 && rc == 0)
-            rc = lp_set_error("%s: cannot write: %s", path, strerror(errno));
+            rc = lp_set_error_code(LP_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
     }
     lp_buf_free(&txt);
     if (rc == 0) {
@@ -798,7 +800,7 @@ lp_tokenizer *lp_bpe_trainer_tokenizer(const lp_bpe_trainer *tr)
 {
     char dir[] = "/tmp/loupe-bpe-XXXXXX";
     if (!mkdtemp(dir)) {
-        lp_set_error("cannot create a temporary folder for the tokenizer: %s", strerror(errno));
+        lp_set_error_code(LP_ERR_IO, "cannot create a temporary folder for the tokenizer: %s", strerror(errno));
         return NULL;
     }
     lp_tokenizer *t = lp_bpe_trainer_save(tr, dir) == 0 ? lp_tokenizer_load(dir) : NULL;

@@ -62,7 +62,7 @@ static int check_config(const lp_toy_config *c)
 static float *alloc_floats(size_t count, const char *what)
 {
     if (count > SIZE_MAX / sizeof(float))
-        return lp_set_error("cannot allocate %zu floats for %s", count, what), NULL;
+        return lp_set_error_code(LP_ERR_NOMEM, "cannot allocate %zu floats for %s", count, what), NULL;
     return lp_calloc(count, sizeof(float), what);
 }
 

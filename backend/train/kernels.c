@@ -88,7 +88,7 @@ HOT static void attn_forward_range(void *p, size_t lo, size_t hi)
 {
     struct attn_ctx *a = p;
     const int T = a->T, S = a->S, H = a->H, K = a->K, grp = H / K, ldz = H * S, ldq = a->ldq, ldk = a->ldk;
-    float *kt = malloc((size_t)S * T * sizeof(float)); /* k of this kv head, transposed (S,T) */
+    float *kt = lp_malloc((size_t)S * T * sizeof(float), "attention scratch"); /* k of this kv head, transposed (S,T) */
     if (!kt) {
         a->failed = 1;
         return;
@@ -145,7 +145,8 @@ HOT static void attn_backward_range(void *p, size_t lo, size_t hi)
 {
     struct attn_ctx *a = p;
     const int T = a->T, S = a->S, H = a->H, K = a->K, grp = H / K, ldz = H * S, ldq = a->ldq, ldk = a->ldk;
-    float *vt = malloc(((size_t)S * T + (size_t)T) * sizeof(float)); /* v transposed (S,T), then a row */
+    /* v transposed (S,T), then a row */
+    float *vt = lp_malloc(((size_t)S * T + (size_t)T) * sizeof(float), "attention scratch");
     if (!vt) {
         a->failed = 1;
         return;
@@ -214,7 +215,7 @@ int lp_tk_attention_forward(float *z, float *att, const float *q, const float *k
     struct attn_ctx a = {.z = z, .att = att, .q = q, .k = k, .v = v, .ldq = ldq, .ldk = ldk, .B = B, .T = T,
                          .H = H, .K = K, .S = S, .scale = 1.0f / sqrtf((float)S)};
     lp_par_for((size_t)B * K, 1, attn_forward_range, &a);
-    return a.failed ? lp_set_error("attention: cannot allocate scratch space") : 0;
+    return a.failed ? lp_set_error_code(LP_ERR_NOMEM, "attention: cannot allocate scratch space") : 0;
 }
 
 int lp_tk_attention_backward(float *dq, float *dk, float *dv, const float *dz, const float *q, const float *k,
@@ -224,7 +225,7 @@ int lp_tk_attention_backward(float *dq, float *dk, float *dv, const float *dz, c
                          .ldq = ldq, .ldk = ldk, .B = B, .T = T, .H = H, .K = K, .S = S,
                          .scale = 1.0f / sqrtf((float)S)};
     lp_par_for((size_t)B * K, 1, attn_backward_range, &a);
-    return a.failed ? lp_set_error("attention backward: cannot allocate scratch space") : 0;
+    return a.failed ? lp_set_error_code(LP_ERR_NOMEM, "attention backward: cannot allocate scratch space") : 0;
 }
 
 /* ---- rotary embeddings ---- */

@@ -27,20 +27,21 @@ int lp_trainer_save_state(lp_trainer *t, const char *path)
     size_t n = 2 * t->np;
     if (lp_trainer_moments_to_host(t) < 0)
         return -1;
-    char **names = calloc(n ? n : 1, sizeof *names);
-    lp_tensor **ts = calloc(n ? n : 1, sizeof *ts);
+    char **names = lp_calloc(n ? n : 1, sizeof *names, "the optimizer state");
+    lp_tensor **ts = lp_calloc(n ? n : 1, sizeof *ts, "the optimizer state");
     int rc = -1;
     if (!names || !ts) {
-        lp_set_error("out of memory");
+        lp_set_error_code(LP_ERR_NOMEM, "out of memory");
         goto done;
     }
     for (size_t i = 0; i < t->np; i++)
         for (int k = 0; k < 2; k++) {
             size_t j = 2 * i + (size_t)k;
             size_t len = strlen(t->p[i].name) + 16;
-            if (!(names[j] = malloc(len)) || !(ts[j] = view(k ? t->vel_t : t->mom_t, &t->p[i]))) {
+            if (!(names[j] = lp_malloc(len, "the optimizer state")) ||
+                !(ts[j] = view(k ? t->vel_t : t->mom_t, &t->p[i]))) {
                 if (!names[j])
-                    lp_set_error("out of memory");
+                    lp_set_error_code(LP_ERR_NOMEM, "out of memory");
                 goto done;
             }
             snprintf(names[j], len, "%s.%s", k ? "exp_avg_sq" : "exp_avg", t->p[i].name);

@@ -235,9 +235,9 @@ lp_trainer *lp_trainer_new_backend(lp_model *m, const lp_train_opts *o, int B, i
     const lp_model_config *c = &m->cfg;
     if (lp_trainer_check(m, o, B, T) < 0)
         return NULL;
-    lp_trainer *t = calloc(1, sizeof *t);
+    lp_trainer *t = lp_calloc(1, sizeof *t, "a trainer");
     if (!t) {
-        lp_set_error("out of memory");
+        lp_set_error_code(LP_ERR_NOMEM, "out of memory");
         return NULL;
     }
     t->m = m, t->o = *o, t->B = B, t->T = T, t->N = B * T;

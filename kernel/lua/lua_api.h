@@ -12,15 +12,22 @@
  *              ["application/vnd.loupe.<thing>+json"]=...}: the rich form shown when the
  *              object is a cell's value or passed to display(). Strings only.
  *
- * Errors: raise with luaL_error / lp_lua_backend_error; never abort. A backend function that
- * returns the error "interrupted" (lp_interrupt_check) is reported to the user as an
- * interrupt (ename "KeyboardInterrupt"). Out-of-memory messages start "cannot allocate".
+ * Errors: never abort. A backend function that failed is reported with lp_lua_backend_error,
+ * which raises its message and carries its code (core/error.h) to the interpreter, which names
+ * the error by the code: out of memory is a MemoryError, an interrupted loop a
+ * KeyboardInterrupt (interp.h lists them all). An error of the binding's own (a bad argument)
+ * is raised with luaL_error (a LuaError), or with lp_lua_raise when it has a code of its own.
+ * Never raise lp_last_error() with luaL_error: the code would be lost. A binding that catches
+ * an error (lua_pcall) and raises it again with more words in front keeps its code when the
+ * new message ends with ": " and the old one (lp_lua_error_code finds it).
  */
 #ifndef LP_LUA_API_H
 #define LP_LUA_API_H
 
 #include <jansson.h>
 #include <lua.h>
+
+#include "core/error.h"
 
 /* Sets t[name] = f for the table at stack index t, and records `doc` as its docstring
  * (shown by inspect, Shift+Tab in JupyterLab). doc is copied. The first line of doc is the
@@ -29,8 +36,21 @@ void lp_lua_setfunc(lua_State *L, int t, const char *name, lua_CFunction f, cons
 /* Records a docstring for the value at stack index idx (a table, function or metatable). */
 void lp_lua_setdoc(lua_State *L, int idx, const char *doc);
 /* Raises a Lua error with lp_last_error() as the message, prefixed by `what: ` when
- * what is not NULL. Does not return. */
+ * what is not NULL, and lp_last_error_code() as its code. Does not return. */
 int lp_lua_backend_error(lua_State *L, const char *what);
+/* Raises a Lua error with the message (lua_pushfstring's formats, with the position in front
+ * as luaL_error puts it) and code. Does not return. */
+int lp_lua_raise(lua_State *L, lp_err code, const char *fmt, ...);
+/* The code of the error value at idx: that of the last error raised by lp_lua_raise or
+ * lp_lua_backend_error when the value is its message (or ends with ": " and its message), else
+ * LP_ERR_NONE (a plain Lua error). */
+lp_err lp_lua_error_code(lua_State *L, int idx);
+/* The code of an error that lua_pcall returned with status, its value at idx: LP_ERR_NOMEM for
+ * LUA_ERRMEM, LP_ERR_INTERRUPTED while the interrupt flag is up, else lp_lua_error_code. For a
+ * binding that passes a Lua callback's error on (lp_set_error_code, or lp_lua_raise). */
+lp_err lp_lua_caught_code(lua_State *L, int status, int idx);
+/* Forgets the last raised error (the interpreter calls it before each cell). */
+void lp_lua_error_forget(lua_State *L);
 /* Publishes a MIME bundle (a JSON object of mime -> string; stolen) as display_data, or as
  * update_display_data when display_id is not NULL and update is non-zero. Works in the
  * kernel and in `loupe run` (text/plain printed). Returns 0, or raises on a bad bundle. */

@@ -71,13 +71,6 @@ const char *lp_doc_lookup(lua_State *L, int idx)
     return doc;
 }
 
-int lp_lua_backend_error(lua_State *L, const char *what)
-{
-    if (what)
-        return luaL_error(L, "%s: %s", what, lp_last_error());
-    return luaL_error(L, "%s", lp_last_error());
-}
-
 int lp_lua_publish(lua_State *L, json_t *bundle, const char *display_id, int update)
 {
     if (!json_is_object(bundle)) {
@@ -137,7 +130,7 @@ static int read_line(lua_State *L, const char *prompt, int password)
     lp_buf b = LP_BUF_INIT;
     if (io->input(io->ud, prompt, password, &b) < 0) {
         lp_buf_free(&b);
-        return luaL_error(L, "%s", lp_last_error());
+        return lp_lua_backend_error(L, NULL);
     }
     lua_pushlstring(L, lp_buf_str(&b), b.len);
     lp_buf_free(&b);
@@ -273,7 +266,7 @@ static int l_sleep(lua_State *L)
     double end = lp_now_s() + (s > 0 ? s : 0);
     for (;;) {
         if (lp_interrupted())
-            return luaL_error(L, "interrupted");
+            return lp_lua_raise(L, LP_ERR_INTERRUPTED, "interrupted");
         double left = end - lp_now_s();
         if (left <= 0)
             break;
@@ -387,7 +380,7 @@ static int l_progress(lua_State *L)
 static int reraise_if_interrupted(lua_State *L, int status_ok)
 {
     if (!status_ok && lp_interrupted())
-        return luaL_error(L, "interrupted");
+        return lp_lua_raise(L, LP_ERR_INTERRUPTED, "interrupted");
     return 0;
 }
 

@@ -148,6 +148,7 @@ typedef struct {
     int fn;            /* stack index of the filter, or of the table of hook functions */
     int slot;          /* hook functions: index in that table */
     int failed;        /* filter: an error was raised */
+    lp_err code;       /* and its code */
     char err[512];
 } lua_cb;
 
@@ -178,8 +179,10 @@ static int hook_fn(void *ud, const char *name, const lp_tensor *act, lp_tensor *
     lua_rawgeti(L, cb->fn, cb->slot);
     lua_pushlightuserdata(L, (void *)act);
     lua_pushstring(L, name);
-    if (lua_pcall(L, 3, 1, 0) != LUA_OK) {
-        lp_set_error("hook '%s': %s", name, lua_tostring(L, -1) ? lua_tostring(L, -1) : "error");
+    int st = lua_pcall(L, 3, 1, 0);
+    if (st != LUA_OK) {
+        lp_set_error_code(lp_lua_caught_code(L, st, -1), "hook '%s': %s", name,
+                          lua_tostring(L, -1) ? lua_tostring(L, -1) : "error");
         lua_pop(L, 1);
         return -1;
     }
@@ -212,8 +215,10 @@ static int filter_fn(void *ud, const char *name)
     }
     lua_pushvalue(L, cb->fn);
     lua_pushstring(L, name);
-    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    int st = lua_pcall(L, 1, 1, 0);
+    if (st != LUA_OK) {
         cb->failed = 1;
+        cb->code = lp_lua_caught_code(L, st, -1);
         snprintf(cb->err, sizeof cb->err, "cache filter: %s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "error");
         lua_pop(L, 1);
         return 0;
@@ -369,15 +374,15 @@ static int l_run(lua_State *L)
     luaL_setmetatable(L, RUN_MT);
     lua_pushvalue(L, 1);
     lua_setiuservalue(L, -2, 1); /* the run keeps its model (and tokenizer) alive */
-    r->tokens = malloc((size_t)B * T * sizeof *r->tokens);
+    r->tokens = lp_malloc((size_t)B * T * sizeof *r->tokens, "the tokens of a run");
     if (!r->tokens)
-        return luaL_error(L, "run: out of memory");
+        return lp_lua_backend_error(L, "run");
     memcpy(r->tokens, tokens, (size_t)B * T * sizeof *tokens);
     r->B = B, r->T = T;
     if (lp_model_run(u->m, tokens, B, T, &o, &r->run) < 0)
         return lp_lua_backend_error(L, "run");
     if (fcb.failed)
-        return luaL_error(L, "run: %s", fcb.err);
+        return lp_lua_raise(L, fcb.code, "run: %s", fcb.err);
     return 1;
 }
 

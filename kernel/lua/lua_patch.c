@@ -45,11 +45,13 @@ static int metric_k(lua_State *L)
     lua_pushvalue(L, 1);
     lp_lua_push_tensor(L, lp_tensor_alias(c->logits));
     c->failed = 1;
-    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-        if (lp_interrupted())
-            lp_set_error("interrupted");
+    int st = lua_pcall(L, 1, 1, 0);
+    if (st != LUA_OK) { /* the code of what the function raised goes on with its message */
+        lp_err code = lp_lua_caught_code(L, st, -1);
+        if (code == LP_ERR_INTERRUPTED)
+            lp_set_error_code(code, "interrupted");
         else
-            lp_set_error("metric: %s", luaL_tolstring(L, -1, NULL));
+            lp_set_error_code(code == LP_ERR_NONE ? LP_ERR_INPUT : code, "metric: %s", luaL_tolstring(L, -1, NULL));
         return 0;
     }
     int ok;
@@ -75,11 +77,14 @@ static int call_metric(void *ud, const lp_tensor *logits, double *value)
     lua_pushcfunction(L, metric_k);
     lua_pushvalue(L, c->fn);
     lua_pushlightuserdata(L, c);
-    if (lua_pcall(L, 2, 0, 0) != LUA_OK) { /* raised outside the user's function: memory */
-        if (lp_interrupted())
-            lp_set_error("interrupted");
+    int st = lua_pcall(L, 2, 0, 0);
+    if (st != LUA_OK) { /* raised outside the user's function: memory */
+        lp_err code = lp_lua_caught_code(L, st, -1);
+        if (code == LP_ERR_INTERRUPTED)
+            lp_set_error_code(code, "interrupted");
         else
-            lp_set_error("metric: %s", lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "error");
+            lp_set_error_code(code == LP_ERR_NONE ? LP_ERR_INPUT : code, "metric: %s",
+                              lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "error");
     }
     lua_settop(L, top);
     if (c->failed)
@@ -215,7 +220,8 @@ int lp_lua_model_patch_sweep(lua_State *L)
     }
     lua_setmetatable(L, -2);
     if (lp_patch_sweep(u->m, clean, corrupt, T, &o, res) < 0)
-        return lp_interrupted() ? luaL_error(L, "interrupted") : lp_lua_backend_error(L, "patch_sweep");
+        return lp_last_error_code() == LP_ERR_INTERRUPTED || lp_interrupted() ? lp_lua_raise(L, LP_ERR_INTERRUPTED, "interrupted")
+                                                                                 : lp_lua_backend_error(L, "patch_sweep");
     const lp_patch_kind *kind = res->kind;
     int per_head = res->per_head, positions = res->positions, NH = res->n_heads;
     int rows = res->rows, cols = res->cols;

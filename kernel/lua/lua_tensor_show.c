@@ -115,7 +115,7 @@ int lp_lua_tensor_tostring(lua_State *L)
     lp_buf_putc(&b, ')');
     if (b.oom) {
         lp_buf_free(&b);
-        return luaL_error(L, "cannot allocate the text of a tensor");
+        return lp_lua_raise(L, LP_ERR_NOMEM, "cannot allocate the text of a tensor");
     }
     lua_pushlstring(L, lp_buf_str(&b), b.len);
     lp_buf_free(&b);

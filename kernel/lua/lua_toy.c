@@ -130,7 +130,7 @@ static json_t *loss_plot(toy_ud *u, const char *title)
     char(*names)[32] = calloc((size_t)I, sizeof *names);
     json_t *b = NULL;
     if (!s || !y || !names) {
-        lp_set_error("cannot allocate the loss plot");
+        lp_set_error_code(LP_ERR_NOMEM, "cannot allocate the loss plot");
         goto done;
     }
     for (int k = 0; k < I; k++) {
@@ -206,7 +206,7 @@ static int on_progress(void *ud, long step, long target, const float *loss, int 
                 u->hx = hx;
             float *hy = hx ? realloc(u->hy, cap * (size_t)instances * sizeof *hy) : NULL;
             if (!hx || !hy) {
-                lp_set_error("cannot allocate the loss history");
+                lp_set_error_code(LP_ERR_NOMEM, "cannot allocate the loss history");
                 return 1;
             }
             u->hy = hy;

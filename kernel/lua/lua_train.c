@@ -227,7 +227,7 @@ static int val_loss(lua_State *L, model_ud *u, training *tr, double *out)
     int V = u->m->cfg.d_vocab;
     int32_t *x = malloc(2 * n * sizeof *x);
     if (!x)
-        return lp_set_error("cannot allocate a validation batch");
+        return lp_set_error_code(LP_ERR_NOMEM, "cannot allocate a validation batch");
     double sum = 0;
     long cnt = 0;
     for (int k = 0; k < tr->eval_batches; k++) {
@@ -347,12 +347,13 @@ static void run_training(lua_State *L, int mi, int ti, int live)
     double loss = NAN, t_start = lp_now_s();
     int failed = 0, interrupted = 0;
     char err[600] = "";
+    lp_err code = LP_ERR_NONE;
     if (live)
         bar_publish(L, &b, tr, lp_trainer_steps(tr->t), NAN, 0);
     /* a GPU trainer trains its own copy of the weights: the model's (edited since, perhaps)
      * go in now, and come back before anything reads the model and at the end */
     if (lp_trainer_push(tr->t) < 0) {
-        snprintf(err, sizeof err, "%s", lp_last_error());
+        snprintf(err, sizeof err, "%s", lp_last_error()), code = lp_last_error_code();
         failed = 1;
     }
     while (!failed && lp_trainer_steps(tr->t) < tr->total) {
@@ -371,7 +372,7 @@ static void run_training(lua_State *L, int mi, int ti, int live)
             failed = 1;
         if (failed) {
             interrupted = lp_interrupted();
-            snprintf(err, sizeof err, "%s", lp_last_error());
+            snprintf(err, sizeof err, "%s", lp_last_error()), code = lp_last_error_code();
             break;
         }
         loss = sum / accum;
@@ -393,7 +394,7 @@ static void run_training(lua_State *L, int mi, int ti, int live)
             lua_pop(L, 1);
             if (rc < 0) {
                 interrupted = lp_interrupted();
-                snprintf(err, sizeof err, "%s", lp_last_error());
+                snprintf(err, sizeof err, "%s", lp_last_error()), code = lp_last_error_code();
                 failed = 1;
                 break;
             }
@@ -408,7 +409,7 @@ static void run_training(lua_State *L, int mi, int ti, int live)
         }
         if (!lua_isnil(L, cb) && (step % tr->cb_every == 0 || step == tr->total)) {
             if (lp_trainer_pull(tr->t) < 0) {
-                snprintf(err, sizeof err, "%s", lp_last_error());
+                snprintf(err, sizeof err, "%s", lp_last_error()), code = lp_last_error_code();
                 failed = 1;
                 break;
             }
@@ -416,8 +417,10 @@ static void run_training(lua_State *L, int mi, int ti, int live)
             lua_pushinteger(L, step);
             lua_pushnumber(L, loss);
             lua_pushvalue(L, mi);
-            if (lua_pcall(L, 3, 0, 0) != LUA_OK) {
+            int st = lua_pcall(L, 3, 0, 0);
+            if (st != LUA_OK) {
                 interrupted = lp_interrupted();
+                code = lp_lua_caught_code(L, st, -1);
                 snprintf(err, sizeof err, "callback at step %d: %s", step, lua_tostring(L, -1));
                 lua_pop(L, 1);
                 failed = 1;
@@ -426,7 +429,7 @@ static void run_training(lua_State *L, int mi, int ti, int live)
         }
         if (tr->save[0] && (step % tr->save_every == 0 || step == tr->total) &&
             (lp_trainer_pull(tr->t) < 0 || lp_model_save(u->m, tr->save, u->tok) < 0)) {
-            snprintf(err, sizeof err, "%s", lp_last_error());
+            snprintf(err, sizeof err, "%s", lp_last_error()), code = lp_last_error_code();
             failed = 1;
             break;
         }
@@ -434,7 +437,7 @@ static void run_training(lua_State *L, int mi, int ti, int live)
             bar_publish(L, &b, tr, step, loss, 0);
     }
     if (lp_trainer_pull(tr->t) < 0 && !failed) {
-        snprintf(err, sizeof err, "%s", lp_last_error());
+        snprintf(err, sizeof err, "%s", lp_last_error()), code = lp_last_error_code();
         failed = 1;
     }
     tr->running = 0;
@@ -450,10 +453,10 @@ static void run_training(lua_State *L, int mi, int ti, int live)
         lua_pushfstring(L, "training interrupted at step %d of %d: the model keeps the weights of step %d; "
                            "loupe.train{model = m, resume = true} continues", done, tr->total, done);
         lua_call(L, 1, 0);
-        luaL_error(L, "interrupted");
+        lp_lua_raise(L, LP_ERR_INTERRUPTED, "interrupted");
     }
     if (failed)
-        luaL_error(L, "loupe.train: %s (the model keeps the weights of step %d)", err, done);
+        lp_lua_raise(L, code, "loupe.train: %s (the model keeps the weights of step %d)", err, done);
 }
 
 static const char *const SCHEDULES[] = {"constant", "cosine", NULL};

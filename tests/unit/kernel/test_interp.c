@@ -139,6 +139,73 @@ Test(interp, interrupt_stops_lua_and_c_loops)
     cr_assert_str_eq(value("x"), "5");
 }
 
+/* Runs code with its n-th checked allocation failing, for n = 0, 1, ... until it succeeds
+ * without the failure: each failure must be a MemoryError whose message holds needle.
+ * Returns how many there were. */
+static int memory_errors(const char *code, const char *needle)
+{
+    int errors = 0;
+    for (long n = 0; n < 1000; n++) {
+        lp_exec_result_clear(&R);
+        lp_alloc_fail_after(n);
+        lp_interp_execute(I, code, 1, 1, &R);
+        int fired = lp_alloc_fail_fired();
+        lp_alloc_fail_after(-1);
+        if (R.ok && !fired)
+            return errors;
+        if (!R.ok) {
+            cr_assert(fired, "%s: %s: %s", code, R.ename, R.evalue);
+            cr_assert_str_eq(R.ename, "MemoryError", "%s, allocation %ld: %s", code, n, R.evalue);
+            cr_assert(strstr(R.evalue, needle), "%s: evalue \"%s\" lacks \"%s\"", code, R.evalue, needle);
+            errors++;
+        }
+    }
+    cr_assert_fail("%s never succeeded", code);
+    return errors;
+}
+
+/* Errors are named by their code, never by their words. */
+Test(interp, backend_errors_are_named_by_their_code)
+{
+    /* the backend's memory runs out */
+    cr_assert_gt(memory_errors("x = loupe.zeros(3, 4)", "cannot allocate"), 0);
+    /* caught and raised again, as it is or with more words in front: still out of memory */
+    cr_assert_gt(memory_errors("local ok, e = pcall(loupe.zeros, 3, 4)\nif not ok then error(e, 0) end", "cannot allocate"),
+                 0);
+    cr_assert_gt(memory_errors("local ok, e = pcall(loupe.zeros, 3, 4)\nif not ok then error('making x: ' .. e) end",
+                               "making x: "),
+                 0);
+    cr_assert_str_eq(value("loupe.zeros(2):shape()[1]"), "2");
+    /* the words alone name nothing */
+    fails("error('cannot allocate 6 GiB: out of memory')", "LuaError", "out of memory");
+    fails("error('interrupted')", "LuaError", "interrupted");
+    /* a missing folder is an OSError, a corrupt file a ValueError, a bad argument a LuaError */
+    fails("loupe.load('/nonexistent/loupe-model')", "OSError", "config.json");
+    char dir[] = "/tmp/loupe-interp-XXXXXX", path[64], code[160];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs("{\"model_type\": \"gpt2\", \"n_embd\": ", f);
+    fclose(f);
+    snprintf(code, sizeof code, "loupe.load('%s')", dir);
+    fails(code, "ValueError", "not valid JSON");
+    unlink(path);
+    rmdir(dir);
+    fails("loupe.zeros(2, 3):reshape(4)", "LuaError", "");
+}
+
+/* A backend loop stopped by an interrupt is a KeyboardInterrupt, and the kernel lives on. */
+Test(interp, interrupted_backend_loop_is_a_keyboard_interrupt)
+{
+    pthread_t th;
+    pthread_create(&th, NULL, interrupt_later, NULL);
+    fails("toy = loupe.toy.superposition{n = 20, m = 5, steps = 1e9, progress = false}", "KeyboardInterrupt",
+          "interrupted");
+    pthread_join(th, NULL);
+    cr_assert_str_eq(value("toy == nil"), "true");
+}
+
 Test(interp, print_and_io_write_go_to_the_stream)
 {
     value("print('a', 1, nil, true)\nio.write('b', 2.5, '\\n')");

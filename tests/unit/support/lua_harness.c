@@ -46,13 +46,6 @@ void lp_lua_setfunc(lua_State *L, int t, const char *name, lua_CFunction f, cons
     lua_setfield(L, t, name);
 }
 
-int lp_lua_backend_error(lua_State *L, const char *what)
-{
-    if (what)
-        return luaL_error(L, "%s: %s", what, lp_last_error());
-    return luaL_error(L, "%s", lp_last_error());
-}
-
 static void record_in_lua(lua_State *L, const char *id, int update, const char *plain, const char *html)
 {
     if (lua_getglobal(L, "published") != LUA_TTABLE) {
