@@ -12,7 +12,7 @@
 # starts with ) ] }). That is correct for the JavaScript the scripts keep to, which is
 # checked here (the build fails otherwise):
 #   - strings in '...' or "..." closed on their line; no template literals (backquotes);
-#   - no regular expression literals (a "/" is division; use new RegExp("..."));
+#   - no regular expression literals (a "/" must be division; use new RegExp("..."));
 #   - a block comment opens at the start of a line and closes at the end of a line.
 # The text must not hold "</script" or "<!--": it is the content of an HTML <script>.
 cmake_minimum_required(VERSION 3.20)
@@ -84,6 +84,11 @@ while(NOT text STREQUAL "")
     if(NOT cut EQUAL -1)
       string(SUBSTRING "${seg}" 0 ${cut} seg)
       set(rest "")
+    endif()
+    # a "/" where an expression starts is a regular expression literal, not division
+    if(seg MATCHES "(^|[-(,=:[!&|?{};+*%<>~^])[ \t]*/" OR
+       seg MATCHES "(^|[^A-Za-z0-9_$.])(return|typeof|case|void|delete|throw|in|of|yield)[ \t]*/")
+      message(FATAL_ERROR "${where}: a regular expression literal (use new RegExp(\"...\"))")
     endif()
     foreach(bad IN ITEMS "/*" "`")
       string(FIND "${seg}" "${bad}" at)

@@ -127,6 +127,9 @@ test("embed_js.cmake refuses what it cannot strip safely", { skip: HAVE_CMAKE ? 
     "a block comment not closed": "/* c\nvar a;\n",
     "</script> in a string": 'var s = "</script>";\n',
     "<!-- in a string": "var s = '<!--';\n",
+    "a regular expression literal": "var r = /a b/;\n",
+    "a regular expression literal in a call": "f(a, /x/);\n",
+    "a regular expression literal returned": "function f() {\n  return /x/;\n}\n",
   };
   for (const [what, source] of Object.entries(bad)) {
     const r = embed(source);
@@ -134,4 +137,5 @@ test("embed_js.cmake refuses what it cannot strip safely", { skip: HAVE_CMAKE ? 
     assert.match(r.stderr, /embed_js\.cmake|t\.js/, what);
   }
   assert.equal(embed('var s = "a/*b*/c // d";\n').status, 0, "comment markers inside strings are fine");
+  assert.equal(embed("var r = a / b, s = (a) / 2, t = x[1] / y, u = \"/\" + '/';\n").status, 0, "division is fine");
 });
