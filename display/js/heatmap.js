@@ -168,9 +168,8 @@
   }
 
   if (typeof module !== "undefined" && module.exports) {
-    module.exports = { checkLayout: checkLayout, decodeIndices: decodeIndices, cellValue: cellValue,
-      formatValue: formatValue, axisLabel: axisLabel, cellAt: cellAt, tipText: tipText,
-      toPicture: toPicture, zoomStyle: zoomStyle, build: build, start: start };
+    module.exports = { checkLayout, decodeIndices, cellValue, formatValue, axisLabel, cellAt,
+      tipText, toPicture, zoomStyle, build, start };
   }
   if (typeof document !== "undefined") start(document, document.currentScript, "@ID@");
 })();

@@ -77,8 +77,7 @@
   }
 
   if (typeof module !== "undefined" && module.exports) {
-    module.exports = { readout: readout, spanIndex: spanIndex,
-      build: build, start: start };
+    module.exports = { readout, spanIndex, build, start };
   }
   if (typeof document !== "undefined") start(document, document.currentScript, "@ID@");
 })();
