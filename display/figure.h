@@ -22,7 +22,7 @@ void lp_fig_close(lp_buf *html);
  * our own text only; missing > 0 adds "N values missing (NaN/Inf)". */
 void lp_fig_caption(lp_buf *html, lp_buf *plain, size_t missing, const char *note);
 /* <script type="application/json">data</script><script>js</script>, with "@ID@" in js
- * replaced by id. Returns 0 or -1. */
+ * (one of figure_js.h's lp_js_<name>) replaced by id. Returns 0 or -1. */
 int lp_fig_script(lp_buf *html, const char *id, const json_t *data, const char *js);
 
 /* Axes of a plot: data ranges mapped to a pixel rectangle. */

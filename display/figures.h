@@ -2,9 +2,10 @@
  * text/plain (a short summary) and text/html built from sanitizer-safe parts only: divs,
  * spans and tables with inline styles and `title` tooltips, and pictures as
  * <img src="data:image/svg+xml;base64,...">. Heatmaps and token strips carry a small
- * inline script that adds hover values (and zoom on large heatmaps) where scripts run; it
- * finds its own output through document.currentScript (or its data-lp-id), runs once per
- * output, and keeps no global state.
+ * inline script (display/js/, embedded at build time) that adds hover values (and zoom on
+ * large heatmaps) where scripts run; it finds its own output through
+ * document.currentScript (or its data-lp-id), runs once per output, keeps no global
+ * state, and leaves the figure as it is when its live view cannot be built.
  *
  * Common rules:
  *  - All strings (titles, labels, tokens) are untrusted: escaped, made valid UTF-8, long

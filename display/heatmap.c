@@ -8,6 +8,7 @@
 #include "bundle.h"
 #include "core/error.h"
 #include "figure.h"
+#include "figure_js.h"
 #include "figures.h"
 #include "html.h"
 #include "png.h"
@@ -15,38 +16,6 @@
 
 enum { MAX_SIDE = 256, MAX_PANELS = 64, GRID_BUDGET = 12 * 128 * 128, EXACT_HOVER = 20000,
        VALUES_TABLE = 400, LABEL_CHARS = 16 };
-
-/* Hover and zoom, where scripts run. Reads the JSON beside it; no globals; once per output. */
-static const char HEATMAP_JS[] =
-    "(function(){var s=document.currentScript,r=s&&s.closest&&s.closest('[data-lp-id]');"
-    "if(!r)r=document.querySelector('[data-lp-id=\"@ID@\"]:not([data-lp-on])');"
-    "if(!r||r.getAttribute('data-lp-on'))return;r.setAttribute('data-lp-on','1');"
-    "var d=JSON.parse(r.querySelector('script[type=\"application/json\"]').textContent),"
-    "img=r.querySelector('img'),tip=document.createElement('div'),q=null,i;"
-    "tip.style.cssText='position:absolute;pointer-events:none;display:none;padding:2px 6px;"
-    "border-radius:3px;font:12px monospace;white-space:pre;z-index:10;"
-    "background:var(--jp-layout-color0,#fff);color:var(--jp-ui-font-color1,#000);"
-    "border:1px solid var(--jp-border-color1,#999)';r.appendChild(tip);"
-    "if(d.q){var b=atob(d.q);q=new Uint8Array(b.length);for(i=0;i<b.length;i++)q[i]=b.charCodeAt(i);}"
-    "function val(k){if(q){return q[k]?d.lo+(d.hi-d.lo)*(q[k]-1)/254:null}return d.v[k]}"
-    "function fmt(v){return v===null?'missing (NaN/Inf)':(q?'\\u2248':'')+(+v.toPrecision(4))}"
-    "function lab(a,k,f){var t=f>1?k*f+'\\u2013'+(k*f+f-1):''+k;"
-    "return a&&f<=1&&a[k]!==undefined?t+' '+JSON.stringify(a[k]):t}"
-    "img.addEventListener('mousemove',function(e){var c=img.getBoundingClientRect(),"
-    "x=(e.clientX-c.left)*d.W/c.width,y=(e.clientY-c.top)*d.H/c.height,off=0;"
-    "for(var k=0;k<d.p.length;k++){var p=d.p[k];"
-    "if(x>=p[0]&&x<p[0]+p[2]&&y>=p[1]&&y<p[1]+p[3]){"
-    "var a=Math.floor((y-p[1])/p[3]*p[4]),j=Math.floor((x-p[0])/p[2]*p[5]);"
-    "tip.textContent=(p[6]!==null?p[6]+'\\n':'')+d.rn+' '+lab(d.rl,a,d.f)+'\\n'+d.cn+' '+"
-    "lab(d.cl,j,d.f)+'\\n= '+fmt(val(off+a*p[5]+j));"
-    "var rr=r.getBoundingClientRect();tip.style.left=(e.clientX-rr.left+14)+'px';"
-    "tip.style.top=(e.clientY-rr.top+14)+'px';tip.style.display='block';return}"
-    "off+=p[4]*p[5]}tip.style.display='none'});"
-    "img.addEventListener('mouseleave',function(){tip.style.display='none'});"
-    "if(d.z>1){img.style.cursor='zoom-in';img.addEventListener('click',function(){"
-    "var z=img.getAttribute('data-z')!=='1';img.setAttribute('data-z',z?'1':'0');"
-    "img.style.maxWidth=z?'none':'100%';img.style.width=z?(d.W*d.z)+'px':'';"
-    "img.style.cursor=z?'zoom-out':'zoom-in'})}})();";
 
 typedef struct hm {
     size_t np, rows, cols;  /* panels drawn, original sizes */
@@ -346,7 +315,7 @@ static json_t *heatmaps(const float *v, size_t n, size_t rows, size_t cols,
         json_object_set_new(d, "q", json_string(lp_buf_str(&b64)));
         lp_buf_free(&b64);
     }
-    if (!d || lp_fig_script(&html, id, d, HEATMAP_JS) != 0)
+    if (!d || lp_fig_script(&html, id, d, lp_js_heatmap) != 0)
         rc = -1;
     json_decref(d);
     lp_fig_close(&html);

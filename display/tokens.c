@@ -6,23 +6,11 @@
 
 #include "bundle.h"
 #include "figure.h"
+#include "figure_js.h"
 #include "figures.h"
 #include "html.h"
 
 enum { MAX_TOKENS = 4096 };
-
-static const char TOKENS_JS[] =
-    "(function(){var s=document.currentScript,r=s&&s.closest&&s.closest('[data-lp-id]');"
-    "if(!r)r=document.querySelector('[data-lp-id=\"@ID@\"]:not([data-lp-on])');"
-    "if(!r||r.getAttribute('data-lp-on'))return;r.setAttribute('data-lp-on','1');"
-    "var d=JSON.parse(r.querySelector('script[type=\"application/json\"]').textContent),"
-    "out=document.createElement('div');out.style.cssText='font:12px monospace;min-height:16px;"
-    "opacity:0.85;white-space:pre';out.textContent='\\u00a0';r.appendChild(out);"
-    "r.querySelectorAll('span[data-i]').forEach(function(e){"
-    "e.addEventListener('mouseenter',function(){var i=+e.getAttribute('data-i'),v=d.v[i];"
-    "out.textContent='#'+i+' '+JSON.stringify(d.t[i])+' = '+(v===null?'missing (NaN/Inf)':"
-    "+v.toPrecision(4));e.style.outline='1px solid currentColor'});"
-    "e.addEventListener('mouseleave',function(){e.style.outline=''})})})();";
 
 /* The token as shown: newlines and tabs made visible. */
 static void token_text(lp_buf *b, const char *t)
@@ -116,7 +104,7 @@ json_t *lp_display_tokens(const char *const *tokens, const float *values, size_t
     int rc = 0;
     if (values) {
         json_t *d = json_pack("{s:o,s:o}", "t", jt, "v", jv);
-        rc = d ? lp_fig_script(&html, id, d, TOKENS_JS) : -1;
+        rc = d ? lp_fig_script(&html, id, d, lp_js_tokens) : -1;
         json_decref(d);
     } else {
         json_decref(jt);

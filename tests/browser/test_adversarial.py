@@ -30,7 +30,7 @@ CELL = {"prompt": 0, "tokens": 1, "table": 2, "heatmap": 3, "grid": 4, "bar": 5,
         "line": 7, "hist": 8, "twice": 9}
 PICTURE_CELLS = ["heatmap", "grid", "bar", "scatter", "line", "hist"]
 BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-OUR_JS = "(function(){var s=document.currentScript"
+OUR_JS = '(function(){"use strict";'  # how every script of ours starts (display/js/*.js as embedded)
 
 
 def shown(s: str) -> str:

@@ -49,7 +49,7 @@ static void check_html(const json_t *b)
     cr_assert(strstr(h, "<!--") == NULL);
     cr_assert(strstr(h, RLO) == NULL && strstr(t_get(b, "text/plain"), RLO) == NULL);
     int scripts = t_count(h, "<script");
-    int ours = t_count(h, "<script type=\"application/json\">") + t_count(h, "<script>(function(){");
+    int ours = t_count(h, "<script type=\"application/json\">") + t_count(h, "<script>(function(){\"use strict\";");
     cr_assert_eq(scripts, ours, "foreign script in %s", h);
     cr_assert_eq(t_count(h, "</script>"), scripts);
     for (int k = 0;; k++) {

@@ -1,0 +1,10 @@
+/* The scripts figures carry where scripts run (display/js/<name>.js), embedded at build
+ * time by embed_js.cmake: comments and indentation stripped, NUL-terminated, "@ID@" still
+ * in them for lp_fig_script to replace. Internal to display/. */
+#ifndef LP_DISPLAY_FIGURE_JS_H
+#define LP_DISPLAY_FIGURE_JS_H
+
+extern const char lp_js_heatmap[]; /* heatmap.c: hover readout, click-to-zoom */
+extern const char lp_js_tokens[];  /* tokens.c: hover readout line */
+
+#endif
