@@ -52,8 +52,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "data/dataset.h"
 #include "device.h"
 #include "model/model.h"
+#include "rng.h"
 
 typedef enum lp_sched {
     LP_SCHED_CONSTANT = 0, /* lr after the warm-up */
@@ -135,6 +137,10 @@ size_t lp_trainer_param_count(const lp_trainer *t);
 const float *lp_trainer_grad(lp_trainer *t, size_t i);
 const float *lp_trainer_moment(lp_trainer *t, size_t i, int second);
 
+/* Drops the gradients of the step in progress (the micro-batches accumulated since the last
+ * step): the next forward_backward starts the step again. The weights are untouched. */
+void lp_trainer_discard(lp_trainer *t);
+
 /* Optimizer state for resuming: a safetensors file with "exp_avg.<name>" and
  * "exp_avg_sq.<name>" for every parameter and the step count in the metadata ("step").
  * Loading checks every name and shape before changing anything. 0, or -1 with an error. */
@@ -152,5 +158,97 @@ size_t lp_model_param_count(const lp_model *m);
  * and mlp entries. The name goes into buf (cap >= 96 is always enough), *w (may be NULL)
  * is the model's tensor (borrowed). 0, or -1 when i is past the end. */
 int lp_model_param(const lp_model *m, size_t i, char *buf, size_t cap, lp_tensor **w);
+
+/* ---- a training run: the loop (run.c) ----
+ *
+ * A trainer, the data it draws batches from and the validation data, stepped to a total
+ * with validation, a progress callback, interrupts and resume; the history is kept here.
+ *
+ *   lp_training_opts ro = {.data = train, .data_rng = &g, .val = val, .val_rng = &gv,
+ *                          .eval_every = 100, .eval_batches = 4};
+ *   lp_training *r = lp_training_new(t, &ro);              // takes t
+ *   if (lp_training_run(r, 1000, on_progress, ctx) < 0)    // "interrupted": call it again
+ *       report(lp_last_error());                           // later to continue
+ *   lp_training_free(r);                                   // and t
+ *
+ * Each step draws accum micro-batches of B x T windows (lp_dataset_batch) from data with
+ * data_rng, runs forward_backward on each and steps (the trainer's schedule and clipping).
+ * After every eval_every-th step and after the run's last, eval_batches windows of the
+ * validation data go through lp_trainer_eval: the weights the trainer holds now, on whichever
+ * device it trains (a GPU trainer's own copy, not the model's tensors).
+ *
+ * Resume. A run stops only between steps: on an interrupt (the flag is polled before every
+ * micro-batch and validation batch, and between layers inside them), an error, or a stop
+ * asked by the callback. A step that did not finish leaves no trace: its gradients are
+ * discarded and both generators are set back to where the step began, so a later
+ * lp_training_run draws the same batches. A finished step whose validation or report did not
+ * finish gets them at the start of the next call. An interrupted run continued to the same
+ * total therefore equals an uninterrupted one (weights, moments and history). */
+
+typedef struct lp_training_opts {
+    const lp_dataset *data; /* training windows (borrowed; must outlive the training) */
+    lp_rng *data_rng;       /* the generator they are drawn with (borrowed, advanced) */
+    const lp_dataset *val;  /* validation windows, or NULL for no validation (borrowed) */
+    lp_rng *val_rng;        /* its generator (borrowed, advanced; needed with val) */
+    int eval_every;         /* validate after every eval_every-th step (>= 1) ... */
+    int eval_batches;       /* ... on this many B x T batches (>= 1) */
+} lp_training_opts;
+
+/* What the callback sees after each finished step (and its validation). */
+typedef struct lp_train_progress {
+    int step;          /* the step just finished, counted over every call (1-based) */
+    int total;         /* the step this call runs to */
+    long long tokens;  /* input positions trained on so far, every micro-batch, every call */
+    double loss;       /* the step's mean loss over its micro-batches */
+    double lr;         /* the learning rate it used */
+    double grad_norm;  /* the global gradient norm before clipping */
+    int validated;     /* whether this step was validated; then val_loss is ... */
+    double val_loss;   /* ... the mean loss of the current weights on the validation batches (else NaN) */
+    double elapsed;    /* seconds inside lp_training_run so far, every call */
+} lp_train_progress;
+
+/* Called after every finished step. The model's tensors are not the current weights on a
+ * GPU: call lp_trainer_pull(lp_training_trainer(r)) first where the callback reads the model
+ * (a plot of it, a checkpoint, user code). Returning non-zero stops the run after this step
+ * (lp_training_run returns 1). It must return (a binding calls Lua under lua_pcall) and must
+ * not step the trainer or free the training. */
+typedef int (*lp_train_progress_fn)(void *ud, const lp_train_progress *p);
+
+/* The steps, losses, learning rates and gradient norms of every finished step (n of each,
+ * in order), and the validations (n_val). Borrowed, valid until the next lp_training_run or
+ * lp_training_free. */
+typedef struct lp_train_history {
+    size_t n, n_val;
+    const int *step;
+    const double *loss, *lr, *grad_norm;
+    const int *val_step;
+    const double *val_loss;
+} lp_train_history;
+
+typedef struct lp_training lp_training;
+
+/* Checks a training of m on windows of T tokens before anything is allocated: both datasets
+ * hold at least T + 1 tokens and no id outside the vocabulary ("the validation data has token
+ * id 99 but the model's vocabulary has 40 ids"), eval_every and eval_batches >= 1, a
+ * generator for each dataset. 0, or -1 with an error. */
+int lp_training_check(const lp_model *m, int T, const lp_training_opts *o);
+/* A training of t (taken: freed with the training, and by this call when it fails) from t's
+ * current step. NULL with an error (lp_training_check's, or memory). */
+lp_training *lp_training_new(lp_trainer *t, const lp_training_opts *o);
+void lp_training_free(lp_training *r); /* NULL is a no-op; frees the trainer */
+
+/* Trains until the trainer has made `total` steps (total >= lp_trainer_steps(t)); cb (may be
+ * NULL) after each step. A GPU trainer gets the model's weights first (lp_trainer_push: the
+ * model may have been changed since) and gives them back at the end, also on error, so that
+ * on return the model holds the weights of the last finished step. Returns 0 at total, 1
+ * when cb stopped it, -1 with an error: "interrupted" (lp_interrupted() is set; call again to
+ * continue), "step 12: loss is NaN (learning rate too high?)" (the weights of step 11
+ * kept), data or memory errors. */
+int lp_training_run(lp_training *r, int total, lp_train_progress_fn cb, void *ud);
+
+lp_trainer *lp_training_trainer(const lp_training *r); /* borrowed */
+lp_train_history lp_training_history(const lp_training *r);
+long long lp_training_tokens(const lp_training *r); /* trained on, every call */
+double lp_training_seconds(const lp_training *r);   /* spent in lp_training_run, every call */
 
 #endif

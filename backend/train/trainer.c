@@ -368,7 +368,7 @@ static void zero_range(void *p, size_t lo, size_t hi)
 }
 
 /* Drops the step's gradients: zeroed before the next micro-batch. */
-static void discard(lp_trainer *t)
+void lp_trainer_discard(lp_trainer *t)
 {
     t->micro = 0;
     t->loss_sum = 0;
@@ -420,7 +420,7 @@ int lp_trainer_forward_backward(lp_trainer *t, const int32_t *inputs, const int3
     double sum;
     int valid;
     if (pass(t, inputs, targets, 1.0f / (float)accum, 1, &sum, &valid) < 0) {
-        discard(t);
+        lp_trainer_discard(t);
         return -1;
     }
     double mean = valid ? sum / valid : 0.0;
@@ -568,14 +568,14 @@ int lp_trainer_step(lp_trainer *t, float *grad_norm, float *lr_used)
         return lp_set_error("step %d: %d of %d micro-batches accumulated", s, t->micro, accum);
     if (!isfinite(t->loss_sum)) {
         const char *what = isnan(t->loss_sum) ? "NaN" : "infinite";
-        discard(t);
+        lp_trainer_discard(t);
         return lp_set_error("step %d: loss is %s (learning rate too high?)", s, what);
     }
     struct step_ctx c = {.t = t};
     double sq = 0;
     if (t->be) {
         if (device_sumsq(t, &sq) < 0) {
-            discard(t);
+            lp_trainer_discard(t);
             return -1;
         }
     } else {
@@ -586,7 +586,7 @@ int lp_trainer_step(lp_trainer *t, float *grad_norm, float *lr_used)
     double norm = sqrt(sq);
     if (!isfinite(norm)) {
         const char *what = isnan(norm) ? "NaN" : "infinite";
-        discard(t);
+        lp_trainer_discard(t);
         return lp_set_error("step %d: gradient norm is %s (learning rate too high?)", s, what);
     }
     const lp_train_opts *o = &t->o;
@@ -600,7 +600,7 @@ int lp_trainer_step(lp_trainer *t, float *grad_norm, float *lr_used)
     /* never interrupted: every parameter is updated or none */
     if (t->be) {
         if (device_adamw(t, &c, s) < 0) {
-            discard(t);
+            lp_trainer_discard(t);
             return -1;
         }
     } else {

@@ -1,17 +1,18 @@
 /* loupe.model{...} (a model of a given shape with random weights) and loupe.train{...}
  * (backend/train/train.h) with a live loss curve and a progress bar.
  *
- * A training keeps its state (the trainer: AdamW moments and step count, the data, the
- * options, the history) in a loupe.Training userdata stored in a weak-keyed registry table
- * under the model it trains, so that an interrupted training can be resumed with
+ * The loop is the backend's (lp_training_run): this file reads the options, runs it, and
+ * turns its progress reports into the live figure, the progress bar, the user's callbacks
+ * and checkpoints. A training keeps its state (the backend's lp_training: the trainer with
+ * its AdamW moments and step count, the history; here the data, the callback and the
+ * options) in a loupe.Training userdata stored in a weak-keyed registry table under the
+ * model it trains, so that an interrupted training can be resumed with
  * loupe.train{model = m, resume = true} and the model is always as of its last finished
  * step (the trainer never applies half an update). */
 #include <lauxlib.h>
 #include <math.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "core/error.h"
 #include "core/interrupt.h"
@@ -27,25 +28,22 @@
 #define TRAINING_MT "loupe.Training"
 #define REGISTRY_KEY "loupe.trainings" /* weak-keyed: model userdata -> Training */
 
-/* uservalues of a Training: 1 the history table, 2 the data, 3 the validation data (or
- * nil), 4 the callback (or nil) */
-enum { UV_HIST = 1, UV_DATA, UV_VAL, UV_CB, UV_N = UV_CB };
+/* uservalues of a Training: 1 the data, 2 the validation data (or nil), 3 the callback (or
+ * nil); the datasets' generators are lent to the backend's training */
+enum { UV_DATA = 1, UV_VAL, UV_CB, UV_N = UV_CB };
 
 typedef struct training {
-    lp_trainer *t;
-    int B, T, total, eval_every, eval_batches, cb_every, save_every;
+    lp_training *run; /* owns the trainer */
+    int total, cb_every, save_every;
     char save[1024]; /* checkpoint folder, or "" */
-    double seconds;   /* spent in training so far, over every call */
-    long long tokens; /* trained on so far */
-    int running;      /* in run_training (a callback may start another training) */
+    int running;     /* in run_training (a callback may start another training) */
 } training;
-
 
 static int training_gc(lua_State *L)
 {
     training *tr = luaL_checkudata(L, 1, TRAINING_MT);
-    lp_trainer_free(tr->t);
-    tr->t = NULL;
+    lp_training_free(tr->run);
+    tr->run = NULL;
     return 0;
 }
 
@@ -60,8 +58,8 @@ static void release_training(lua_State *L, int reg, int model)
     if (lua_rawget(L, reg) != LUA_TNIL) {
         training *old = luaL_testudata(L, -1, TRAINING_MT);
         if (old && !old->running) {
-            lp_trainer_free(old->t);
-            old->t = NULL;
+            lp_training_free(old->run);
+            old->run = NULL;
         }
     }
     lua_pop(L, 1);
@@ -204,59 +202,6 @@ static int l_model(lua_State *L)
 
 /* ---- loupe.train{...} ---------------------------------------------------------------------- */
 
-/* Appends v to history[key] (an integer for the step counts). */
-static void hist_push(lua_State *L, int hist, const char *key, double v)
-{
-    lua_getfield(L, hist, key);
-    if (strstr(key, "step"))
-        lua_pushinteger(L, (lua_Integer)v);
-    else
-        lua_pushnumber(L, v);
-    lua_rawseti(L, -2, (lua_Integer)luaL_len(L, -2) + 1);
-    lua_pop(L, 1);
-}
-
-/* Mean validation loss over n batches of the validation data (forward passes only). */
-static int val_loss(lua_State *L, model_ud *u, training *tr, double *out)
-{
-    lua_getiuservalue(L, -1, UV_VAL);
-    lp_rng *g;
-    lp_dataset *d = lp_lua_check_dataset(L, -1, &g);
-    lua_pop(L, 1);
-    size_t n = (size_t)tr->B * tr->T;
-    int V = u->m->cfg.d_vocab;
-    int32_t *x = malloc(2 * n * sizeof *x);
-    if (!x)
-        return lp_set_error_code(LP_ERR_NOMEM, "cannot allocate a validation batch");
-    double sum = 0;
-    long cnt = 0;
-    for (int k = 0; k < tr->eval_batches; k++) {
-        lp_run r;
-        if (lp_dataset_batch(d, g, tr->B, tr->T, x, x + n) < 0 || lp_model_run(u->m, x, tr->B, tr->T, NULL, &r) < 0) {
-            free(x);
-            return -1;
-        }
-        for (size_t i = 0; i < n; i++) {
-            const float *row = r.logits->data + i * (size_t)V;
-            int32_t tg = x[n + i];
-            if (tg < 0 || tg >= V)
-                continue;
-            float mx = row[0];
-            for (int j = 1; j < V; j++)
-                mx = row[j] > mx ? row[j] : mx;
-            double s = 0;
-            for (int j = 0; j < V; j++)
-                s += exp((double)row[j] - mx);
-            sum += log(s) + mx - row[tg];
-            cnt++;
-        }
-        lp_run_clear(&r);
-    }
-    free(x);
-    *out = cnt ? sum / (double)cnt : 0.0;
-    return 0;
-}
-
 typedef struct {
     char id[48];
     double t0, last;
@@ -288,163 +233,151 @@ static void plot_call(lua_State *L, int plot, const char *method, int nargs)
     lua_call(L, nargs + 1, 0);
 }
 
-/* Trains the Training at index ti on the model at index mi up to tr->total steps. Leaves the
- * stack as it found it; raises on error (the state stays consistent for resume). */
+static void plot_point(lua_State *L, int plot, int step, double v, const char *series)
+{
+    lua_pushinteger(L, step);
+    lua_pushnumber(L, v);
+    lua_pushstring(L, series);
+    plot_call(L, plot, "add", 3);
+}
+
+/* What the backend's progress callback needs to reach the Lua side. */
+typedef struct {
+    lua_State *L;
+    training *tr;
+    model_ud *u;
+    const lp_train_progress *p;
+    bar b;
+    int live;
+    double loss;     /* the last step's */
+    int failed;      /* a callback, a checkpoint or the display failed: err and code say how */
+    char err[600];
+    lp_err code;
+} progress_ctx;
+
+/* progress_body(ctx, plot, callback, model), under lua_pcall: the step on the live figure,
+ * then the user's callback and the checkpoint when due (with the weights pulled from a GPU
+ * first), then the progress bar, a few times a second. */
+static int progress_body(lua_State *L)
+{
+    progress_ctx *c = lua_touserdata(L, 1);
+    const lp_train_progress *p = c->p;
+    training *tr = c->tr;
+    lp_trainer *t = lp_training_trainer(tr->run);
+    int last = p->step == p->total;
+    c->loss = p->loss;
+    if (c->live) {
+        plot_point(L, 2, p->step, p->loss, "train");
+        if (p->validated)
+            plot_point(L, 2, p->step, p->val_loss, "validation");
+    }
+    if (!lua_isnil(L, 3) && (p->step % tr->cb_every == 0 || last)) {
+        if (lp_trainer_pull(t) < 0) {
+            snprintf(c->err, sizeof c->err, "%s", lp_last_error()), c->code = lp_last_error_code();
+            c->failed = 1;
+            return 0;
+        }
+        lua_pushvalue(L, 3);
+        lua_pushinteger(L, p->step);
+        lua_pushnumber(L, p->loss);
+        lua_pushvalue(L, 4);
+        int st = lua_pcall(L, 3, 0, 0);
+        if (st != LUA_OK) {
+            c->code = lp_lua_caught_code(L, st, -1);
+            snprintf(c->err, sizeof c->err, "callback at step %d: %s", p->step, lua_tostring(L, -1));
+            c->failed = 1;
+            return 0;
+        }
+    }
+    if (tr->save[0] && (p->step % tr->save_every == 0 || last) &&
+        (lp_trainer_pull(t) < 0 || lp_model_save(c->u->m, tr->save, c->u->tok) < 0)) {
+        snprintf(c->err, sizeof c->err, "%s", lp_last_error()), c->code = lp_last_error_code();
+        c->failed = 1;
+        return 0;
+    }
+    if (c->live && lp_now_s() - c->b.last >= 0.25)
+        bar_publish(L, &c->b, tr, p->step, p->loss, 0);
+    return 0;
+}
+
+/* The backend's progress callback: progress_body under lua_pcall, so that no Lua error
+ * unwinds through lp_training_run; non-zero (stop) when something failed. The arguments of
+ * progress_body are on top of the stack (plot, callback, model) and stay there. */
+static int on_progress(void *ud, const lp_train_progress *p)
+{
+    progress_ctx *c = ud;
+    lua_State *L = c->L;
+    c->p = p;
+    lua_pushcfunction(L, progress_body);
+    lua_pushlightuserdata(L, c);
+    for (int k = 0; k < 3; k++)
+        lua_pushvalue(L, -5);
+    int st = lua_pcall(L, 4, 0, 0);
+    if (st != LUA_OK) {
+        c->code = lp_lua_caught_code(L, st, -1);
+        snprintf(c->err, sizeof c->err, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "error in the display");
+        lua_pop(L, 1);
+        c->failed = 1;
+    }
+    return c->failed;
+}
+
+/* A new live figure for the Training, with its history so far; returns its index. */
+static int push_live_plot(lua_State *L, training *tr)
+{
+    lua_getglobal(L, "loupe");
+    lua_getfield(L, -1, "plot");
+    lua_getfield(L, -1, "live");
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, "training loss");
+    lua_setfield(L, -2, "title");
+    lua_pushstring(L, "step");
+    lua_setfield(L, -2, "xlabel");
+    lua_pushstring(L, "cross-entropy (nats)");
+    lua_setfield(L, -2, "ylabel");
+    lua_call(L, 1, 1);
+    lua_replace(L, -3);
+    lua_pop(L, 1);
+    int plot = lua_gettop(L);
+    lp_train_history h = lp_training_history(tr->run);
+    for (size_t i = 0; i < h.n; i++)
+        plot_point(L, plot, h.step[i], h.loss[i], "train");
+    for (size_t i = 0; i < h.n_val; i++)
+        plot_point(L, plot, h.val_step[i], h.val_loss[i], "validation");
+    return plot;
+}
+
+/* Trains the Training at index ti on the model at index mi up to tr->total steps
+ * (lp_training_run), showing the live figure and the progress bar. Leaves the stack as it
+ * found it; raises on error (the state stays consistent for resume). */
 static void run_training(lua_State *L, int mi, int ti, int live)
 {
-    model_ud *u = check_model(L, mi);
-    training *tr = luaL_checkudata(L, ti, TRAINING_MT);
     int top = lua_gettop(L);
-    lua_getiuservalue(L, ti, UV_HIST);
-    int hist = lua_gettop(L);
-    lua_getiuservalue(L, ti, UV_DATA);
-    lp_rng *g;
-    lp_dataset *data = lp_lua_check_dataset(L, -1, &g);
-    lua_getiuservalue(L, ti, UV_VAL);
-    int has_val = !lua_isnil(L, -1);
-    lua_getiuservalue(L, ti, UV_CB);
-    int cb = lua_gettop(L);
-    /* the live plot: loupe.plot.live{...}, with the history so far */
-    lua_pushnil(L);
-    int plot = lua_gettop(L);
-    if (live) {
-        lua_getglobal(L, "loupe");
-        lua_getfield(L, -1, "plot");
-        lua_getfield(L, -1, "live");
-        lua_createtable(L, 0, 3);
-        lua_pushstring(L, "training loss");
-        lua_setfield(L, -2, "title");
-        lua_pushstring(L, "step");
-        lua_setfield(L, -2, "xlabel");
-        lua_pushstring(L, "cross-entropy (nats)");
-        lua_setfield(L, -2, "ylabel");
-        lua_call(L, 1, 1);
-        lua_replace(L, plot);
-        lua_pop(L, 2);
-        const char *series[2][3] = {{"step", "loss", "train"}, {"val_step", "val_loss", "validation"}};
-        for (int s = 0; s < 2; s++) {
-            lua_getfield(L, hist, series[s][0]);
-            lua_getfield(L, hist, series[s][1]);
-            lua_Integer n = luaL_len(L, -1);
-            for (lua_Integer i = 1; i <= n; i++) {
-                lua_geti(L, -2, i);
-                lua_geti(L, -2, i);
-                lua_pushstring(L, series[s][2]);
-                plot_call(L, plot, "add", 3);
-            }
-            lua_pop(L, 2);
-        }
-    }
-    size_t n = (size_t)tr->B * tr->T;
-    int32_t *x = lua_newuserdatauv(L, 2 * n * sizeof *x, 0);
-    bar b = {.t0 = lp_now_s()};
+    progress_ctx c = {.L = L, .u = check_model(L, mi), .tr = luaL_checkudata(L, ti, TRAINING_MT), .live = live,
+                      .loss = NAN};
+    training *tr = c.tr;
+    c.b.t0 = lp_now_s();
     char uuid[37];
     lp_uuid(uuid);
-    snprintf(b.id, sizeof b.id, "loupe-train-%.12s", uuid);
-    const lp_train_opts *o = lp_trainer_opts(tr->t);
-    int accum = o->accum > 0 ? o->accum : 1;
-    tr->running = 1;
-    double loss = NAN, t_start = lp_now_s();
-    int failed = 0, interrupted = 0;
-    char err[600] = "";
-    lp_err code = LP_ERR_NONE;
+    snprintf(c.b.id, sizeof c.b.id, "loupe-train-%.12s", uuid);
     if (live)
-        bar_publish(L, &b, tr, lp_trainer_steps(tr->t), NAN, 0);
-    /* a GPU trainer trains its own copy of the weights: the model's (edited since, perhaps)
-     * go in now, and come back before anything reads the model and at the end */
-    if (lp_trainer_push(tr->t) < 0) {
-        snprintf(err, sizeof err, "%s", lp_last_error()), code = lp_last_error_code();
-        failed = 1;
-    }
-    while (!failed && lp_trainer_steps(tr->t) < tr->total) {
-        int step = lp_trainer_steps(tr->t) + 1;
-        double sum = 0;
-        for (int a = 0; a < accum && !failed; a++) {
-            float l;
-            if (lp_interrupt_check() < 0 || lp_dataset_batch(data, g, tr->B, tr->T, x, x + n) < 0 ||
-                lp_trainer_forward_backward(tr->t, x, x + n, &l) < 0)
-                failed = 1;
-            else
-                sum += l;
-        }
-        float gn = 0, lr = 0;
-        if (!failed && lp_trainer_step(tr->t, &gn, &lr) < 0)
-            failed = 1;
-        if (failed) {
-            interrupted = lp_interrupted();
-            snprintf(err, sizeof err, "%s", lp_last_error()), code = lp_last_error_code();
-            break;
-        }
-        loss = sum / accum;
-        tr->tokens += (long long)n * accum;
-        hist_push(L, hist, "step", step);
-        hist_push(L, hist, "loss", loss);
-        hist_push(L, hist, "lr", lr);
-        hist_push(L, hist, "grad_norm", gn);
-        if (live) {
-            lua_pushinteger(L, step);
-            lua_pushnumber(L, loss);
-            lua_pushstring(L, "train");
-            plot_call(L, plot, "add", 3);
-        }
-        if (has_val && (step % tr->eval_every == 0 || step == tr->total)) {
-            double vl = 0;
-            lua_pushvalue(L, ti);
-            int rc = val_loss(L, u, tr, &vl);
-            lua_pop(L, 1);
-            if (rc < 0) {
-                interrupted = lp_interrupted();
-                snprintf(err, sizeof err, "%s", lp_last_error()), code = lp_last_error_code();
-                failed = 1;
-                break;
-            }
-            hist_push(L, hist, "val_step", step);
-            hist_push(L, hist, "val_loss", vl);
-            if (live) {
-                lua_pushinteger(L, step);
-                lua_pushnumber(L, vl);
-                lua_pushstring(L, "validation");
-                plot_call(L, plot, "add", 3);
-            }
-        }
-        if (!lua_isnil(L, cb) && (step % tr->cb_every == 0 || step == tr->total)) {
-            if (lp_trainer_pull(tr->t) < 0) {
-                snprintf(err, sizeof err, "%s", lp_last_error()), code = lp_last_error_code();
-                failed = 1;
-                break;
-            }
-            lua_pushvalue(L, cb);
-            lua_pushinteger(L, step);
-            lua_pushnumber(L, loss);
-            lua_pushvalue(L, mi);
-            int st = lua_pcall(L, 3, 0, 0);
-            if (st != LUA_OK) {
-                interrupted = lp_interrupted();
-                code = lp_lua_caught_code(L, st, -1);
-                snprintf(err, sizeof err, "callback at step %d: %s", step, lua_tostring(L, -1));
-                lua_pop(L, 1);
-                failed = 1;
-                break;
-            }
-        }
-        if (tr->save[0] && (step % tr->save_every == 0 || step == tr->total) &&
-            (lp_trainer_pull(tr->t) < 0 || lp_model_save(u->m, tr->save, u->tok) < 0)) {
-            snprintf(err, sizeof err, "%s", lp_last_error()), code = lp_last_error_code();
-            failed = 1;
-            break;
-        }
-        if (live && lp_now_s() - b.last >= 0.25)
-            bar_publish(L, &b, tr, step, loss, 0);
-    }
-    if (lp_trainer_pull(tr->t) < 0 && !failed) {
-        snprintf(err, sizeof err, "%s", lp_last_error()), code = lp_last_error_code();
-        failed = 1;
-    }
+        push_live_plot(L, tr);
+    else
+        lua_pushnil(L);
+    int plot = lua_gettop(L);
+    lua_getiuservalue(L, ti, UV_CB);
+    lua_pushvalue(L, mi);
+    if (live)
+        bar_publish(L, &c.b, tr, lp_trainer_steps(lp_training_trainer(tr->run)), NAN, 0);
+    tr->running = 1;
+    int rc = lp_training_run(tr->run, tr->total, on_progress, &c);
     tr->running = 0;
-    tr->seconds += lp_now_s() - t_start;
-    int done = lp_trainer_steps(tr->t);
+    if (rc < 0)
+        snprintf(c.err, sizeof c.err, "%s", lp_last_error()), c.code = lp_last_error_code();
+    int failed = rc != 0, interrupted = failed && (lp_interrupted() || c.code == LP_ERR_INTERRUPTED);
+    int done = lp_trainer_steps(lp_training_trainer(tr->run));
     if (live) { /* the final state of both displays stays in the notebook */
-        bar_publish(L, &b, tr, done, loss, !failed);
+        bar_publish(L, &c.b, tr, done, c.loss, !failed);
         plot_call(L, plot, "done", 0);
     }
     lua_settop(L, top);
@@ -456,7 +389,44 @@ static void run_training(lua_State *L, int mi, int ti, int live)
         lp_lua_raise(L, LP_ERR_INTERRUPTED, "interrupted");
     }
     if (failed)
-        lp_lua_raise(L, code, "loupe.train: %s (the model keeps the weights of step %d)", err, done);
+        lp_lua_raise(L, c.code, "loupe.train: %s (the model keeps the weights of step %d)", c.err, done);
+}
+
+/* Sets t[key] to a list of the n values (integers when ints). */
+static void set_list(lua_State *L, const char *key, const int *ints, const double *vals, size_t n)
+{
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+        if (ints)
+            lua_pushinteger(L, ints[i]);
+        else
+            lua_pushnumber(L, vals[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, key);
+}
+
+/* Pushes the history table loupe.train returns: the backend's lists and the totals. */
+static void push_history(lua_State *L, const lp_training *run)
+{
+    lp_train_history h = lp_training_history(run);
+    double s = lp_training_seconds(run);
+    long long tokens = lp_training_tokens(run);
+    lua_createtable(L, 0, 10);
+    set_list(L, "step", h.step, NULL, h.n);
+    set_list(L, "loss", NULL, h.loss, h.n);
+    set_list(L, "lr", NULL, h.lr, h.n);
+    set_list(L, "grad_norm", NULL, h.grad_norm, h.n);
+    set_list(L, "val_step", h.val_step, NULL, h.n_val);
+    set_list(L, "val_loss", NULL, h.val_loss, h.n_val);
+    lua_pushnumber(L, s);
+    lua_setfield(L, -2, "seconds");
+    lua_pushinteger(L, (lua_Integer)tokens);
+    lua_setfield(L, -2, "tokens");
+    lua_pushstring(L, lp_device_name(lp_trainer_device(lp_training_trainer(run))));
+    lua_setfield(L, -2, "device");
+    lua_pushnumber(L, s > 0 ? (double)tokens / s : 0.0);
+    lua_setfield(L, -2, "tokens_per_s");
 }
 
 static const char *const SCHEDULES[] = {"constant", "cosine", NULL};
@@ -511,12 +481,13 @@ static int l_train(lua_State *L)
                                  "= m, data = ..., steps = ...}");
         ti = lua_gettop(L);
         training *tr = luaL_checkudata(L, ti, TRAINING_MT);
-        int steps = opt_int(L, 1, "steps", tr->total, lp_trainer_steps(tr->t), 1 << 30);
-        lp_train_opts o = *lp_trainer_opts(tr->t);
+        lp_trainer *t = lp_training_trainer(tr->run);
+        int steps = opt_int(L, 1, "steps", tr->total, lp_trainer_steps(t), 1 << 30);
+        lp_train_opts o = *lp_trainer_opts(t);
         read_opts(L, 1, &o);
         if (steps != tr->total && o.schedule == LP_SCHED_COSINE)
             o.total_steps = steps;
-        if (lp_trainer_set_opts(tr->t, &o) < 0)
+        if (lp_trainer_set_opts(t, &o) < 0)
             return lp_lua_backend_error(L, "loupe.train");
         tr->total = steps;
         run_training(L, 2, ti, live);
@@ -525,17 +496,14 @@ static int l_train(lua_State *L)
         if (lua_isnil(L, -1))
             return luaL_error(L, "loupe.train: data = ... is required (a Dataset: loupe.data.load{...} or "
                                  "loupe.data.repeated{...})");
-        lp_dataset *data = lp_lua_check_dataset(L, -1, NULL);
+        lp_training_opts ro = {0};
+        ro.data = lp_lua_check_dataset(L, -1, &ro.data_rng);
         int di = lua_gettop(L);
         lua_getfield(L, 1, "val");
         int vi = lua_gettop(L);
-        lp_dataset *val = lua_isnil(L, vi) ? NULL : lp_lua_check_dataset(L, vi, NULL);
+        if (!lua_isnil(L, vi))
+            ro.val = lp_lua_check_dataset(L, vi, &ro.val_rng);
         const lp_model_config *c = &u->m->cfg;
-        const lp_dataset *ds[2] = {data, val};
-        for (int k = 0; k < 2; k++)
-            if (ds[k] && lp_dataset_max_id(ds[k]) >= c->d_vocab)
-                return luaL_error(L, "loupe.train: the %s has token id %d but the model's vocabulary has %d ids",
-                                  k ? "validation data" : "data", (int)lp_dataset_max_id(ds[k]), c->d_vocab);
         lua_getfield(L, 1, "callback");
         int cbi = lua_gettop(L);
         if (!lua_isnil(L, cbi))
@@ -552,10 +520,10 @@ static int l_train(lua_State *L)
         memset(tr, 0, sizeof *tr);
         luaL_setmetatable(L, TRAINING_MT);
         ti = lua_gettop(L);
-        tr->B = B, tr->T = T, tr->total = steps;
-        tr->eval_every = opt_int(L, 1, "eval_every", steps >= 10 ? steps / 10 : 1, 1, 1 << 30);
-        tr->eval_batches = opt_int(L, 1, "eval_batches", 4, 1, 1 << 16);
-        tr->cb_every = opt_int(L, 1, "callback_every", tr->eval_every, 1, 1 << 30);
+        tr->total = steps;
+        ro.eval_every = opt_int(L, 1, "eval_every", steps >= 10 ? steps / 10 : 1, 1, 1 << 30);
+        ro.eval_batches = opt_int(L, 1, "eval_batches", 4, 1, 1 << 16);
+        tr->cb_every = opt_int(L, 1, "callback_every", ro.eval_every, 1, 1 << 30);
         lua_getfield(L, 1, "save");
         if (!lua_isnil(L, -1)) {
             size_t len;
@@ -573,23 +541,20 @@ static int l_train(lua_State *L)
             return lp_lua_backend_error(L, "loupe.train");
         lua_pop(L, 1);
         /* everything but memory is checked before an earlier training is let go */
-        if ((dev != LP_DEVICE_CPU && !lp_backend_get(dev)) || lp_trainer_check(u->m, &o, B, T) < 0)
+        if ((dev != LP_DEVICE_CPU && !lp_backend_get(dev)) || lp_trainer_check(u->m, &o, B, T) < 0 ||
+            lp_training_check(u->m, T, &ro) < 0)
             return lp_lua_backend_error(L, "loupe.train");
-        if (!(tr->t = lp_trainer_new_on(u->m, &o, B, T, dev))) {
+        lp_trainer *t = lp_trainer_new_on(u->m, &o, B, T, dev);
+        if (!t) {
             /* out of memory: let go of this model's earlier training and of the
              * unreachable ones (models gone), then try once more */
             release_training(L, reg, 2);
             lua_gc(L, LUA_GCCOLLECT);
-            if (!(tr->t = lp_trainer_new_on(u->m, &o, B, T, dev)))
+            if (!(t = lp_trainer_new_on(u->m, &o, B, T, dev)))
                 return lp_lua_backend_error(L, "loupe.train");
         }
-        lua_createtable(L, 0, 8);
-        const char *keys[] = {"step", "loss", "lr", "grad_norm", "val_step", "val_loss"};
-        for (size_t k = 0; k < sizeof keys / sizeof *keys; k++) {
-            lua_newtable(L);
-            lua_setfield(L, -2, keys[k]);
-        }
-        lua_setiuservalue(L, ti, UV_HIST);
+        if (!(tr->run = lp_training_new(t, &ro))) /* takes t, also when it fails */
+            return lp_lua_backend_error(L, "loupe.train");
         lua_pushvalue(L, di);
         lua_setiuservalue(L, ti, UV_DATA);
         lua_pushvalue(L, vi);
@@ -605,15 +570,7 @@ static int l_train(lua_State *L)
     /* returns m, history (with the totals) of the training run here (a callback may have
      * started another of this model since) */
     training *tr = luaL_checkudata(L, ti, TRAINING_MT);
-    lua_getiuservalue(L, ti, UV_HIST);
-    lua_pushnumber(L, tr->seconds);
-    lua_setfield(L, -2, "seconds");
-    lua_pushinteger(L, (lua_Integer)tr->tokens);
-    lua_setfield(L, -2, "tokens");
-    lua_pushstring(L, lp_device_name(lp_trainer_device(tr->t)));
-    lua_setfield(L, -2, "device");
-    lua_pushnumber(L, tr->seconds > 0 ? (double)tr->tokens / tr->seconds : 0.0);
-    lua_setfield(L, -2, "tokens_per_s");
+    push_history(L, tr->run);
     lua_pushvalue(L, 2);
     lua_insert(L, -2);
     return 2;
@@ -641,7 +598,9 @@ void lp_lua_open_train(lua_State *L)
                    "history\n"
                    "Trains m in place with AdamW (decay on matrices only, global-norm clipping, linear warm-up, "
                    "cosine decay to min_lr * lr), showing a live loss curve and a progress bar. history holds "
-                   "step, loss, lr, grad_norm, val_step, val_loss, seconds, tokens, tokens_per_s, device. On a GPU "
+                   "step, loss, lr, grad_norm, val_step, val_loss, seconds, tokens, tokens_per_s, device; with val, "
+                   "val_loss is the mean loss of the weights as trained so far on eval_batches batches of val, "
+                   "every eval_every steps and at the end. On a GPU "
                    "by default when one is present (device = \"cpu\" to stay on the CPU); the model's weights are "
                    "brought back before each callback and checkpoint and at the end. With save, a Hugging "
                    "Face checkpoint (config.json, model.safetensors, the tokenizer) is written every save_every "

@@ -188,6 +188,60 @@ def test_training_device(kernel):
     assert diff < 1e-2, diff
 
 
+# The mean cross-entropy of m:run on `batches` batches of B x ctx drawn from `ds` after
+# ds:seed(seed): what the validation of the last step saw when it was the only one.
+MEASURE_VAL = """
+function measured_val(model, ds, seed, batches, B, ctx)
+  ds:seed(seed)
+  local sum, n = 0, 0
+  for k = 1, batches do
+    local x, y = ds:batch(B, ctx)
+    local l, yt = model:run(x).logits:totable(), y:totable()
+    for b = 1, B do
+      for t = 1, ctx do
+        local row, mx, s = l[b][t], -math.huge, 0
+        for j = 1, #row do mx = math.max(mx, row[j]) end
+        for j = 1, #row do s = s + math.exp(row[j] - mx) end
+        sum, n = sum + math.log(s) + mx - row[math.tointeger(yt[b][t]) + 1], n + 1
+      end
+    end
+  end
+  return sum / n
+end
+"""
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_validation_loss_is_the_trained_models(kernel, device):
+    """With val, the validation loss loupe.train reports is the trained model's loss on the
+    validation batches, measured afterwards with m:run on the same batches (one validation,
+    at the last step, so reseeding the validation data draws them again). On a GPU this is the
+    weights the GPU trained, not the ones the run started from."""
+    kernel.ok(SETUP + MEASURE_VAL)
+    if device == "cuda":
+        has_gpu = kernel.value("pcall(loupe.set_device, 'cuda')") == "true"
+        kernel.ok("loupe.set_device('cpu')")
+        if not has_gpu:
+            pytest.skip("no GPU")
+    kernel.ok("val = loupe.data.repeated{vocab = 40, seg = 8, count = 500, first = 1, seed = 5}\n"
+              "start = measured_val(m, val, 77, 3, 8, 16)")
+    reply, msgs = kernel.execute(
+        "val:seed(77)\n"
+        "_, h = loupe.train{model = m, data = data, val = val, steps = 60, batch = 8, ctx = 16, lr = 1e-2,\n"
+        f"                  eval_every = 60, eval_batches = 3, live = false, device = '{device}'}}\n"
+        "print(#h.val_loss, h.val_step[1], h.val_loss[1], measured_val(m, val, 77, 3, 8, 16), start)",
+        timeout=120)
+    assert reply["content"]["status"] == "ok", reply["content"]
+    out = ku.stream_text(msgs).split()
+    assert out[:2] == ["1", "60"], out
+    reported, measured, start = float(out[2]), float(out[3]), float(out[4])
+    assert abs(start - 3.69) < 0.3, start  # log(40): the untrained model
+    # it trained (a little: induction takes longer), so the untrained weights' loss, which
+    # a report from the weights the run started from would give, is far from the report
+    assert measured < start - 0.02, (start, measured)
+    assert abs(reported - measured) <= 1e-4 * measured + (2e-3 if device == "cuda" else 0), (reported, measured)
+
+
 @pytest.mark.parametrize("code, needle", [
     ("loupe.train{model = m, steps = 5}", "data = ... is required"),
     ("loupe.train{data = data, steps = 5}", "model = m"),
