@@ -2,6 +2,7 @@
  * circuit-tracer's and numpy's writers produce is read; corrupt bytes give errors, never
  * crashes. The archives are built here byte by byte (stored and deflate members, CRC-32 from
  * zlib), as np.savez and np.savez_compressed write them. */
+#include <math.h>
 #include <zlib.h>
 
 #include "core/buf.h"
@@ -245,4 +246,29 @@ Test(npz, every_prefix_of_an_archive_is_refused_or_read_without_a_crash)
     cr_assert_eq(lp_npz_count(a), 5);
     lp_npz_close(a);
     lp_buf_free(&z);
+}
+
+/* Archives numpy wrote (tests/unit/dict/data: np.savez, np.savez_compressed, and float64 /
+ * float16 arrays), with W_enc = arange(24).reshape(4, 6) / 10, W_dec = arange(24).reshape(6, 4)
+ * / 100, b_enc = -arange(6), b_dec = arange(4) + 0.5, threshold 0.25. */
+Test(npz, archives_numpy_wrote_are_read)
+{
+    const char *files[] = {"gemmascope_stored.npz", "gemmascope_deflate.npz", "gemmascope_mixed.npz"};
+    for (int f = 0; f < 3; f++) {
+        char p[1024];
+        snprintf(p, sizeof p, "%s/%s", getenv("LOUPE_TEST_DATA"), files[f]);
+        lp_sae *s = lp_sae_load_npz(p, 0);
+        cr_assert_not_null(s, "%s", lp_last_error());
+        cr_assert_eq(s->cfg.d_in, 4);
+        cr_assert_eq(s->cfg.d_sae, 6);
+        for (int i = 0; i < 24; i++) {
+            cr_assert_eq(s->W_enc->data[i], (float)i / 10, "%s W_enc[%d]", files[f], i);
+            float want = (float)i / 100;
+            cr_assert(fabsf(s->W_dec->data[i] - want) <= (f == 2 ? 1e-3f * (1 + want) : 0), "%s W_dec[%d]", files[f], i);
+        }
+        cr_assert_eq(s->b_enc->data[5], -5.0f);
+        cr_assert_eq(s->b_dec->data[2], 2.5f);
+        cr_assert_eq(s->threshold->data[3], 0.25f);
+        lp_sae_free(s);
+    }
 }
