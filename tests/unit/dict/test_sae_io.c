@@ -232,6 +232,21 @@ static void normalised(const char *d)
     write_text(d, "cfg.json", "{\"d_in\": 6, \"d_sae\": 10, \"architecture\": \"jumprelu\", "
                               "\"normalize_activations\": \"expected_average_only_in\"}");
 }
+/* The first tensor of the header (W_dec: keys are sorted) declared I32: same size, other dtype. */
+static void int_dtype(const char *d)
+{
+    size_t n;
+    char *b = read_all(d, "sae_weights.safetensors", &n);
+    char *at = strstr(b + 8, "\"F32\"");
+    cr_assert_not_null(at);
+    at[1] = 'I';
+    char p[512];
+    snprintf(p, sizeof p, "%s/sae_weights.safetensors", d);
+    FILE *f = fopen(p, "wb");
+    fwrite(b, 1, n, f);
+    fclose(f);
+    free(b);
+}
 static void cut_sparsity(const char *d) { write_text(d, "sparsity.safetensors", "\x10\0\0\0\0\0\0\0{\"sparsity\":"); }
 
 Test(sae_io, a_missing_tensor_is_named)
@@ -245,6 +260,11 @@ Test(sae_io, a_wrong_shape_is_named_with_both_shapes)
     expect_bad(short_W_enc, (const char *[]){"sae_weights.safetensors", "'W_enc'", "[5, 10]", "expected [6, 10]", NULL},
                LP_ERR_FORMAT);
     expect_bad(short_b_dec, (const char *[]){"'b_dec'", "[5]", "expected [6]", NULL}, LP_ERR_FORMAT);
+}
+
+Test(sae_io, a_wrong_dtype_is_named)
+{
+    expect_bad(int_dtype, (const char *[]){"sae_weights.safetensors", "'W_dec'", "dtype I32", NULL}, LP_ERR_FORMAT);
 }
 
 Test(sae_io, an_unexpected_tensor_is_named)
