@@ -1,6 +1,6 @@
 /* The base of the cell language: print/io.write/io.read routed to the notebook, display(),
- * clear_output(), input(), the docstring registry (help() is lua_help.c's), and loupe.sleep / loupe.progress /
- * loupe.html / loupe.markdown / loupe.memory. Comms live in lua_comm.c. */
+ * clear_output(), input(), the docstring registry (help() is lua_help.c's), and loupe.sleep /
+ * loupe.progress / loupe.html / loupe.markdown / loupe.memory. Comms live in lua_comm.c. */
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
@@ -406,8 +406,9 @@ static void lp_lua_open_base(lua_State *L)
                    "clear_output([wait])\nClears the cell's output; with wait = true, when the next output arrives.");
     lp_lua_setfunc(L, -1, "input", l_input,
                    "input([prompt [, {password = true}]]) -> string\nAsks the person at the notebook for a line of text.");
-    lp_lua_setfunc(L, -1, "help", lp_lua_help, "help([value])\nShows what a function, module or object is and does (an object's methods and "
-                   "fields) in the pager.");
+    lp_lua_setfunc(L, -1, "help", lp_lua_help,
+                   "help([value])\nShows what a function, module or object is and does (an object's methods "
+                   "and fields) in the pager.");
     lp_lua_setfunc(L, -1, "pcall", l_pcall, "pcall(f, ...) -> ok, ...\nCalls f in protected mode (interrupts still stop the cell).");
     lp_lua_setfunc(L, -1, "xpcall", l_xpcall, "xpcall(f, handler, ...) -> ok, ...\nLike pcall, with a message handler.");
     lua_getfield(L, -1, "coroutine");
