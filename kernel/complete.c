@@ -2,13 +2,14 @@
  * objects (their metatable's __index table, or the __methods and __fields that
  * lp_lua_settype registered), string methods, keywords; inspection shows what lua_help.c's
  * lp_lua_describe says (docstrings, an object's methods and fields). Lookups use raw access
- * and __index tables only; a registered field is read through its type's own (C) __index:
- * completing never runs user code. */
+ * and __index tables only; a field of a registered type is read through that type's own (C)
+ * __index, and only of a metatable a binding registered: completing never runs user code. */
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "interp.h"
+#include "lua_api.h"
 #include "lua_help.h"
 
 static const char *const keywords[] = {"and", "break", "do", "else", "elseif", "end", "false", "for",
@@ -19,6 +20,20 @@ static int ident_char(char c)
 {
     return c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
            (unsigned char)c >= 0x80;
+}
+
+/* Whether the metatable at idx was registered by a binding (lp_lua_settype). */
+static int registered_type(lua_State *L, int idx)
+{
+    idx = lua_absindex(L, idx);
+    if (lua_getfield(L, LUA_REGISTRYINDEX, LP_LUA_TYPE_OF_KEY) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    lua_pushvalue(L, idx);
+    int yes = lua_rawget(L, -2) == LUA_TBOOLEAN;
+    lua_pop(L, 2);
+    return yes;
 }
 
 /* With [obj, key, metatable of obj] on top: when the metatable lists key in __methods,
@@ -37,7 +52,7 @@ static int registered_member(lua_State *L)
         lua_pop(L, 1);
     }
     lua_pop(L, 1);
-    if (lua_getfield(L, -1, "__fields") == LUA_TTABLE) {
+    if (lua_getfield(L, -1, "__fields") == LUA_TTABLE && registered_type(L, -2)) {
         lua_pushvalue(L, -3);
         if (lua_rawget(L, -2) != LUA_TNIL) {
             lua_pop(L, 3);

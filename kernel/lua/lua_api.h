@@ -41,7 +41,8 @@ void lp_lua_setdoc(lua_State *L, int idx, const char *doc);
 typedef struct lp_lua_field {
     const char *name, *doc;
 } lp_lua_field;
-#define LP_LUA_TYPES_KEY "loupe.types" /* registry: type name ("Run") -> metatable */
+#define LP_LUA_TYPES_KEY "loupe.types"     /* registry: type name ("Run") -> metatable */
+#define LP_LUA_TYPE_OF_KEY "loupe.type_of" /* registry: metatable -> true, for registered types */
 /* Describes the object type whose metatable (made by luaL_newmetatable("loupe.<Type>")) is at
  * stack index mt, for help(), completion after `obj:` and `obj.`, and inspection (Shift+Tab):
  * doc says what it is (first line: a summary that help(loupe) lists); fields (ended by a NULL

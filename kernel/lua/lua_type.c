@@ -32,4 +32,16 @@ void lp_lua_settype(lua_State *L, int mt, const char *doc, const lp_lua_field *f
     lua_pushvalue(L, mt);
     lua_rawset(L, -3);
     lua_pop(L, 1);
+    /* and metatable -> true, which user code cannot forge (completion reads fields through
+     * the __index of registered metatables only) */
+    if (lua_getfield(L, LUA_REGISTRYINDEX, LP_LUA_TYPE_OF_KEY) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, LUA_REGISTRYINDEX, LP_LUA_TYPE_OF_KEY);
+    }
+    lua_pushvalue(L, mt);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
 }

@@ -141,3 +141,13 @@ def test_a_cpu_run_shows_no_stderr(isolated_env):
         assert ku.stream_text(out).strip() in ("cpu", "cuda")
     finally:
         kern.stop()
+
+
+def test_completion_never_runs_user_code(k):
+    """A user's table that looks like a registered type (its own __fields, an __index
+    function) is not read through its __index: only metatables a binding registered are."""
+    k.ok('calls = 0; fake = setmetatable({}, {__fields = {x = "a field"}, '
+         '__index = function(t, key) calls = calls + 1; return {y = 1} end})')
+    assert complete(k, "fake.x.")[0] == []
+    assert "x" in complete(k, "fake.")[0]  # the names are still offered
+    assert k.value("calls") == "0"
