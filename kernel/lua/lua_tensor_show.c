@@ -313,7 +313,7 @@ int lp_lua_tensor_display(lua_State *L)
         }
     }
     char sh[160], title[220];
-    snprintf(title, sizeof title, "tensor %s%s", lp_tensor_shape_str(t, sh, sizeof sh),
+    snprintf(title, sizeof title, "Tensor %s f32%s", lp_tensor_shape_str(t, sh, sizeof sh),
              t->device != LP_DEVICE_CPU ? " (on the GPU)" : "");
     json_t *bundle = lp_display_table(title, header, cells, (size_t)sr, (size_t)sc);
     if (!bundle)
