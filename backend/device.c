@@ -182,6 +182,20 @@ int lp_device_parse(const char *name, lp_device *out)
 
 const char *lp_device_name(lp_device dev) { return dev == LP_DEVICE_CUDA ? "cuda" : "cpu"; }
 
+static lp_note_fn note_fn;
+
+void lp_set_note_handler(lp_note_fn fn) { note_fn = fn; }
+
+static void note(const char *fmt, const char *arg)
+{
+    char msg[512];
+    snprintf(msg, sizeof msg, fmt, arg);
+    if (note_fn)
+        note_fn(msg);
+    else
+        fprintf(stderr, "loupe: %s\n", msg);
+}
+
 lp_device lp_default_device(void)
 {
     if (default_dev >= 0)
@@ -189,10 +203,10 @@ lp_device lp_default_device(void)
     const char *env = getenv("LOUPE_DEVICE");
     lp_device want = LP_DEVICE_CUDA;
     if (env && *env && lp_device_parse(env, &want) < 0)
-        fprintf(stderr, "loupe: LOUPE_DEVICE=%s is not cpu or cuda; ignored\n", env);
+        note("LOUPE_DEVICE=%s is not cpu or cuda; ignored", env);
     if (want == LP_DEVICE_CUDA && !lp_device_available(LP_DEVICE_CUDA)) {
         if (lp_cuda_built() || (env && strcmp(env, "cuda") == 0))
-            fprintf(stderr, "loupe: %s; using the CPU\n", cuda_reason);
+            note("%s; using the CPU", cuda_reason);
         want = LP_DEVICE_CPU;
     }
     default_dev = (int)want;

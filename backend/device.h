@@ -4,8 +4,8 @@
  * present at run time. Code above this layer asks lp_backend_get(dev) and never #ifdefs on
  * CUDA.
  *
- * Choosing a device: lp_default_device() is CUDA when available, else the CPU (with one line
- * on stderr: "loupe: no CUDA device (<reason>); using the CPU" when CUDA was built in). The
+ * Choosing a device: lp_default_device() is CUDA when available, else the CPU (with a note,
+ * "no CUDA device (<reason>); using the CPU", when CUDA was built in or asked for). The
  * environment variable LOUPE_DEVICE=cpu|cuda overrides that, and lp_set_default_device
  * (the Lua call) overrides both.
  */
@@ -38,6 +38,10 @@ typedef struct lp_backend {
  * static lifetime. The first CUDA query initialises CUDA (lazily, never at start-up). */
 const lp_backend *lp_backend_get(lp_device dev);
 bool lp_device_available(lp_device dev);
+/* Notes that are not errors (the CPU chosen for want of a GPU, an ignored LOUPE_DEVICE) go to
+ * fn, e.g. the kernel's log; with none set (NULL), to stderr as "loupe: <note>". */
+typedef void (*lp_note_fn)(const char *msg);
+void lp_set_note_handler(lp_note_fn fn);
 /* Why CUDA is unavailable ("loupe was built without CUDA", "no CUDA device (...)"), or "". */
 const char *lp_cuda_unavailable_reason(void);
 /* True when the CUDA path was compiled in (whether or not a GPU is present). */

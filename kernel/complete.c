@@ -1,12 +1,16 @@
 /* Completion and inspection from the live Lua state: globals, table fields, methods of
- * objects (through their metatable's __index), string methods, keywords; inspection shows
- * docstrings recorded with lp_lua_setdoc, else the value's type and text form. Lookups use
- * raw access and __index tables only, so completing never runs user code. */
+ * objects (their metatable's __index table, or the __methods and __fields that
+ * lp_lua_settype registered), string methods, keywords; inspection shows what lua_help.c's
+ * lp_lua_describe says (docstrings, an object's methods and fields). Lookups use raw access
+ * and __index tables only; a field of a registered type is read through that type's own (C)
+ * __index, and only of a metatable a binding registered: completing never runs user code. */
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "interp.h"
+#include "lua_api.h"
+#include "lua_help.h"
 
 static const char *const keywords[] = {"and", "break", "do", "else", "elseif", "end", "false", "for",
                                        "function", "goto", "if", "in", "local", "nil", "not", "or",
@@ -16,6 +20,50 @@ static int ident_char(char c)
 {
     return c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
            (unsigned char)c >= 0x80;
+}
+
+/* Whether the metatable at idx was registered by a binding (lp_lua_settype). */
+static int registered_type(lua_State *L, int idx)
+{
+    idx = lua_absindex(L, idx);
+    if (lua_getfield(L, LUA_REGISTRYINDEX, LP_LUA_TYPE_OF_KEY) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    lua_pushvalue(L, idx);
+    int yes = lua_rawget(L, -2) == LUA_TBOOLEAN;
+    lua_pop(L, 2);
+    return yes;
+}
+
+/* With [obj, key, metatable of obj] on top: when the metatable lists key in __methods,
+ * replaces the three with the method; when it lists key in __fields (a type registered with
+ * lp_lua_settype, whose __index is the binding's C function), with obj[key]. Returns 1 then;
+ * else 0, with the stack as it was. */
+static int registered_member(lua_State *L)
+{
+    if (lua_getfield(L, -1, "__methods") == LUA_TTABLE) {
+        lua_pushvalue(L, -3);
+        if (lua_rawget(L, -2) != LUA_TNIL) {
+            lua_replace(L, -5);
+            lua_pop(L, 3);
+            return 1;
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    if (lua_getfield(L, -1, "__fields") == LUA_TTABLE && registered_type(L, -2)) {
+        lua_pushvalue(L, -3);
+        if (lua_rawget(L, -2) != LUA_TNIL) {
+            lua_pop(L, 3);
+            lua_gettable(L, -2); /* the binding's __index: [obj, value] */
+            lua_replace(L, -2);
+            return 1;
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    return 0;
 }
 
 /* Resolves a.b.c (n bytes) starting from the globals. Pushes the value (maybe nil). */
@@ -54,6 +102,9 @@ static void resolve(lua_State *L, const char *path, size_t n)
                 lua_pushnil(L);
                 return;
             }
+            if (registered_member(L)) { /* [obj, key] -> [value] */
+                break;
+            }
             lua_getfield(L, -1, "__index");
             lua_remove(L, -2);      /* metatable */
             if (!lua_istable(L, -1)) {
@@ -70,6 +121,25 @@ static void resolve(lua_State *L, const char *path, size_t n)
 static int cmp_str(const void *a, const void *b)
 {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Adds the identifier keys of the table at idx that start with prefix, of the given kind
+ * (functions only when functions_only). */
+static void add_keys(lua_State *L, int idx, const char *prefix, size_t plen, json_t *seen, int functions_only,
+                     const char *kind)
+{
+    idx = lua_absindex(L, idx);
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        size_t kl;
+        const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &kl) : NULL;
+        int ok = k && kl >= plen && strncmp(k, prefix, plen) == 0 && (!functions_only || lua_isfunction(L, -1));
+        for (size_t c = 0; ok && c < kl; c++)
+            ok = ident_char(k[c]) && !(c == 0 && k[0] >= '0' && k[0] <= '9');
+        if (ok && !json_object_get(seen, k))
+            json_object_set_new(seen, k, json_string(kind));
+        lua_pop(L, 1);
+    }
 }
 
 /* Adds the string keys of the table at idx (and its __index chain) that start with prefix. */
@@ -105,6 +175,12 @@ static void collect(lua_State *L, int idx, const char *prefix, size_t plen, json
         } else {
             if (!lua_getmetatable(L, idx))
                 return;
+            if (lua_getfield(L, -1, "__methods") == LUA_TTABLE)
+                add_keys(L, -1, prefix, plen, seen, 1, "method");
+            lua_pop(L, 1);
+            if (!methods_only && lua_getfield(L, -1, "__fields") == LUA_TTABLE)
+                add_keys(L, -1, prefix, plen, seen, 0, "instance");
+            lua_pop(L, 1);
             mt_type = lua_getfield(L, -1, "__index");
             lua_remove(L, -2);
         }
@@ -200,25 +276,9 @@ static json_t *inspect(lua_State *L, const char *code, size_t pos, int detail)
         return NULL;
     }
     lp_buf b = LP_BUF_INIT;
-    const char *doc = lp_doc_lookup(L, -1);
     lp_buf_printf(&b, "%.*s: %s\n", (int)(e - s), code + s, luaL_typename(L, -1));
-    if (doc) {
-        lp_buf_puts(&b, doc);
-        lp_buf_putc(&b, '\n');
-    }
-    if (!doc || detail > 0 || !lua_isfunction(L, -1)) {
-        if (!lua_isfunction(L, -1)) {
-            lp_buf_puts(&b, "value: ");
-            lp_repr_text(L, -1, &b);
-            lp_buf_putc(&b, '\n');
-        } else if (!doc) {
-            lua_Debug ar;
-            lua_pushvalue(L, -1);
-            if (lua_getinfo(L, ">S", &ar))
-                lp_buf_printf(&b, "defined in %s%s\n", ar.short_src,
-                              ar.what[0] == 'C' ? " (built in)" : "");
-        }
-    }
+    (void)detail; /* the description is short enough for both levels */
+    lp_lua_describe(L, -1, &b);
     lua_settop(L, top);
     json_t *bundle = json_pack("{s:s}", "text/plain", lp_buf_str(&b));
     lp_buf_free(&b);

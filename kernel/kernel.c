@@ -9,6 +9,7 @@
 #include "connection.h"
 #include "core/error.h"
 #include "core/interrupt.h"
+#include "device.h"
 #include "streams.h"
 #include "util.h"
 
@@ -424,6 +425,10 @@ static int l_exit_disabled(lua_State *L)
                          "use Kernel > Shut Down (or Restart) in the notebook instead");
 }
 
+/* Notes of the backend that are not errors (no GPU: the CPU) go to the kernel's log, not to
+ * the cell's stderr, where a notebook would show them as an error. */
+static void kernel_note(const char *msg) { lp_log("%s", msg); }
+
 lp_kernel *lp_kernel_new(const lp_transport *t, lp_history *history)
 {
     kernel *k = calloc(1, sizeof *k);
@@ -434,6 +439,7 @@ lp_kernel *lp_kernel_new(const lp_transport *t, lp_history *history)
     k->t = *t;
     k->history = history;
     lp_io io = {io_write, io_display, io_clear, io_input, io_comm, io_page, k};
+    lp_set_note_handler(kernel_note);
     k->interp = lp_interp_new(&io, 0);
     if (!k->interp) {
         free(k);

@@ -8,6 +8,8 @@
  *
  * Objects: userdata with a metatable made by luaL_newmetatable("loupe.<Type>"). Give it
  *   __index    (methods), __tostring (the text/plain form), __gc (release),
+ *   __methods  the table of methods (each set with lp_lua_setfunc, so it has a docstring),
+ *              when __index is a function (fields computed on access) rather than that table,
  *   __display  optional: function(self) -> table {["text/plain"]=..., ["text/html"]=...,
  *              ["application/vnd.loupe.<thing>+json"]=...}: the rich form shown when the
  *              object is a cell's value or passed to display(). Strings only.
@@ -35,6 +37,20 @@
 void lp_lua_setfunc(lua_State *L, int t, const char *name, lua_CFunction f, const char *doc);
 /* Records a docstring for the value at stack index idx (a table, function or metatable). */
 void lp_lua_setdoc(lua_State *L, int idx, const char *doc);
+/* A field of an object type: obj.<name>, and a one-line doc ("Tensor (B, T, vocab): the logits"). */
+typedef struct lp_lua_field {
+    const char *name, *doc;
+} lp_lua_field;
+#define LP_LUA_TYPES_KEY "loupe.types"     /* registry: type name ("Run") -> metatable */
+#define LP_LUA_TYPE_OF_KEY "loupe.type_of" /* registry: metatable -> true, for registered types */
+/* Describes the object type whose metatable (made by luaL_newmetatable("loupe.<Type>")) is at
+ * stack index mt, for help(), completion after `obj:` and `obj.`, and inspection (Shift+Tab):
+ * doc says what it is (first line: a summary that help(loupe) lists); fields (ended by a NULL
+ * name; may be NULL) are what obj.<name> reads. Its methods are the functions of the
+ * metatable's __methods table (or of __index when that is a table), with the docstrings
+ * lp_lua_setfunc gave them. A binding calls it when it makes the metatable: a new type gets
+ * help and completion by registering. */
+void lp_lua_settype(lua_State *L, int mt, const char *doc, const lp_lua_field *fields);
 /* Raises a Lua error with lp_last_error() as the message, prefixed by `what: ` when
  * what is not NULL, and lp_last_error_code() as its code. Does not return. */
 int lp_lua_backend_error(lua_State *L, const char *what);

@@ -1,6 +1,6 @@
 /* The base of the cell language: print/io.write/io.read routed to the notebook, display(),
- * clear_output(), input(), the docstring registry, and loupe.sleep / loupe.progress /
- * loupe.html / loupe.markdown / loupe.memory. Comms live in lua_comm.c. */
+ * clear_output(), input(), the docstring registry (help() is lua_help.c's), and loupe.sleep /
+ * loupe.progress / loupe.html / loupe.markdown / loupe.memory. Comms live in lua_comm.c. */
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +13,7 @@
 #include "lua_plot.h"
 #include "lua_tensor.h"
 #include "lua_data.h"
+#include "lua_help.h"
 #include "lua_model.h"
 #include "lua_tokenizer.h"
 #include "lua_toy.h"
@@ -192,35 +193,6 @@ static int l_clear_output(lua_State *L)
 {
     const lp_io *io = io_of(L);
     io->clear(io->ud, lua_toboolean(L, 1));
-    return 0;
-}
-
-/* help(x): the docstring of x in the pager (Jupyter's "page" payload). */
-static int l_help(lua_State *L)
-{
-    lp_buf b = LP_BUF_INIT;
-    if (lua_isnoneornil(L, 1)) {
-        lp_buf_puts(&b, "loupe: cells are Lua 5.4. help(f) shows what f does; Shift+Tab on a name does too.\n"
-                        "Start with: loupe.progress, loupe.plot, loupe.tensor, display, input.\n");
-    } else {
-        const char *doc = lp_doc_lookup(L, 1);
-        lp_buf_printf(&b, "%s\n", luaL_typename(L, 1));
-        if (doc) {
-            lp_buf_puts(&b, doc);
-            lp_buf_putc(&b, '\n');
-        } else {
-            lp_buf_puts(&b, "(no documentation) ");
-            lp_repr_text(L, 1, &b);
-            lp_buf_putc(&b, '\n');
-        }
-    }
-    json_t *bundle = json_pack("{s:s}", "text/plain", lp_buf_str(&b));
-    lp_buf_free(&b);
-    const lp_io *io = io_of(L);
-    if (io->page)
-        io->page(io->ud, bundle);
-    else
-        io->display(io->ud, bundle, NULL, 0);
     return 0;
 }
 
@@ -435,7 +407,9 @@ static void lp_lua_open_base(lua_State *L)
                    "clear_output([wait])\nClears the cell's output; with wait = true, when the next output arrives.");
     lp_lua_setfunc(L, -1, "input", l_input,
                    "input([prompt [, {password = true}]]) -> string\nAsks the person at the notebook for a line of text.");
-    lp_lua_setfunc(L, -1, "help", l_help, "help([value])\nShows the documentation of a function or object in the pager.");
+    lp_lua_setfunc(L, -1, "help", lp_lua_help,
+                   "help([value])\nShows what a function, module or object is and does (an object's methods "
+                   "and fields) in the pager.");
     lp_lua_setfunc(L, -1, "pcall", l_pcall, "pcall(f, ...) -> ok, ...\nCalls f in protected mode (interrupts still stop the cell).");
     lp_lua_setfunc(L, -1, "xpcall", l_xpcall, "xpcall(f, handler, ...) -> ok, ...\nLike pcall, with a message handler.");
     lua_getfield(L, -1, "coroutine");
@@ -461,7 +435,9 @@ static void lp_lua_open_base(lua_State *L)
 
     lua_newtable(L); /* loupe */
     lp_lua_setdoc(L, -1, "loupe: a microscope for transformer language models.\n"
-                          "Functions: loupe.progress, loupe.sleep, loupe.html, loupe.markdown, loupe.comm_target, ...");
+                          "  m = loupe.load(\"models/default\")   -- a model (help(m): its methods)\n"
+                          "  r = m:run(\"The capital of France is\")   -- a run with every hook point cached\n"
+                          "  r:top(5); r:attention(0); r[\"blocks.0.attn.hook_pattern\"]");
     lua_pushstring(L, LOUPE_VERSION);
     lua_setfield(L, -2, "version");
     lp_lua_setfunc(L, -1, "sleep", l_sleep, "loupe.sleep(seconds)\nWaits; an interrupt stops it at once.");

@@ -450,6 +450,8 @@ void lp_lua_open_data(lua_State *L)
     lua_setfield(L, -2, "__tostring");
     lua_pushcfunction(L, ds_gc);
     lua_setfield(L, -2, "__gc");
+    lp_lua_settype(L, -1, "Dataset: token ids to train on, from loupe.data.load or loupe.data.repeated.\n"
+                          "loupe.train{data = dataset, ...} draws its batches from it.", NULL);
     lua_pop(L, 1);
 
     lp_lua_setfunc(L, loupe, "tokenizer_train", l_tokenizer_train,

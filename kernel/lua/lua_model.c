@@ -578,8 +578,16 @@ void lp_lua_open_model(lua_State *L)
     lua_setfield(L, mt, "__gc");
     lua_pushcfunction(L, model_tostring);
     lua_setfield(L, mt, "__tostring");
-    lp_lua_setdoc(L, mt, "Model: m:run(...), m:hooks(), m:to_tokens(text), m:save(folder); fields n_layers, d_model, n_heads, "
-                          "n_kv_heads, d_head, d_mlp, d_vocab, n_ctx, arch.");
+    static const lp_lua_field model_fields[] = {
+        {"arch", "\"gpt2\" or \"llama\": the family"}, {"n_layers", "number of layers (counted from 0)"},
+        {"d_model", "width of the residual stream"},   {"n_heads", "attention heads per layer (from 0)"},
+        {"n_kv_heads", "key/value heads per layer"},  {"d_head", "width of a head"},
+        {"d_mlp", "width of the MLP"},                {"d_vocab", "size of the vocabulary"},
+        {"n_ctx", "longest input, in tokens"},        {NULL, NULL}};
+    lp_lua_settype(L, mt,
+                   "Model: a transformer loaded by loupe.load(folder) or trained by loupe.train.\n"
+                   "m:run(text) is a forward pass with every hook point cached (a Run: help(r)).",
+                   model_fields);
     lua_pop(L, 1);
 
     lp_lua_open_run(L);

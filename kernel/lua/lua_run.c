@@ -17,6 +17,7 @@
 #include "ops/ops.h"
 
 #define FIGURE_MT "loupe.RunFigure"
+#define TOKENS_MT "loupe.TokenList"
 
 
 static int run_gc(lua_State *L)
@@ -445,6 +446,7 @@ static int run_index(lua_State *L)
         }
         if (r->B == 1)
             lua_rawgeti(L, -1, 1);
+        luaL_setmetatable(L, TOKENS_MT); /* r:tokens() returns the list too */
         return 1;
     }
     lp_tensor *t = lp_run_get(&r->run, key);
@@ -456,6 +458,13 @@ static int run_index(lua_State *L)
     if (lp_model_has_hook(u->m, key))
         return luaL_error(L, "'%s' was not cached by this run (run with cache = true, or a filter that keeps it)", key);
     lua_pushnil(L);
+    return 1;
+}
+
+/* r.tokens is a field; r:tokens() calls the list with r, and gets the list. */
+static int tokens_call(lua_State *L)
+{
+    lua_settop(L, 1);
     return 1;
 }
 
@@ -503,7 +512,20 @@ void lp_lua_open_run(lua_State *L)
     lua_setfield(L, mt, "__gc");
     lua_pushcfunction(L, run_tostring);
     lua_setfield(L, mt, "__tostring");
-    lp_lua_setdoc(L, mt, "Run: r.logits (B, T, vocab), r[\"blocks.0.hook_resid_post\"], r.tokens, r:top(k), r:names().");
+    static const lp_lua_field run_fields[] = {
+        {"logits", "Tensor (B, T, d_vocab): the logits of every position"},
+        {"tokens", "{ids}: the token ids of the input (a list of lists for a batch); r:tokens() too"},
+        {NULL, NULL}};
+    lp_lua_settype(L, mt,
+                   "Run: a forward pass of m:run(...), with its activations cached.\n"
+                   "r[\"blocks.0.attn.hook_pattern\"] is a cached hook point (r:names() lists them); layers\n"
+                   "and heads count from 0, as in the hook names.",
+                   run_fields);
+    lua_pop(L, 1);
+
+    luaL_newmetatable(L, TOKENS_MT);
+    lua_pushcfunction(L, tokens_call);
+    lua_setfield(L, -2, "__call");
     lua_pop(L, 1);
 
     luaL_newmetatable(L, TOPK_MT);

@@ -558,6 +558,8 @@ void lp_lua_open_tensor(lua_State *L)
     int mtab = lua_gettop(L);
     for (const entry *e = methods; e->name; e++)
         lp_lua_setfunc(L, mtab, e->name, e->f, e->doc);
+    lua_pushvalue(L, mtab);
+    lua_setfield(L, mt, "__methods"); /* for help and completion */
     lua_pushcclosure(L, mt_index, 1); /* pops methods */
     lua_setfield(L, mt, "__index");
     static const luaL_Reg meta[] = {{"__newindex", mt_newindex}, {"__add", mt_add}, {"__sub", mt_sub},
@@ -566,10 +568,10 @@ void lp_lua_open_tensor(lua_State *L)
                                     {"__display", lp_lua_tensor_display},
                                     {NULL, NULL}};
     luaL_setfuncs(L, meta, 0);
-    lp_lua_setdoc(L, mt,
-                  "loupe.Tensor: an n-dimensional array of f32 on the CPU or a GPU.\n"
+    lp_lua_settype(L, mt,
+                  "Tensor: an n-dimensional array of f32 on the CPU or a GPU.\n"
                   "t[i] (1-based) is a number for 1-D tensors, else a view; + - * / take tensors or numbers "
-                  "(broadcasting).");
+                  "(broadcasting).", NULL);
     lua_pop(L, 1);
     for (const entry *e = functions; e->name; e++)
         lp_lua_setfunc(L, loupe, e->name, e->f, e->doc);

@@ -1,10 +1,11 @@
-/* loupe.Tensor as Lua values and text: t:totable(), the torch-like text form (__tostring),
+/* loupe.Tensor as Lua values and text: t:totable(), the text form (__tostring, as numpy prints),
  * the rich display (a compact table for 1-D and 2-D tensors) and t:heatmap(). */
 #include "lua_tensor_show.h"
 
 #include <lauxlib.h>
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "core/buf.h"
 #include "figures.h"
@@ -46,47 +47,151 @@ int lp_lua_tensor_totable(lua_State *L)
     return 1;
 }
 
-#define EDGE 3        /* items shown at each end of an elided dim */
-#define ELIDE_AT 1000 /* elide when the tensor has more elements than this */
+/* The text form, as a numeric library prints an array: a header with the shape and dtype,
+ * then the values in nested brackets, aligned on the decimal point. A large tensor shows the
+ * first and last EDGE entries of each long dim around "...", and a row too wide for LINE
+ * characters is shortened the same way, so a line never wraps (let alone mid-number).
+ * Numbers: integers as "3.", else fixed with up to 4 decimals, trailing zeros dropped ("0.5",
+ * exact zeros "0."; a non-zero that rounds to zero keeps "0.0000"), or scientific with 4
+ * decimals when the largest magnitude is >= 1e6 or < 1e-4. */
+#define EDGE 3        /* entries shown at each end of a summarised dim */
+#define ELIDE_AT 200  /* summarise every long dim when the tensor has more elements than this */
+#define LINE 96       /* summarise the last dim when a full row is longer than this */
 
-static void fmt_value(lp_buf *b, float v, int sci)
+enum { FMT_INT, FMT_FIXED, FMT_SCI };
+
+typedef struct text_form {
+    const lp_tensor *t;
+    const float *h;
+    int elide[LP_MAX_DIMS];
+    int mode;
+    int lw, rw; /* widths of the parts before and from the decimal point */
+} text_form;
+
+static int dim_shown(const text_form *f, int d, int64_t i, int64_t *pos)
 {
-    if (isnan(v) || isinf(v))
-        lp_buf_puts(b, isnan(v) ? "nan" : v > 0 ? "inf" : "-inf");
-    else
-        lp_buf_printf(b, sci ? "%.4e" : "%.4f", (double)v);
+    int64_t n = f->t->shape[d];
+    if (!f->elide[d]) {
+        *pos = i;
+        return i < n;
+    }
+    if (i >= 2 * EDGE)
+        return 0;
+    *pos = i < EDGE ? i : n - 2 * EDGE + i;
+    return 1;
 }
 
-static void fmt_level(lp_buf *b, const lp_tensor *t, const float *h, int level, int64_t off, int elide, int sci)
+/* Calls fn on every shown element (row-major). */
+static void each_shown(text_form *f, int d, int64_t off, void (*fn)(text_form *, float, void *), void *arg)
 {
-    if (level == t->ndim) {
-        fmt_value(b, h[off], sci);
+    if (d == f->t->ndim) {
+        fn(f, f->h[off], arg);
         return;
     }
-    int64_t n = t->shape[level], stride = 1;
-    for (int i = level + 1; i < t->ndim; i++)
-        stride *= t->shape[i];
+    int64_t stride = 1, pos;
+    for (int k = d + 1; k < f->t->ndim; k++)
+        stride *= f->t->shape[k];
+    for (int64_t i = 0; dim_shown(f, d, i, &pos); i++)
+        each_shown(f, d + 1, off + pos * stride, fn, arg);
+}
+
+typedef struct range {
+    float amax;
+    int all_int, any;
+} range;
+
+static void gather_range(text_form *f, float v, void *arg)
+{
+    (void)f;
+    range *r = arg;
+    if (!isfinite(v))
+        return;
+    r->any = 1;
+    if (fabsf(v) > r->amax)
+        r->amax = fabsf(v);
+    if (v != floorf(v) || fabsf(v) >= 1e16f)
+        r->all_int = 0;
+}
+
+/* The text of v; *left is the length of the part before the decimal point. */
+static int fmt_value(const text_form *f, float v, char *out, size_t cap, int *left)
+{
+    int n;
+    if (isnan(v) || isinf(v))
+        n = snprintf(out, cap, "%s", isnan(v) ? "nan" : v > 0 ? "inf" : "-inf");
+    else if (v == 0)
+        n = snprintf(out, cap, "0.");
+    else if (f->mode == FMT_INT)
+        n = snprintf(out, cap, "%.0f.", (double)v);
+    else if (f->mode == FMT_SCI)
+        n = snprintf(out, cap, "%.4e", (double)v);
+    else {
+        n = snprintf(out, cap, "%.4f", (double)v);
+        int zero = 1;
+        for (int i = 0; i < n; i++)
+            if (out[i] >= '1' && out[i] <= '9')
+                zero = 0;
+        while (!zero && n > 0 && out[n - 1] == '0')
+            out[--n] = 0;
+    }
+    const char *dot = strchr(out, '.');
+    *left = dot ? (int)(dot - out) : n;
+    return n;
+}
+
+static void gather_widths(text_form *f, float v, void *arg)
+{
+    (void)arg;
+    char s[48];
+    int left, n = fmt_value(f, v, s, sizeof s, &left);
+    if (left > f->lw)
+        f->lw = left;
+    if (n - left > f->rw)
+        f->rw = n - left;
+}
+
+static void measure(text_form *f)
+{
+    range r = {0, 1, 0};
+    each_shown(f, 0, 0, gather_range, &r);
+    f->mode = r.all_int ? FMT_INT : (r.any && (r.amax >= 1e6f || r.amax < 1e-4f) && r.amax > 0) ? FMT_SCI
+                                                                                                  : FMT_FIXED;
+    f->lw = f->rw = 0;
+    each_shown(f, 0, 0, gather_widths, NULL);
+}
+
+static void put_value(lp_buf *b, const text_form *f, float v)
+{
+    char s[48];
+    int left, n = fmt_value(f, v, s, sizeof s, &left);
+    lp_buf_printf(b, "%*s%s%*s", f->lw - left, "", s, f->rw - (n - left), "");
+}
+
+static void put_level(lp_buf *b, const text_form *f, int d, int64_t off)
+{
+    const lp_tensor *t = f->t;
+    int64_t stride = 1, pos;
+    for (int k = d + 1; k < t->ndim; k++)
+        stride *= t->shape[k];
     lp_buf_putc(b, '[');
-    for (int64_t i = 0; i < n; i++) {
-        if (elide && n > 2 * EDGE && i == EDGE) {
-            lp_buf_puts(b, level == t->ndim - 1 ? "..., " : "...,\n");
-            for (int k = 0; k <= level + 7; k++)
-                if (level < t->ndim - 1)
-                    lp_buf_putc(b, ' ');
-            i = n - EDGE - 1;
-            continue;
-        }
-        fmt_level(b, t, h, level + 1, off + i * stride, elide, sci);
-        if (i + 1 < n) {
-            lp_buf_putc(b, ',');
-            if (level < t->ndim - 1) {
-                lp_buf_putc(b, '\n');
-                for (int k = 0; k <= level + 7; k++)
-                    lp_buf_putc(b, ' ');
-            } else {
+    for (int64_t i = 0; dim_shown(f, d, i, &pos); i++) {
+        if (i > 0) {
+            if (d == t->ndim - 1)
                 lp_buf_putc(b, ' ');
-            }
+            else
+                lp_buf_printf(b, "%.*s%*s", t->ndim - d - 1, "\n\n\n\n\n\n\n\n", d + 1, "");
         }
+        if (f->elide[d] && i == EDGE) {
+            lp_buf_puts(b, "...");
+            if (d == t->ndim - 1)
+                lp_buf_putc(b, ' ');
+            else
+                lp_buf_printf(b, "%.*s%*s", t->ndim - d - 1, "\n\n\n\n\n\n\n\n", d + 1, "");
+        }
+        if (d == t->ndim - 1)
+            put_value(b, f, f->h[off + pos]);
+        else
+            put_level(b, f, d + 1, off + pos * stride);
     }
     lp_buf_putc(b, ']');
 }
@@ -96,23 +201,29 @@ int lp_lua_tensor_tostring(lua_State *L)
     lp_tensor *t = lp_lua_check_tensor(L, 1);
     const float *h = host_elements(L, t);
     int64_t n = lp_tensor_numel(t);
-    float amax = 0, amin = INFINITY;
-    for (int64_t i = 0; i < n; i++) {
-        float a = fabsf(h[i]);
-        if (isfinite(a) && a > amax)
-            amax = a;
-        if (isfinite(a) && a > 0 && a < amin)
-            amin = a;
+    text_form f = {.t = t, .h = h};
+    for (int d = 0; d < t->ndim; d++)
+        f.elide[d] = n > ELIDE_AT && t->shape[d] > 2 * EDGE;
+    if (n > 0)
+        measure(&f);
+    int last = t->ndim - 1;
+    if (last >= 0 && !f.elide[last] && t->shape[last] > 2 * EDGE &&
+        t->shape[last] * (f.lw + f.rw + 1) + t->ndim > LINE) {
+        f.elide[last] = 1;
+        measure(&f);
     }
-    int sci = amax >= 1e5f || (amin < 1e-4f && amax > 0);
     lp_buf b = LP_BUF_INIT;
     char sh[160];
-    lp_buf_puts(&b, "tensor(");
-    fmt_level(&b, t, h, 0, 0, n > ELIDE_AT, sci);
-    lp_buf_printf(&b, ", shape=%s", lp_tensor_shape_str(t, sh, sizeof sh));
+    lp_buf_printf(&b, "Tensor %s f32", lp_tensor_shape_str(t, sh, sizeof sh));
     if (t->device != LP_DEVICE_CPU)
-        lp_buf_printf(&b, ", device=%s", lp_device_name(t->device));
-    lp_buf_putc(&b, ')');
+        lp_buf_printf(&b, " on %s", lp_device_name(t->device));
+    lp_buf_putc(&b, '\n');
+    if (t->ndim == 0)
+        put_value(&b, &f, h[0]);
+    else if (n == 0)
+        lp_buf_puts(&b, "(no elements)");
+    else
+        put_level(&b, &f, 0, 0);
     if (b.oom) {
         lp_buf_free(&b);
         return lp_lua_raise(L, LP_ERR_NOMEM, "cannot allocate the text of a tensor");
@@ -202,7 +313,7 @@ int lp_lua_tensor_display(lua_State *L)
         }
     }
     char sh[160], title[220];
-    snprintf(title, sizeof title, "tensor %s%s", lp_tensor_shape_str(t, sh, sizeof sh),
+    snprintf(title, sizeof title, "Tensor %s f32%s", lp_tensor_shape_str(t, sh, sizeof sh),
              t->device != LP_DEVICE_CPU ? " (on the GPU)" : "");
     json_t *bundle = lp_display_table(title, header, cells, (size_t)sr, (size_t)sc);
     if (!bundle)

@@ -6,7 +6,7 @@
 #include <lua.h>
 
 int lp_lua_tensor_totable(lua_State *L);  /* t:totable() -> nested tables */
-int lp_lua_tensor_tostring(lua_State *L); /* __tostring: torch-like text, elided when large */
+int lp_lua_tensor_tostring(lua_State *L); /* __tostring: shape and dtype, then aligned values, summarised when large */
 int lp_lua_tensor_display(lua_State *L);  /* __display: a mime bundle (table + text) */
 int lp_lua_tensor_heatmap(lua_State *L);  /* t:heatmap([opts]) -> figure */
 

@@ -208,6 +208,10 @@ void lp_lua_open_tokenizer(lua_State *L)
         lua_setfield(L, mt, "__tostring");
         lua_pushcfunction(L, l_gc);
         lua_setfield(L, mt, "__gc");
+        lp_lua_settype(L, mt,
+                       "Tokenizer: a byte-level BPE tokenizer, from loupe.tokenizer(folder) or "
+                       "loupe.tokenizer_train{...}.\nIds count from 0, as the model numbers them.",
+                       NULL);
     }
     lua_pop(L, 1);
     lp_lua_setfunc(L, loupe, "tokenizer", l_load,

@@ -86,12 +86,26 @@ Test(lua_tensor, reductions_topk_argmax)
 
 Test(lua_tensor, text_form)
 {
+    /* shape and dtype first; numbers aligned on the decimal point, trailing zeros dropped */
     run("local s = tostring(loupe.tensor{{1, 2, 3}, {4, 5, 6}})\n"
-        "assert(s == 'tensor([[1.0000, 2.0000, 3.0000],\\n        [4.0000, 5.0000, 6.0000]], shape=[2, 3])', s)\n"
-        "local big = tostring(loupe.zeros(100, 100))\n"
-        "assert(big:find('...', 1, true) and #big < 2000, big)\n"
-        "assert(tostring(loupe.tensor(3)) == 'tensor(3.0000, shape=[])')\n"
-        "assert(tostring(loupe.tensor{1e-6, 1}):find('e%-06'))\n");
+        "assert(s == 'Tensor [2, 3] f32\\n[[1. 2. 3.]\\n [4. 5. 6.]]', s)\n"
+        "s = tostring(loupe.tensor{{0.5, -10.25}, {0, 1e-7}})\n"
+        "assert(s == 'Tensor [2, 2] f32\\n[[  0.5    -10.25  ]\\n [  0.       0.0000]]', s)\n"
+        "assert(tostring(loupe.tensor(3)) == 'Tensor [] f32\\n3.')\n"
+        "s = tostring(loupe.tensor{1e-6, 2e-5, 0})\n"
+        "assert(s == 'Tensor [3] f32\\n[1.0000e-06 2.0000e-05 0.        ]', s)\n"
+        "assert(not tostring(loupe.zeros(4, 4)):find('e+00', 1, true))\n");
+    /* large: the first and last 3 of each long dim around ..., no line longer than 96 */
+    run("local big = tostring(loupe.zeros(100, 100))\n"
+        "assert(big:find('[0. 0. 0. ... 0. 0. 0.]', 1, true) and #big < 400, big)\n"
+        "local _, rows = big:gsub('\\n', '')\n"
+        "assert(rows == 7, big)\n"
+        "local wide = tostring(loupe.randn(2, 40, {seed = 1}))\n"
+        "for line in wide:gmatch('[^\\n]+') do assert(#line <= 96, line) end\n"
+        "assert(wide:find(' ... ', 1, true), wide)\n"
+        "local cols = {}\n"
+        "for line in wide:gmatch('[^\\n]+') do if line:find('...', 1, true) then cols[#cols + 1] = line:find('...', 1, true) end end\n"
+        "assert(#cols == 2 and cols[1] == cols[2], wide)\n");
 }
 
 Test(lua_tensor, errors_are_catchable)
