@@ -132,6 +132,24 @@ static int attention_backward(float *dq, float *dk, float *dv, const float *dout
     return 0;
 }
 
+/* The pattern a constant: dv = att^T @ dout summed over each kv head's query heads. */
+static int attention_backward_frozen(float *dv, const float *dout, const float *att, int B, int T, int NH, int NKV,
+                                     int HS)
+{
+    if (NKV <= 0 || NH % NKV)
+        return lp_set_error("attention: %d query heads not a multiple of %d key/value heads", NH, NKV);
+    int group = NH / NKV, ldq = NH * HS, ldk = NKV * HS;
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++) {
+            if (lp_interrupt_check() < 0)
+                return -1;
+            size_t qo = (size_t)b * T * ldq + (size_t)h * HS, ko = (size_t)b * T * ldk + (size_t)(h / group) * HS;
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, HS, T, 1.0f, att + ((size_t)b * NH + h) * T * T,
+                        T, dout + qo, ldq, h % group ? 1.0f : 0.0f, dv + ko, ldk);
+        }
+    return 0;
+}
+
 /* Rotates pairs (x[i], x[i+rot/2]) by +angle (sign 1) or -angle (sign -1). */
 static int rope_apply(float *out, const float *inp, int B, int T, int NH, int HS, int rot, float theta, int pos0,
                       float sign)
@@ -210,6 +228,7 @@ void lp_cpu_fill_attention(lp_ops *t)
     t->softmax_backward = softmax_backward;
     t->attention_forward = attention_forward;
     t->attention_backward = attention_backward;
+    t->attention_backward_frozen = attention_backward_frozen;
     t->rope_forward = rope_forward;
     t->rope_backward = rope_backward;
 }
