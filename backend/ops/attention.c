@@ -1,6 +1,7 @@
-/* Softmax with a causal mask, causal multi-head attention with grouped-query heads (scores
- * and the weighted sum as sgemm per head, reading q/k/v in place through leading
- * dimensions), and rotary embeddings, on the CPU. */
+/* Softmax with a causal mask (rows by softmax_row.h, the softmax every CPU attention uses),
+ * causal multi-head attention with grouped-query heads (scores and the weighted sum as sgemm
+ * per head, reading q/k/v in place through leading dimensions), and rotary embeddings, on
+ * the CPU. */
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
@@ -10,23 +11,7 @@
 #include "core/interrupt.h"
 #include "core/parallel.h"
 #include "ops_impl.h"
-
-/* Softmax of row x[0..C) over its first `valid` entries; the rest become 0. */
-static void softmax_row(float *y, const float *x, int C, int valid)
-{
-    float m = -INFINITY, s = 0;
-    for (int j = 0; j < valid; j++)
-        m = x[j] > m ? x[j] : m;
-    for (int j = 0; j < valid; j++) {
-        y[j] = expf(x[j] - m);
-        s += y[j];
-    }
-    float inv = 1.0f / s;
-    for (int j = 0; j < valid; j++)
-        y[j] *= inv;
-    for (int j = valid; j < C; j++)
-        y[j] = 0.0f;
-}
+#include "softmax_row.h"
 
 static int valid_cols(int t, int T, int C, int causal)
 {
@@ -44,7 +29,7 @@ static int softmax_forward(float *out, const float *inp, int R, int T, int C, in
             return -1;
         for (int t = 0; t < T; t++) {
             size_t o = ((size_t)r * T + t) * C;
-            softmax_row(out + o, inp + o, C, valid_cols(t, T, C, causal));
+            lp_softmax_row(out + o, inp + o, valid_cols(t, T, C, causal), C, 1.0f);
         }
     }
     return 0;
@@ -82,7 +67,7 @@ static int attention_forward(float *out, float *att, const float *q, const float
             float *o = out + (size_t)b * T * ldq + (size_t)h * HS;
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HS, scale, qh, ldq, kh, ldk, 0.0f, a, T);
             for (int t = 0; t < T; t++)
-                softmax_row(a + (size_t)t * T, a + (size_t)t * T, T, t + 1);
+                lp_softmax_row(a + (size_t)t * T, a + (size_t)t * T, t + 1, T, 1.0f);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, HS, T, 1.0f, a, T, vh, ldk, 0.0f, o, ldq);
         }
     return 0;

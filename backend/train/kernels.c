@@ -2,7 +2,8 @@
  * table has what the trainer needs (norms, erf GELU, SwiGLU, embeddings) these call it on
  * row ranges; the rest is here because the table's version does not fit:
  *   - attention reads q, k, v in place inside GPT-2's fused c_attn output (row strides) and
- *     runs the (batch, kv head) pairs in parallel; the table's works head by head on one core;
+ *     runs the (batch, kv head) pairs in parallel; the table's works head by head on one core
+ *     (the softmax of its rows is the shared one, ops/softmax_row.h);
  *   - rotary embeddings use lp_rope_inv_freq's frequencies (scaled forms), as forward.c;
  *   - the tanh GELU uses forward.c's fast tanh, so that training computes forward.c's function;
  *   - cross-entropy is fused with its backward, in place over the logits;
@@ -19,6 +20,7 @@
 #include "core/error.h"
 #include "core/interrupt.h"
 #include "ops/ops.h"
+#include "ops/softmax_row.h"
 #include "core/parallel.h"
 #include "core/tanh_fast.h"
 #include "train/train_impl.h"
@@ -115,20 +117,7 @@ HOT static void attn_forward_range(void *p, size_t lo, size_t hi)
                     for (int j = 0; j < n; j++)
                         row[j] += qd * kr[j];
                 }
-                float mx = -INFINITY, sum = 0.0f;
-                for (int j = 0; j < n; j++) {
-                    row[j] *= a->scale;
-                    mx = row[j] > mx ? row[j] : mx;
-                }
-                for (int j = 0; j < n; j++) {
-                    row[j] = expf(row[j] - mx);
-                    sum += row[j];
-                }
-                float inv = 1.0f / sum;
-                for (int j = 0; j < n; j++)
-                    row[j] *= inv;
-                for (int j = n; j < T; j++)
-                    row[j] = 0.0f;
+                lp_softmax_row(row, row, n, T, a->scale);
                 for (int d = 0; d < S; d++)
                     zt[d] = 0.0f;
                 for (int j = 0; j < n; j++) {
