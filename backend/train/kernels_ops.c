@@ -127,10 +127,10 @@ int lp_tkd_norm_forward(lp_trainer *t, float *out, float *mean, float *rstd, con
 int lp_tkd_norm_backward(lp_trainer *t, float *dx, float *dw, float *db, const float *dout, const float *inp,
                          const float *w, const float *mean, const float *rstd)
 {
-    int D = t->m->cfg.d_model, frozen = t->frozen & LP_FREEZE_NORM;
-    if (frozen && (t->m->cfg.arch == LP_ARCH_GPT2 ? !t->ops->layernorm_backward_frozen : !t->ops->rmsnorm_backward_frozen))
+    int D = t->m->cfg.d_model, frozen = t->frozen & LP_FREEZE_NORM, ln = t->m->cfg.arch == LP_ARCH_GPT2;
+    if (frozen && (ln ? !t->ops->layernorm_backward_frozen : !t->ops->rmsnorm_backward_frozen))
         return lp_set_error("trainer: this device has no frozen norm backward");
-    if (t->m->cfg.arch == LP_ARCH_GPT2)
+    if (ln)
         return (frozen ? t->ops->layernorm_backward_frozen : t->ops->layernorm_backward)(dx, dw, db, dout, inp, w,
                                                                                          mean, rstd, t->N, D);
     return (frozen ? t->ops->rmsnorm_backward_frozen : t->ops->rmsnorm_backward)(dx, dw, dout, inp, w, rstd, t->N, D);
