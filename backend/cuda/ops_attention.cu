@@ -86,6 +86,25 @@ done:
     return rc;
 }
 
+// The pattern a constant: dv = att^T @ dout, the query heads of a kv head added in turn.
+static int attention_backward_frozen(float *dv, const float *dout, const float *att, int B, int T, int NH, int NKV,
+                                     int HS)
+{
+    if (NKV <= 0 || NH % NKV)
+        return lp_set_error("attention: %d query heads not a multiple of %d key/value heads", NH, NKV);
+    int group = NH / NKV, ldq = NH * HS, ldk = NKV * HS;
+    long long TT = (long long)T * T;
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++) {
+            size_t qo = (size_t)b * T * ldq + (size_t)h * HS, ko = (size_t)b * T * ldk + (size_t)(h / group) * HS;
+            const float *a = att + ((size_t)b * NH + h) * TT;
+            if (gemm(true, false, T, HS, T, 1.0f, a, T, 0, dout + qo, ldq, 0, h % group ? 1.0f : 0.0f, dv + ko, ldk,
+                     0, 1) < 0)
+                return -1;
+        }
+    return 0;
+}
+
 __global__ void k_rope(float *x, int B, int T, int NH, int HS, int rot, float theta, int pos0, float sign)
 {
     int half = rot / 2;
@@ -158,6 +177,7 @@ void lp_cuda_fill_attention(lp_ops *t)
     t->rope_table = rope_table;
     t->attention_forward = attention_forward;
     t->attention_backward = attention_backward;
+    t->attention_backward_frozen = attention_backward_frozen;
     t->rope_forward = rope_forward;
     t->rope_backward = rope_backward;
 }

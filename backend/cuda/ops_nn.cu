@@ -145,6 +145,57 @@ static int rmsnorm_backward(float *dinp, float *dweight, const float *dout, cons
     return LAUNCHED("rmsnorm backward");
 }
 
+// rstd a constant (attribution's frozen normalisation): the norms are linear in inp
+__global__ void k_layernorm_back_frozen(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                                        const float *w, const float *mean, const float *rstd, int C)
+{
+    int n = blockIdx.x;
+    const float *x = inp + (size_t)n * C, *g = dout + (size_t)n * C;
+    float m = mean[n], r = rstd[n], a = 0;
+    for (int c = threadIdx.x; c < C; c += blockDim.x)
+        a += g[c] * w[c];
+    a = block_reduce(a, 0) / C;
+    for (int c = threadIdx.x; c < C; c += blockDim.x) {
+        if (db)
+            atomicAdd(&db[c], g[c]);
+        if (dw)
+            atomicAdd(&dw[c], (x[c] - m) * r * g[c]);
+        if (dinp)
+            dinp[(size_t)n * C + c] = r * (g[c] * w[c] - a);
+    }
+}
+
+__global__ void k_rmsnorm_back_frozen(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
+                                      const float *rstd, size_t n, int C)
+{
+    FOR_N(i, n)
+    {
+        int c = (int)(i % C);
+        float r = rstd[i / C];
+        if (dw)
+            atomicAdd(&dw[c], dout[i] * inp[i] * r);
+        if (dinp)
+            dinp[i] = r * dout[i] * w[c];
+    }
+}
+
+static int layernorm_backward_frozen(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                                     const float *weight, const float *mean, const float *rstd, int N, int C)
+{
+    if (N)
+        k_layernorm_back_frozen<<<N, 256>>>(dinp, dweight, dbias, dout, inp, weight, mean, rstd, C);
+    return LAUNCHED("layernorm backward (frozen)");
+}
+
+static int rmsnorm_backward_frozen(float *dinp, float *dweight, const float *dout, const float *inp,
+                                   const float *weight, const float *rstd, int N, int C)
+{
+    size_t n = (size_t)N * C;
+    if (n)
+        k_rmsnorm_back_frozen<<<blocks_for(n), 256>>>(dinp, dweight, dout, inp, weight, rstd, n, C);
+    return LAUNCHED("rmsnorm backward (frozen)");
+}
+
 // ---- activations ----
 
 #define GELU_K 0.7978845608028654f
@@ -397,6 +448,8 @@ void lp_cuda_fill_nn(lp_ops *t)
     t->layernorm_backward = layernorm_backward;
     t->rmsnorm_forward = rmsnorm_forward;
     t->rmsnorm_backward = rmsnorm_backward;
+    t->layernorm_backward_frozen = layernorm_backward_frozen;
+    t->rmsnorm_backward_frozen = rmsnorm_backward_frozen;
     t->gelu_forward = gelu_forward;
     t->gelu_backward = gelu_backward;
     t->silu_forward = silu_forward;

@@ -24,27 +24,13 @@
 #include "core/error.h"
 #include "core/interrupt.h"
 #include "model/forward_impl.h"
+#include "ops/softmax_row.h"
 
-/* the vector helpers are always inlined: no vector crosses a call, whatever the target */
-#if defined(__clang__)
-#pragma clang diagnostic ignored "-Wunknown-warning-option"
-#pragma clang diagnostic ignored "-Wpsabi"
-#elif defined(__GNUC__)
-#pragma GCC diagnostic ignored "-Wpsabi"
-#endif
-
-typedef float v16 __attribute__((vector_size(64), aligned(4)));
-typedef int32_t vi16 __attribute__((vector_size(64), aligned(4)));
-typedef uint32_t vu16 __attribute__((vector_size(64), aligned(4)));
+/* the 16-lane vectors and helpers, and the softmax, are ops/softmax_row.h's (always inlined:
+ * no vector crosses a call, whatever the target) */
+typedef lp_v16 v16;
 
 #define INLINE LP_KERNEL
-
-INLINE v16 vload(const float *p)
-{
-    v16 v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
 
 /* Stores the first n (<= 16) lanes of v at p. */
 INLINE void vstore(float *p, v16 v, int n)
@@ -56,82 +42,6 @@ INLINE void vstore(float *p, v16 v, int n)
         memcpy(t, &v, sizeof v);
         memcpy(p, t, (size_t)n * sizeof(float));
     }
-}
-
-INLINE v16 vsel(vi16 m, v16 a, v16 b) { return (v16)(((vi16)a & m) | ((vi16)b & ~m)); }
-
-/* exp (Cephes' range reduction and polynomial, about 1 ulp); 0 below -87.3, NaN kept. */
-INLINE v16 vexp(v16 x)
-{
-    const v16 zero = {0};
-    vi16 under = x < -87.3f, nan = x != x;
-    x = vsel(x > 88.3f, zero + 88.3f, x);
-    x = vsel(under, zero - 87.3f, x);
-    v16 t = x * 1.44269504088896341f + 12582912.0f; /* 1.5 * 2^23: rounds n to an integer */
-    v16 n = t - 12582912.0f;
-    v16 r = x - n * 0.693359375f;
-    r = r - n * -2.12194440e-4f;
-    v16 p = r * 1.9875691500e-4f + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * (r * r) + r + 1.0f;
-    vu16 e = ((vu16)t - 0x4B400000u) << 23; /* n, from t's bits, into the exponent */
-    v16 y = (v16)((vu16)p + e);
-    y = vsel(under, zero, y);
-    return vsel(nan, x, y);
-}
-
-/* y[0..C) = softmax of scale * x over its first `valid` entries; the rest become 0. y may be
- * x. */
-INLINE void softmax_row(float *y, const float *x, int valid, int C, float scale)
-{
-    const v16 zero = {0};
-    const vi16 lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
-    v16 mv = zero - INFINITY;
-    int j = 0;
-    for (; j + 16 <= valid; j += 16) {
-        v16 s = vload(x + j) * scale;
-        memcpy(y + j, &s, sizeof s);
-        mv = vsel(s > mv, s, mv);
-    }
-    int rem = valid - j;
-    v16 tail = zero - INFINITY;
-    if (rem) {
-        float tmp[16];
-        memcpy(tmp, x + j, (size_t)rem * sizeof(float));
-        for (int i = rem; i < 16; i++)
-            tmp[i] = 0;
-        tail = vsel(lane < rem, vload(tmp) * scale, zero - INFINITY);
-        mv = vsel(tail > mv, tail, mv);
-    }
-    float m = -INFINITY;
-    for (int i = 0; i < 16; i++)
-        m = mv[i] > m ? mv[i] : m;
-    v16 sv = zero;
-    for (j = 0; j + 16 <= valid; j += 16) {
-        v16 e = vexp(vload(y + j) - m);
-        memcpy(y + j, &e, sizeof e);
-        sv += e;
-    }
-    if (rem) {
-        v16 e = vsel(lane < rem, vexp(tail - m), zero);
-        memcpy(y + j, &e, (size_t)rem * sizeof(float));
-        sv += e;
-    }
-    float s = 0;
-    for (int i = 0; i < 16; i++)
-        s += sv[i];
-    float inv = 1.0f / s;
-    for (j = 0; j + 16 <= valid; j += 16) {
-        v16 e = vload(y + j) * inv;
-        memcpy(y + j, &e, sizeof e);
-    }
-    for (; j < valid; j++)
-        y[j] *= inv;
-    for (; j < C; j++)
-        y[j] = 0.0f;
 }
 
 #define RB 8 /* query rows per block of the scores kernel (1 when decoding one token) */
@@ -171,7 +81,7 @@ INLINE void scores_kernel(float *s, int64_t lds, const float *q, int64_t ldq, co
                 a0[r] = a1[r] = (v16){0};
             for (int d = 0; d < S; d++) {
                 const float *kr = kt + (size_t)d * Tp + j0;
-                v16 k0 = vload(kr), k1 = vload(kr + 16);
+                v16 k0 = lp_v16_load(kr), k1 = lp_v16_load(kr + 16);
                 for (int r = 0; r < rb; r++) {
                     float qv = qr[r][d];
                     a0[r] += qv * k0;
@@ -193,7 +103,7 @@ INLINE void scores_kernel(float *s, int64_t lds, const float *q, int64_t ldq, co
 #define PR 4 /* query rows per block of the weighted sum (1 when decoding one token) */
 
 /* z_i = sum_j p[i][j] v_j of one head, j < p0 + i0 + PR-block end; p must be 0 past each
- * row's valid entries (softmax_row's output). */
+ * row's valid entries (lp_softmax_row's output). */
 /* Columns [0, ns) of the block of rows pr (pr_rows of them, nr real) of z, from rows v (ldv
  * apart) j < jend; full: ns is 64 (loads straight from v, no copies). */
 INLINE void pv_block(float *z, int64_t ldz, const float *const *pr, const float *v, int64_t ldv, int jend, int nr,
@@ -208,12 +118,12 @@ INLINE void pv_block(float *z, int64_t ldz, const float *const *pr, const float 
         v16 vv[4];
         if (full) {
             for (int c = 0; c < 4; c++)
-                vv[c] = vload(vr + 16 * c);
+                vv[c] = lp_v16_load(vr + 16 * c);
         } else {
             float tmp[64] = {0};
             memcpy(tmp, vr, (size_t)ns * sizeof(float));
             for (int c = 0; c < 4; c++)
-                vv[c] = vload(tmp + 16 * c);
+                vv[c] = lp_v16_load(tmp + 16 * c);
         }
         for (int r = 0; r < pr_rows; r++) {
             float w = pr[r][j];
@@ -283,14 +193,14 @@ INLINE void head_body(const struct attn_ctx *c, size_t bh, float *kt, float *buf
     if (c->do_pattern) {
         if (sc) {
             for (int i = 0; i < T; i++)
-                softmax_row(pat + (size_t)i * Tk, sc + (size_t)i * Tk, p0 + i + 1, Tk, 1.0f);
+                lp_softmax_row(pat + (size_t)i * Tk, sc + (size_t)i * Tk, p0 + i + 1, Tk, 1.0f);
         } else {
             if (T == 1)
                 scores_kernel(pat, Tk, q, c->q.rstride, k, c->k.rstride, T, p0, S, kt, 1);
             else
                 scores_kernel(pat, Tk, q, c->q.rstride, k, c->k.rstride, T, p0, S, kt, RB);
             for (int i = 0; i < T; i++)
-                softmax_row(pat + (size_t)i * Tk, pat + (size_t)i * Tk, p0 + i + 1, Tk, c->scale);
+                lp_softmax_row(pat + (size_t)i * Tk, pat + (size_t)i * Tk, p0 + i + 1, Tk, c->scale);
         }
     }
     if (c->do_z) {

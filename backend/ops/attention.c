@@ -1,6 +1,7 @@
-/* Softmax with a causal mask, causal multi-head attention with grouped-query heads (scores
- * and the weighted sum as sgemm per head, reading q/k/v in place through leading
- * dimensions), and rotary embeddings, on the CPU. */
+/* Softmax with a causal mask (rows by softmax_row.h, the softmax every CPU attention uses),
+ * causal multi-head attention with grouped-query heads (scores and the weighted sum as sgemm
+ * per head, reading q/k/v in place through leading dimensions), and rotary embeddings, on
+ * the CPU. */
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
@@ -10,23 +11,7 @@
 #include "core/interrupt.h"
 #include "core/parallel.h"
 #include "ops_impl.h"
-
-/* Softmax of row x[0..C) over its first `valid` entries; the rest become 0. */
-static void softmax_row(float *y, const float *x, int C, int valid)
-{
-    float m = -INFINITY, s = 0;
-    for (int j = 0; j < valid; j++)
-        m = x[j] > m ? x[j] : m;
-    for (int j = 0; j < valid; j++) {
-        y[j] = expf(x[j] - m);
-        s += y[j];
-    }
-    float inv = 1.0f / s;
-    for (int j = 0; j < valid; j++)
-        y[j] *= inv;
-    for (int j = valid; j < C; j++)
-        y[j] = 0.0f;
-}
+#include "softmax_row.h"
 
 static int valid_cols(int t, int T, int C, int causal)
 {
@@ -44,7 +29,7 @@ static int softmax_forward(float *out, const float *inp, int R, int T, int C, in
             return -1;
         for (int t = 0; t < T; t++) {
             size_t o = ((size_t)r * T + t) * C;
-            softmax_row(out + o, inp + o, C, valid_cols(t, T, C, causal));
+            lp_softmax_row(out + o, inp + o, valid_cols(t, T, C, causal), C, 1.0f);
         }
     }
     return 0;
@@ -82,7 +67,7 @@ static int attention_forward(float *out, float *att, const float *q, const float
             float *o = out + (size_t)b * T * ldq + (size_t)h * HS;
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HS, scale, qh, ldq, kh, ldk, 0.0f, a, T);
             for (int t = 0; t < T; t++)
-                softmax_row(a + (size_t)t * T, a + (size_t)t * T, T, t + 1);
+                lp_softmax_row(a + (size_t)t * T, a + (size_t)t * T, t + 1, T, 1.0f);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, HS, T, 1.0f, a, T, vh, ldk, 0.0f, o, ldq);
         }
     return 0;
@@ -129,6 +114,24 @@ static int attention_backward(float *dq, float *dk, float *dv, const float *dout
                         ldk);
         }
     free(datt);
+    return 0;
+}
+
+/* The pattern a constant: dv = att^T @ dout summed over each kv head's query heads. */
+static int attention_backward_frozen(float *dv, const float *dout, const float *att, int B, int T, int NH, int NKV,
+                                     int HS)
+{
+    if (NKV <= 0 || NH % NKV)
+        return lp_set_error("attention: %d query heads not a multiple of %d key/value heads", NH, NKV);
+    int group = NH / NKV, ldq = NH * HS, ldk = NKV * HS;
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++) {
+            if (lp_interrupt_check() < 0)
+                return -1;
+            size_t qo = (size_t)b * T * ldq + (size_t)h * HS, ko = (size_t)b * T * ldk + (size_t)(h / group) * HS;
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, HS, T, 1.0f, att + ((size_t)b * NH + h) * T * T,
+                        T, dout + qo, ldq, h % group ? 1.0f : 0.0f, dv + ko, ldk);
+        }
     return 0;
 }
 
@@ -210,6 +213,7 @@ void lp_cpu_fill_attention(lp_ops *t)
     t->softmax_backward = softmax_backward;
     t->attention_forward = attention_forward;
     t->attention_backward = attention_backward;
+    t->attention_backward_frozen = attention_backward_frozen;
     t->rope_forward = rope_forward;
     t->rope_backward = rope_backward;
 }

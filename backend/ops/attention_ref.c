@@ -111,6 +111,27 @@ static int attention_backward(float *dq, float *dk, float *dv, const float *dout
     return 0;
 }
 
+/* the pattern a constant: dv only, each entry summed in double over its heads and queries */
+static int attention_backward_frozen(float *dv, const float *dout, const float *att, int B, int T, int NH, int NKV,
+                                     int HS)
+{
+    if (NKV <= 0 || NH % NKV)
+        return lp_set_error("attention: %d query heads not a multiple of %d key/value heads", NH, NKV);
+    int group = NH / NKV;
+    for (int b = 0; b < B; b++)
+        for (int j = 0; j < T; j++)
+            for (int g = 0; g < NKV; g++)
+                for (int e = 0; e < HS; e++) {
+                    double s = 0;
+                    for (int h = g * group; h < (g + 1) * group; h++)
+                        for (int t = j; t < T; t++)
+                            s += (double)att[(((size_t)b * NH + h) * T + t) * T + j] *
+                                 dout[(((size_t)b * T + t) * NH + h) * HS + e];
+                    KV(dv, b, j, g, e) = (float)s;
+                }
+    return 0;
+}
+
 static int rope(float *out, const float *inp, int B, int T, int NH, int HS, int rot, float theta, int pos0, double sg)
 {
     if (rot % 2 || rot > HS || rot < 0)
@@ -171,6 +192,7 @@ void lp_ref_fill_attention(lp_ops *t)
     t->softmax_backward = softmax_backward;
     t->attention_forward = attention_forward;
     t->attention_backward = attention_backward;
+    t->attention_backward_frozen = attention_backward_frozen;
     t->rope_forward = rope_forward;
     t->rope_backward = rope_backward;
 }

@@ -120,8 +120,51 @@ static int rmsnorm_backward(float *dinp, float *dweight, const float *dout, cons
     return 0;
 }
 
+/* rstd a constant: the norms are linear in inp (attribution's frozen normalisation) */
+static int layernorm_backward_frozen(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                                     const float *weight, const float *mean, const float *rstd, int N, int C)
+{
+    long chunk = lp_chunk_rows(8.0 * C);
+    for (int n = 0; n < N; n++) {
+        if (n % chunk == 0 && lp_interrupt_check() < 0)
+            return -1;
+        const float *x = inp + (size_t)n * C, *g = dout + (size_t)n * C;
+        float m = mean[n], s = rstd[n], a = 0;
+        for (int c = 0; c < C; c++)
+            a += g[c] * weight[c];
+        a /= C;
+        for (int c = 0; c < C; c++) {
+            if (dbias)
+                dbias[c] += g[c];
+            if (dweight)
+                dweight[c] += (x[c] - m) * s * g[c];
+            if (dinp)
+                dinp[(size_t)n * C + c] = s * (g[c] * weight[c] - a);
+        }
+    }
+    return 0;
+}
+
+static int rmsnorm_backward_frozen(float *dinp, float *dweight, const float *dout, const float *inp,
+                                   const float *weight, const float *rstd, int N, int C)
+{
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C, *g = dout + (size_t)n * C;
+        float s = rstd[n];
+        for (int c = 0; c < C; c++) {
+            if (dweight)
+                dweight[c] += g[c] * x[c] * s;
+            if (dinp)
+                dinp[(size_t)n * C + c] = s * g[c] * weight[c];
+        }
+    }
+    return 0;
+}
+
 void lp_cpu_fill_norm(lp_ops *t)
 {
+    t->layernorm_backward_frozen = layernorm_backward_frozen;
+    t->rmsnorm_backward_frozen = rmsnorm_backward_frozen;
     t->bias_add_forward = bias_add_forward;
     t->bias_add_backward = bias_add_backward;
     t->layernorm_forward = layernorm_forward;

@@ -104,8 +104,48 @@ static int rmsnorm_backward(float *dinp, float *dweight, const float *dout, cons
     return 0;
 }
 
+/* rstd a constant: the norms are linear in inp */
+static int layernorm_backward_frozen(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                                     const float *weight, const float *mean, const float *rstd, int N, int C)
+{
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C, *g = dout + (size_t)n * C;
+        double a = 0, s = rstd[n];
+        for (int c = 0; c < C; c++)
+            a += (double)g[c] * weight[c];
+        for (int c = 0; c < C; c++) {
+            double xh = (x[c] - (double)mean[n]) * s;
+            if (dbias)
+                dbias[c] += g[c];
+            if (dweight)
+                dweight[c] += (float)(xh * g[c]);
+            if (dinp)
+                dinp[(size_t)n * C + c] = (float)(s * ((double)g[c] * weight[c] - a / C));
+        }
+    }
+    return 0;
+}
+
+static int rmsnorm_backward_frozen(float *dinp, float *dweight, const float *dout, const float *inp,
+                                   const float *weight, const float *rstd, int N, int C)
+{
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C, *g = dout + (size_t)n * C;
+        double s = rstd[n];
+        for (int c = 0; c < C; c++) {
+            if (dweight)
+                dweight[c] += (float)((double)g[c] * x[c] * s);
+            if (dinp)
+                dinp[(size_t)n * C + c] = (float)(s * g[c] * weight[c]);
+        }
+    }
+    return 0;
+}
+
 void lp_ref_fill_norm(lp_ops *t)
 {
+    t->layernorm_backward_frozen = layernorm_backward_frozen;
+    t->rmsnorm_backward_frozen = rmsnorm_backward_frozen;
     t->bias_add_forward = bias_add_forward;
     t->bias_add_backward = bias_add_backward;
     t->layernorm_forward = layernorm_forward;

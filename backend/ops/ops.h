@@ -73,6 +73,16 @@ typedef struct lp_ops {
                            int C, float eps);
     int (*rmsnorm_backward)(float *dinp, float *dweight, const float *dout, const float *inp,
                             const float *weight, const float *rstd, int N, int C);
+    /* The same backwards with rstd held at its saved value, a constant (attribution's frozen
+     * normalisation: the norm is linear in inp). LayerNorm, xh = (inp - mean) * rstd:
+     * dinp = rstd * (dout*weight - mean_c(dout*weight)) (the mean subtraction still
+     * differentiated); RMSNorm: dinp = rstd * dout * weight. dweight, dbias accumulate the
+     * values the full backwards give. */
+    int (*layernorm_backward_frozen)(float *dinp, float *dweight, float *dbias, const float *dout,
+                                     const float *inp, const float *weight, const float *mean,
+                                     const float *rstd, int N, int C);
+    int (*rmsnorm_backward_frozen)(float *dinp, float *dweight, const float *dout, const float *inp,
+                                   const float *weight, const float *rstd, int N, int C);
 
     /* Elementwise activations on n values; out may alias inp, dinp may alias dout. */
     int (*gelu_forward)(float *out, const float *inp, size_t n, int form);
@@ -113,6 +123,11 @@ typedef struct lp_ops {
     int (*attention_backward)(float *dq, float *dk, float *dv, const float *dout, const float *q,
                               const float *k, const float *v, const float *att, int B, int T,
                               int NH, int NKV, int HS);
+    /* The backward with the pattern att held constant (attribution's frozen attention: no
+     * gradient reaches q and k): dv (B,T,NKV,HS) overwritten = the sum over the query heads
+     * that share it of att^T @ dout. */
+    int (*attention_backward_frozen)(float *dv, const float *dout, const float *att, int B, int T,
+                                     int NH, int NKV, int HS);
 
     /* Rotary embeddings, NeoX/Llama half rotation on the first rot dims of each head:
      * (x[i], x[i+rot/2]) rotated by angle (pos0+t) * theta^(-2i/rot), i < rot/2.

@@ -2,7 +2,8 @@
  * table has what the trainer needs (norms, erf GELU, SwiGLU, embeddings) these call it on
  * row ranges; the rest is here because the table's version does not fit:
  *   - attention reads q, k, v in place inside GPT-2's fused c_attn output (row strides) and
- *     runs the (batch, kv head) pairs in parallel; the table's works head by head on one core;
+ *     runs the (batch, kv head) pairs in parallel; the table's works head by head on one core
+ *     (the softmax of its rows is the shared one, ops/softmax_row.h);
  *   - rotary embeddings use lp_rope_inv_freq's frequencies (scaled forms), as forward.c;
  *   - the tanh GELU uses forward.c's fast tanh, so that training computes forward.c's function;
  *   - cross-entropy is fused with its backward, in place over the logits;
@@ -19,6 +20,7 @@
 #include "core/error.h"
 #include "core/interrupt.h"
 #include "ops/ops.h"
+#include "ops/softmax_row.h"
 #include "core/parallel.h"
 #include "core/tanh_fast.h"
 #include "train/train_impl.h"
@@ -79,6 +81,7 @@ struct attn_ctx {
     const float *q, *k, *v, *dz;
     int ldq, ldk, B, T, H, K, S;
     float scale;
+    int frozen; /* backward: the pattern a constant, dv only */
     int failed; /* a range could not allocate its scratch; read after the join */
 };
 
@@ -114,20 +117,7 @@ HOT static void attn_forward_range(void *p, size_t lo, size_t hi)
                     for (int j = 0; j < n; j++)
                         row[j] += qd * kr[j];
                 }
-                float mx = -INFINITY, sum = 0.0f;
-                for (int j = 0; j < n; j++) {
-                    row[j] *= a->scale;
-                    mx = row[j] > mx ? row[j] : mx;
-                }
-                for (int j = 0; j < n; j++) {
-                    row[j] = expf(row[j] - mx);
-                    sum += row[j];
-                }
-                float inv = 1.0f / sum;
-                for (int j = 0; j < n; j++)
-                    row[j] *= inv;
-                for (int j = n; j < T; j++)
-                    row[j] = 0.0f;
+                lp_softmax_row(row, row, n, T, a->scale);
                 for (int d = 0; d < S; d++)
                     zt[d] = 0.0f;
                 for (int j = 0; j < n; j++) {
@@ -156,9 +146,10 @@ HOT static void attn_backward_range(void *p, size_t lo, size_t hi)
         int b = (int)(task / (size_t)K), g = (int)(task % (size_t)K);
         size_t kvo = (size_t)b * T * ldk + (size_t)g * S;
         const float *kb = a->k + kvo, *vb = a->v + kvo;
-        float *dkb = a->dk + kvo, *dvb = a->dv + kvo;
+        float *dkb = a->dk ? a->dk + kvo : NULL, *dvb = a->dv + kvo;
         for (int j = 0; j < T; j++) {
-            memset(dkb + (size_t)j * ldk, 0, (size_t)S * sizeof(float));
+            if (dkb)
+                memset(dkb + (size_t)j * ldk, 0, (size_t)S * sizeof(float));
             memset(dvb + (size_t)j * ldk, 0, (size_t)S * sizeof(float));
             for (int d = 0; d < S; d++)
                 vt[(size_t)d * T + j] = vb[(size_t)j * ldk + d];
@@ -166,10 +157,22 @@ HOT static void attn_backward_range(void *p, size_t lo, size_t hi)
         for (int h = g * grp; h < (g + 1) * grp; h++)
             for (int t = 0; t < T; t++) {
                 const float *restrict qt = a->q + ((size_t)b * T + t) * ldq + (size_t)h * S;
-                float *restrict dqt = a->dq + ((size_t)b * T + t) * ldq + (size_t)h * S;
+                float *restrict dqt = a->dq ? a->dq + ((size_t)b * T + t) * ldq + (size_t)h * S : NULL;
                 const float *restrict dzt = a->dz + ((size_t)b * T + t) * ldz + (size_t)h * S;
                 const float *restrict P = a->att + (((size_t)b * H + h) * T + t) * T;
                 int n = t + 1;
+                /* dv_j += P[j] dz_t */
+                for (int j = 0; j < n; j++) {
+                    float pj = P[j];
+                    float *restrict dvr = dvb + (size_t)j * ldk;
+                    for (int d = 0; d < S; d++)
+                        dvr[d] += pj * dzt[d];
+                }
+                if (a->frozen) { /* no gradient through the pattern */
+                    if (dqt)
+                        memset(dqt, 0, (size_t)S * sizeof(float));
+                    continue;
+                }
                 /* dP[j] = dz_t . v_j */
                 for (int j = 0; j < n; j++)
                     drow[j] = 0.0f;
@@ -178,13 +181,6 @@ HOT static void attn_backward_range(void *p, size_t lo, size_t hi)
                     const float *restrict vr = vt + (size_t)d * T;
                     for (int j = 0; j < n; j++)
                         drow[j] += gd * vr[j];
-                }
-                /* dv_j += P[j] dz_t */
-                for (int j = 0; j < n; j++) {
-                    float pj = P[j];
-                    float *restrict dvr = dvb + (size_t)j * ldk;
-                    for (int d = 0; d < S; d++)
-                        dvr[d] += pj * dzt[d];
                 }
                 /* through the softmax and the scale */
                 float dot = 0.0f;
@@ -219,11 +215,12 @@ int lp_tk_attention_forward(float *z, float *att, const float *q, const float *k
 }
 
 int lp_tk_attention_backward(float *dq, float *dk, float *dv, const float *dz, const float *q, const float *k,
-                             const float *v, const float *att, int ldq, int ldk, int B, int T, int H, int K, int S)
+                             const float *v, const float *att, int ldq, int ldk, int B, int T, int H, int K, int S,
+                             int frozen)
 {
     struct attn_ctx a = {.dq = dq, .dk = dk, .dv = dv, .dz = dz, .att = (float *)att, .q = q, .k = k, .v = v,
                          .ldq = ldq, .ldk = ldk, .B = B, .T = T, .H = H, .K = K, .S = S,
-                         .scale = 1.0f / sqrtf((float)S)};
+                         .scale = 1.0f / sqrtf((float)S), .frozen = frozen};
     lp_par_for((size_t)B * K, 1, attn_backward_range, &a);
     return a.failed ? lp_set_error_code(LP_ERR_NOMEM, "attention backward: cannot allocate scratch space") : 0;
 }

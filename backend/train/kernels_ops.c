@@ -57,11 +57,30 @@ int lp_tkd_attention_forward(lp_trainer *t, lp_tlayer *a)
     return t->ops->attention_forward(a->z, a->att, q, k, v, t->B, t->T, t->H, t->K, t->S);
 }
 
+/* The device path's frozen attention: dv from the op table's frozen backward; GPT-2's dq, dk
+ * (blocks of dqkv3) zeroed, Llama's untouched. */
+static int attention_backward_frozen(lp_trainer *t, const lp_tlayer *a)
+{
+    if (!t->ops->attention_backward_frozen)
+        return lp_set_error("trainer: this device has no frozen attention backward");
+    if (!a->qkv)
+        return t->ops->attention_backward_frozen(t->dv, t->dz, a->att, t->B, t->T, t->H, t->K, t->S);
+    size_t blk = (size_t)t->N * t->QD;
+    if (t->ops->fill(t->dqkv3, 0.0f, 2 * blk) < 0 ||
+        t->ops->attention_backward_frozen(t->dqkv3 + 2 * blk, t->dz, a->att, t->B, t->T, t->H, t->K, t->S) < 0)
+        return -1;
+    return regroup(t, t->dq, t->dqkv3, 0);
+}
+
 int lp_tkd_attention_backward(lp_trainer *t, const lp_tlayer *a)
 {
+    int frozen = t->frozen & LP_FREEZE_ATTENTION;
     if (!t->be)
-        return lp_tk_attention_backward(t->dq, t->dk, t->dv, t->dz, a->q, a->k, a->v, a->att, t->ldq, t->ldk, t->B,
-                                        t->T, t->H, t->K, t->S);
+        return lp_tk_attention_backward(a->qkv || !frozen ? t->dq : NULL, a->qkv || !frozen ? t->dk : NULL, t->dv,
+                                        t->dz, a->q, a->k, a->v, a->att, t->ldq, t->ldk, t->B, t->T, t->H, t->K, t->S,
+                                        frozen);
+    if (frozen)
+        return attention_backward_frozen(t, a);
     if (!a->qkv)
         return t->ops->attention_backward(t->dq, t->dk, t->dv, t->dz, a->q, a->k, a->v, a->att, t->B, t->T, t->H,
                                           t->K, t->S);
@@ -103,14 +122,18 @@ int lp_tkd_norm_forward(lp_trainer *t, float *out, float *mean, float *rstd, con
                  : lp_tk_rmsnorm_forward(out, rstd, inp, w, t->N, c->d_model, c->eps);
 }
 
-/* dx = norm backward of dout (overwritten); dw, db accumulate. The same op on both paths. */
+/* dx = norm backward of dout (overwritten); dw, db accumulate. The same op on both paths; with
+ * LP_FREEZE_NORM the scale rstd is a constant. */
 int lp_tkd_norm_backward(lp_trainer *t, float *dx, float *dw, float *db, const float *dout, const float *inp,
                          const float *w, const float *mean, const float *rstd)
 {
-    int D = t->m->cfg.d_model;
-    if (t->m->cfg.arch == LP_ARCH_GPT2)
-        return t->ops->layernorm_backward(dx, dw, db, dout, inp, w, mean, rstd, t->N, D);
-    return t->ops->rmsnorm_backward(dx, dw, dout, inp, w, rstd, t->N, D);
+    int D = t->m->cfg.d_model, frozen = t->frozen & LP_FREEZE_NORM, ln = t->m->cfg.arch == LP_ARCH_GPT2;
+    if (frozen && (ln ? !t->ops->layernorm_backward_frozen : !t->ops->rmsnorm_backward_frozen))
+        return lp_set_error("trainer: this device has no frozen norm backward");
+    if (ln)
+        return (frozen ? t->ops->layernorm_backward_frozen : t->ops->layernorm_backward)(dx, dw, db, dout, inp, w,
+                                                                                         mean, rstd, t->N, D);
+    return (frozen ? t->ops->rmsnorm_backward_frozen : t->ops->rmsnorm_backward)(dx, dw, dout, inp, w, rstd, t->N, D);
 }
 
 int lp_tkd_gelu_forward(lp_trainer *t, float *out, const float *inp, size_t n)

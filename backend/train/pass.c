@@ -4,6 +4,9 @@
  * gradients of activations are overwritten, except the residual stream's (dres), which
  * each branch adds into. The function is forward.c's (see train.h).
  *
+ * With t->frozen (train.h's LP_FREEZE_*), the backward holds attention patterns and norm
+ * scales constant: Llama's q and k are then not differentiated at all, GPT-2's get zero.
+ *
  * Per layer:
  *   ln1 = norm1(res); q, k, v = ln1 @ W [+ rotary]; z = attention(q, k, v); mid = res + z @ Wo
  *   ln2 = norm2(mid); res' = mid + mlp(ln2)          (attn_only: res' = mid)
@@ -103,6 +106,9 @@ static int block_backward(lp_trainer *t, int l)
     if (c->arch == LP_ARCH_GPT2) {
         if (lp_tkd_linear_backward(t, t->dln, 0, g->qkv.w, g->qkv.b, t->dq, a->ln1, &w->qkv, &bl->qkv) < 0)
             return -1;
+    } else if (t->frozen & LP_FREEZE_ATTENTION) { /* q and k get no gradient: v alone */
+        if (lp_tkd_linear_backward(t, t->dln, 0, g->v.w, g->v.b, t->dv, a->ln1, &w->v, &bl->v) < 0)
+            return -1;
     } else {
         if (lp_tkd_rope(t, t->dq, t->H, -1.0f) < 0 || lp_tkd_rope(t, t->dk, t->K, -1.0f) < 0 ||
             lp_tkd_linear_backward(t, t->dln, 0, g->q.w, g->q.b, t->dq, a->ln1, &w->q, &bl->q) < 0 ||
@@ -166,6 +172,7 @@ int lp_train_pass(lp_trainer *t, const int32_t *inputs, const int32_t *targets, 
     if (!backward)
         return 0;
     /* ---- backward ---- */
+    t->has_dres = 0;
     if (lp_interrupt_check() < 0 ||
         lp_tkd_linear_backward(t, t->dln, 0, t->g.unembed.w, t->g.unembed.b, t->logits, t->lnf, &t->w.unembed,
                                &t->m->unembed) < 0 ||
@@ -175,5 +182,6 @@ int lp_train_pass(lp_trainer *t, const int32_t *inputs, const int32_t *targets, 
     for (int l = c->n_layers - 1; l >= 0; l--)
         if (lp_interrupt_check() < 0 || block_backward(t, l) < 0)
             return -1;
+    t->has_dres = 1; /* dres: the gradient of the embedding output (lp_trainer_input_grad) */
     return embed_backward(t, ids);
 }

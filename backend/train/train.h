@@ -147,6 +147,32 @@ void lp_trainer_discard(lp_trainer *t);
 int lp_trainer_save_state(lp_trainer *t, const char *path);
 int lp_trainer_load_state(lp_trainer *t, const char *path);
 
+/* ---- the frozen backward (attribution's local replacement model) ----
+ *
+ * Flags of lp_trainer_set_frozen: the backward pass treats as constants, at their values in
+ * the forward pass just run,
+ *   LP_FREEZE_ATTENTION  the attention patterns: no gradient flows into q and k through the
+ *                        pattern (their weights and biases get zero gradient); v and the
+ *                        output projection get theirs;
+ *   LP_FREEZE_NORM       the normalisation scales (ln_1, ln_2, ln_f): LayerNorm's 1/sigma and
+ *                        RMSNorm's 1/rms, so LayerNorm is (x - mean(x)) * s * w + b with s fixed
+ *                        (the mean subtraction still differentiated) and RMSNorm x * s * w.
+ * The forward and the loss are unchanged; only the gradients differ. Both paths (CPU and the
+ * device op table) support both flags. */
+enum { LP_FREEZE_ATTENTION = 1, LP_FREEZE_NORM = 2 };
+
+/* Sets the frozen flags (0: the true gradient, the default). 0, or -1 with an error for an
+ * unknown flag or in the middle of a step (micro-batches accumulated under other flags). */
+int lp_trainer_set_frozen(lp_trainer *t, int flags);
+int lp_trainer_frozen(const lp_trainer *t);
+
+/* The gradient, from the last forward_backward, of that micro-batch's share of the loss
+ * (mean loss / accum) with respect to the embedding output (token embedding plus, for GPT-2,
+ * position embedding): the residual stream entering layer 0, (B*T, d_model) row-major, row
+ * b*T + p for sequence b, position p. Host memory, valid until the next forward_backward; a
+ * device trainer copies it out (NULL with an error if that fails, or before any backward). */
+const float *lp_trainer_input_grad(lp_trainer *t);
+
 /* ---- parameters by name ---- */
 
 /* The number of parameter tensors of m (a tied unembedding counted once, as the embedding). */

@@ -98,6 +98,10 @@ struct lp_trainer {
     float *losses_h;      /* host (N): the losses read back */
     float *grads_h;       /* host (total): lp_trainer_grad's copy, made on demand */
 
+    int frozen;       /* LP_FREEZE_* flags of the backward */
+    int has_dres;     /* a backward has run: dres holds the embedding output's gradient */
+    float *dres_h;    /* host (N,D): lp_trainer_input_grad's copy on the device path */
+
     int steps;        /* updates applied */
     int micro;        /* micro-batches accumulated in this step */
     int dirty;        /* gradients must be zeroed before the next micro-batch */
@@ -137,7 +141,8 @@ int lp_tkd_linear_backward(lp_trainer *t, float *dx, int accum, float *dw, float
                            const float *x, const lp_glin *w, const lp_linear *l);
 /* Layer a's attention: z and att from q, k, v (GPT-2: inside qkv) ... */
 int lp_tkd_attention_forward(lp_trainer *t, lp_tlayer *a);
-/* ... and t->dq, dk, dv (GPT-2: the fused gradient of qkv) from t->dz. */
+/* ... and t->dq, dk, dv (GPT-2: the fused gradient of qkv) from t->dz. With LP_FREEZE_ATTENTION
+ * only dv: GPT-2's dq, dk are zeroed (the fused gradient stays whole), Llama's left alone. */
 int lp_tkd_attention_backward(lp_trainer *t, const lp_tlayer *a);
 /* Rotary embeddings on N rows of nh heads (in place); sign -1 is the backward. */
 int lp_tkd_rope(lp_trainer *t, float *x, int nh, float sign);
@@ -165,9 +170,11 @@ void lp_tk_linear_backward(float *dx, int accum, float *dw, float *db, const flo
  * of stride ldk (K heads); z (N,H*S); att (B,H,T,T). -1 only on allocation failure. */
 int lp_tk_attention_forward(float *z, float *att, const float *q, const float *k, const float *v, int ldq, int ldk,
                             int B, int T, int H, int K, int S);
-/* dq (stride ldq), dk, dv (stride ldk) overwritten. */
+/* dq (stride ldq), dk, dv (stride ldk) overwritten; frozen: the pattern a constant, dv only
+ * (dq, dk NULL or zeroed). */
 int lp_tk_attention_backward(float *dq, float *dk, float *dv, const float *dz, const float *q, const float *k,
-                             const float *v, const float *att, int ldq, int ldk, int B, int T, int H, int K, int S);
+                             const float *v, const float *att, int ldq, int ldk, int B, int T, int H, int K, int S,
+                             int frozen);
 /* Rotary half rotation in place on N contiguous rows of nh heads of S; cos/sin (T,S/2); row n
  * is position n % T. sign -1 applies the inverse (the backward). The op table's rope_table. */
 void lp_tk_rope(float *x, int N, int T, int nh, int S, const float *cs, const float *sn, float sign);

@@ -327,7 +327,7 @@ void lp_trainer_free(lp_trainer *t)
         free_floats(t, t->params), free_floats(t, t->mom), free_floats(t, t->vel);
         free_floats(t, t->ids), free_floats(t, t->tgts);
     }
-    free(t->losses_h), free(t->grads_h);
+    free(t->losses_h), free(t->grads_h), free(t->dres_h);
     free(t);
 }
 

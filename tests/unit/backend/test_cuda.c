@@ -105,6 +105,11 @@ Test(cuda, norms_and_activations)
     check(DX, dx, n, 1e-4, 1e-3, "cuda layernorm dinp");
     check(DW, dw, C, 1e-3, 1e-3, "cuda layernorm dweight");
     check(DB, db, C, 1e-3, 1e-3, "cuda layernorm dbias");
+    be->ops->layernorm_backward_frozen(DX, DW, DB, GO, X, W, MEAN, RSTD, N, C);
+    R->layernorm_backward_frozen(dx, dw, db, go, x, w, mean, rstd, N, C);
+    check(DX, dx, n, 1e-4, 1e-3, "cuda layernorm dinp (frozen)");
+    check(DW, dw, C, 1e-3, 1e-3, "cuda layernorm dweight (frozen)");
+    check(DB, db, C, 1e-3, 1e-3, "cuda layernorm dbias (frozen)");
     be->ops->rmsnorm_forward(O, RSTD, X, W, N, C, 1e-6f);
     R->rmsnorm_forward(o, rstd, x, w, N, C, 1e-6f);
     check(O, o, n, 1e-4, 1e-4, "cuda rmsnorm");
@@ -112,6 +117,10 @@ Test(cuda, norms_and_activations)
     R->rmsnorm_backward(dx, dw, go, x, w, rstd, N, C);
     check(DX, dx, n, 1e-4, 1e-3, "cuda rmsnorm dinp");
     check(DW, dw, C, 1e-3, 1e-3, "cuda rmsnorm dweight");
+    be->ops->rmsnorm_backward_frozen(DX, DW, GO, X, W, RSTD, N, C);
+    R->rmsnorm_backward_frozen(dx, dw, go, x, w, rstd, N, C);
+    check(DX, dx, n, 1e-4, 1e-3, "cuda rmsnorm dinp (frozen)");
+    check(DW, dw, C, 1e-3, 1e-3, "cuda rmsnorm dweight (frozen)");
     be->ops->bias_add_forward(O, X, BB, N, C);
     R->bias_add_forward(o, x, bb, N, C);
     check(O, o, n, 1e-6, 1e-6, "cuda bias add");
@@ -203,6 +212,9 @@ Test(cuda, attention_and_rope)
         check(DQ, dq, nq, 1e-4, 1e-3, "cuda attention dq");
         check(DK, dk, nk, 1e-4, 1e-3, "cuda attention dk");
         check(DV, dv, nk, 1e-4, 1e-3, "cuda attention dv");
+        cr_assert_eq(be->ops->attention_backward_frozen(DV, GO, A, B, T, NH, NKV, HS), 0, "%s", lp_last_error());
+        R->attention_backward_frozen(dv, go, a, B, T, NH, NKV, HS);
+        check(DV, dv, nk, 1e-4, 1e-3, "cuda attention dv (frozen)");
         int rot = HS % 2 ? HS - 1 : HS;
         be->ops->rope_forward(O, Q, B, T, NH, HS, rot, 10000.0f, 5);
         R->rope_forward(o, q, B, T, NH, HS, rot, 10000.0f, 5);

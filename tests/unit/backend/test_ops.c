@@ -75,6 +75,16 @@ Test(ops, norms_against_reference)
         R->rmsnorm_backward(di2, dw2, dout, x, w, r2, N, C);
         assert_close(di1, di2, n, 1e-4, 1e-3, "rmsnorm dinp");
         assert_close(dw1, dw2, C, 1e-4, 1e-4, "rmsnorm dweight");
+        /* rstd held constant (the frozen backward) */
+        F->layernorm_backward_frozen(di1, dw1, dbb1, dout, x, w, m2, r2, N, C);
+        R->layernorm_backward_frozen(di2, dw2, dbb2, dout, x, w, m2, r2, N, C);
+        assert_close(di1, di2, n, 1e-4, 1e-3, "layernorm dinp (frozen)");
+        assert_close(dw1, dw2, C, 1e-4, 1e-4, "layernorm dweight (frozen)");
+        assert_close(dbb1, dbb2, C, 1e-4, 1e-4, "layernorm dbias (frozen)");
+        F->rmsnorm_backward_frozen(di1, dw1, dout, x, w, r2, N, C);
+        R->rmsnorm_backward_frozen(di2, dw2, dout, x, w, r2, N, C);
+        assert_close(di1, di2, n, 1e-4, 1e-3, "rmsnorm dinp (frozen)");
+        assert_close(dw1, dw2, C, 1e-4, 1e-4, "rmsnorm dweight (frozen)");
         F->bias_add_forward(o1, x, bias, N, C);
         R->bias_add_forward(o2, x, bias, N, C);
         assert_close(o1, o2, n, 1e-6, 1e-6, "bias add");
@@ -220,6 +230,13 @@ Test(ops, softmax_attention_rope_against_reference)
         assert_close(dq1, dq2, nq, 1e-5, 1e-4, "attention dq");
         assert_close(dk1, dk2, nk, 1e-5, 1e-4, "attention dk");
         assert_close(dv1, dv2, nk, 1e-5, 1e-4, "attention dv");
+        /* the pattern a constant: the full backward's dv, from att and dout alone */
+        float *dvf1 = rand_array(&g, nk, 1), *dvf2 = rand_array(&g, nk, 1);
+        cr_assert_eq(F->attention_backward_frozen(dvf1, go, a2, B, Tt, NH, NKV, HS), 0);
+        cr_assert_eq(R->attention_backward_frozen(dvf2, go, a2, B, Tt, NH, NKV, HS), 0);
+        assert_close(dvf1, dvf2, nk, 1e-5, 1e-4, "attention dv (frozen)");
+        assert_close(dvf2, dv2, nk, 1e-5, 1e-4, "attention dv (frozen) against the full backward's");
+        free(dvf1), free(dvf2);
         int rot = HS % 2 ? HS - 1 : HS;
         F->rope_forward(out1, q, B, Tt, NH, HS, rot, 10000.0f, 3);
         R->rope_forward(out2, q, B, Tt, NH, HS, rot, 10000.0f, 3);

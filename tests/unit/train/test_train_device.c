@@ -176,6 +176,63 @@ static lp_model_config llama_scaled(void)
 CONFIGS(ON_CPU)
 CONFIGS(ON_CUDA)
 
+/* The frozen backward (attention patterns and norm scales constant, each flag and both) on
+ * the device path gives the CPU path's gradients, the input gradient included. */
+static void check_frozen_agree(const lp_model_config *c, const lp_backend *be, float tol)
+{
+    lp_model *m = tmodel(c, 7);
+    lp_train_opts o = topts();
+    o.accum = 1;
+    int32_t x[B * T], y[B * T];
+    ttokens(x, y, B * T, 70);
+    for (int f = 1; f < 4; f++) {
+        lp_trainer *t1 = lp_trainer_new(m, &o, B, T), *t2 = lp_trainer_new_backend(m, &o, B, T, be);
+        cr_assert_not_null(t1, "%s", lp_last_error());
+        cr_assert_not_null(t2, "%s", lp_last_error());
+        cr_assert_eq(lp_trainer_set_frozen(t1, f), 0, "%s", lp_last_error());
+        cr_assert_eq(lp_trainer_set_frozen(t2, f), 0, "%s", lp_last_error());
+        cr_assert_eq(lp_trainer_forward_backward(t1, x, y, NULL), 0, "%s", lp_last_error());
+        cr_assert_eq(lp_trainer_forward_backward(t2, x, y, NULL), 0, "%s", lp_last_error());
+        for (size_t i = 0; i <= lp_trainer_param_count(t1); i++) {
+            char name[96] = "input gradient";
+            size_t n = (size_t)B * T * c->d_model;
+            const float *g1, *g2;
+            if (i < lp_trainer_param_count(t1)) {
+                lp_tensor *w;
+                lp_model_param(m, i, name, sizeof name, &w);
+                n = (size_t)lp_tensor_numel(w);
+                g1 = lp_trainer_grad(t1, i), g2 = lp_trainer_grad(t2, i);
+            } else {
+                g1 = lp_trainer_input_grad(t1), g2 = lp_trainer_input_grad(t2);
+            }
+            cr_assert(g1 && g2, "%s", lp_last_error());
+            float mx = fmaxf(max_abs(g1, n), 1e-3f), d = 0;
+            for (size_t j = 0; j < n; j++)
+                d = fmaxf(d, fabsf(g1[j] - g2[j]));
+            cr_assert(d <= tol * mx, "frozen %d: %s differs by %g (largest %g)", f, name, d, mx);
+        }
+        lp_trainer_free(t1), lp_trainer_free(t2);
+    }
+    lp_model_free(m);
+}
+
+#define FROZEN_ON_CPU(name, cfg)                                                     \
+    Test(device_cpu, frozen_##name)                                                  \
+    {                                                                                \
+        lp_model_config c = cfg;                                                     \
+        check_frozen_agree(&c, cpu_be(), 2e-5f);                                     \
+    }
+#define FROZEN_ON_CUDA(name, cfg)                                                    \
+    Test(device_cuda, frozen_##name)                                                 \
+    {                                                                                \
+        const lp_backend *be = cuda_be();                                            \
+        NEED(be);                                                                    \
+        lp_model_config c = cfg;                                                     \
+        check_frozen_agree(&c, be, 2e-4f);                                           \
+    }
+CONFIGS(FROZEN_ON_CPU)
+CONFIGS(FROZEN_ON_CUDA)
+
 /* Saving a device trainer's state and loading it into a fresh one continues the same run;
  * push after changing the model's weights trains from the new ones. */
 static void check_state_round_trip(const lp_backend *be)
