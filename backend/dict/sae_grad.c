@@ -44,7 +44,19 @@ static void loss_range(void *p, size_t lo, size_t hi)
             for (int d = 0; d < dout; d++)
                 t[T_PREFIX] += ((double)px[d] - y[d]) * ((double)px[d] - y[d]);
         }
-        for (int i = 0; i < ds; i++) {
+        if (!w->dense) /* the lists hold every non-zero feature: the rest adds nothing */
+            for (int q = w->rowptr[n]; q < w->rowptr[n + 1]; q++) {
+                int i = w->idx[q];
+                if (f[i] == 0)
+                    continue; /* a jumprelu pair in the kernel's band below its threshold */
+                t[T_L0] += 1;
+                t[T_MIN] = (t[T_MIN] == 0 || f[i] < t[T_MIN]) ? f[i] : t[T_MIN];
+                if (c->arch == LP_SAE_STANDARD)
+                    t[T_SP] += (double)f[i] * w->norms[i];
+                else if (c->arch == LP_SAE_JUMPRELU)
+                    t[T_SP] += o->sparsity == LP_SPARSITY_TANH ? tanh(o->tanh_c * f[i] * w->norms[i]) : 1.0;
+            }
+        for (int i = 0; w->dense && i < ds; i++) {
             if (f[i] != 0) {
                 t[T_L0] += 1;
                 t[T_MIN] = (t[T_MIN] == 0 || f[i] < t[T_MIN]) ? f[i] : t[T_MIN];
@@ -265,26 +277,28 @@ static void transpose_add_range(void *p, size_t lo, size_t hi)
             t->dW[j * t->ds + i] += t->T[(size_t)i * t->di + j];
 }
 
-/* Dense mode: w->dz holds d loss / d c (N,d_sae); turn it into d loss / d z, column blocks. */
+/* Dense mode: w->dz holds d loss / d c (N,d_sae); turn it into d loss / d z. A range is a
+ * block of features, walked token by token (rows stay contiguous). */
 static void dense_range(void *p, size_t lo, size_t hi)
 {
     struct bw_ctx *b = p;
     lp_sae_work *w = b->w;
     const int ds = b->s->cfg.d_sae, dout = b->s->cfg.d_out;
     const float *W = b->s->W_dec->data;
-    for (size_t i = lo; i < hi; i++) {
-        double dth = 0, dn = 0, dzs = 0;
-        for (int n = 0; n < b->N; n++) {
+    for (size_t i = lo; i < hi; i++)
+        w->dzsum[i] = w->dnorm[i] = w->fsum[i] = 0; /* fsum: the threshold's gradient */
+    for (int n = 0; n < b->N; n++)
+        for (size_t i = lo; i < hi; i++) {
             size_t q = (size_t)n * ds + i;
             float t1, t2;
             w->dz[q] = pair_dz(b, (int)i, w->z[q], w->f[q], w->dz[q], &t1, &t2);
-            dth += t1, dn += t2, dzs += w->dz[q];
+            w->fsum[i] += t1, w->dnorm[i] += t2, w->dzsum[i] += w->dz[q];
         }
-        b->g->b_enc[i] += (float)dzs;
-        w->dzsum[i] = dzs;
+    for (size_t i = lo; i < hi; i++) {
+        b->g->b_enc[i] += (float)w->dzsum[i];
         if (b->g->threshold)
-            b->g->threshold[i] += (float)dth;
-        w->dnorm[i] = dn;
+            b->g->threshold[i] += (float)w->fsum[i];
+        double dn = w->dnorm[i];
         if (dn != 0 && w->norms[i] > 0)
             for (int d = 0; d < dout; d++)
                 b->g->W_dec[i * dout + d] += (float)(dn * W[i * dout + d] / w->norms[i]);

@@ -210,6 +210,15 @@ static void act_range(void *p, size_t lo, size_t hi)
     for (size_t n = lo; n < hi; n++) {
         const float *z = w->z + n * ds;
         float *f = w->f + n * ds;
+        if (a->lists && !(c->arch == LP_SAE_JUMPRELU && a->o)) { /* the active features only */
+            int q = w->rowptr[n];
+            for (int i = 0; i < ds; i++)
+                if (f[i] != 0) {
+                    w->idx[q] = i;
+                    w->cval[q++] = rs ? z[i] : f[i];
+                }
+            continue;
+        }
         if (a->lists) {
             int q = w->rowptr[n];
             for (int i = 0; i < ds; i++)
@@ -236,8 +245,12 @@ static void act_range(void *p, size_t lo, size_t hi)
                     f[i] = z[i] > th[i] ? z[i] : 0.0f;
         }
         int cnt = 0;
-        for (int i = 0; i < ds; i++)
-            cnt += listed(a, z[i], f[i], i);
+        if (c->arch == LP_SAE_JUMPRELU && a->o)
+            for (int i = 0; i < ds; i++)
+                cnt += listed(a, z[i], f[i], i);
+        else
+            for (int i = 0; i < ds; i++)
+                cnt += f[i] != 0;
         w->rowptr[n + 1] = cnt;
     }
 }

@@ -237,10 +237,12 @@ int lp_sae_trainer_step(lp_sae_trainer *t, const float *x, const float *y, int N
     /* dead-feature counters from this batch's features */
     for (int i = 0; i < ds; i++)
         t->since_fired[i]++;
-    const float *f = t->w->f;
-    for (size_t q = 0; q < (size_t)N * ds; q++)
-        if (f[q] != 0)
-            t->since_fired[q % ds] = 0;
+    for (int n = 0; n < N; n++) {
+        const float *f = t->w->f + (size_t)n * ds;
+        for (int i = 0; i < ds; i++)
+            if (f[i] != 0)
+                t->since_fired[i] = 0;
+    }
     int resampled = 0;
     if (c->arch == LP_SAE_STANDARD && t->o.resample_every > 0 && step % t->o.resample_every == 0) {
         ndead = 0;
