@@ -237,7 +237,12 @@ int lp_sae_trainer_step(lp_sae_trainer *t, const float *x, const float *y, int N
     /* dead-feature counters from this batch's features */
     for (int i = 0; i < ds; i++)
         t->since_fired[i]++;
-    for (int n = 0; n < N; n++) {
+    const lp_sae_work *w = t->w;
+    if (!w->dense) /* the active lists: every feature that fired, and few others */
+        for (int q = 0; q < w->rowptr[N]; q++)
+            if (w->cval[q] != 0)
+                t->since_fired[w->idx[q]] = 0;
+    for (int n = 0; w->dense && n < N; n++) {
         const float *f = t->w->f + (size_t)n * ds;
         for (int i = 0; i < ds; i++)
             if (f[i] != 0)

@@ -234,3 +234,48 @@ Test(sae_train, bad_options_and_batches_are_errors)
     cr_assert(strstr(lp_last_error(), "step 1 got 9 tokens"), "%s", lp_last_error());
     lp_sae_trainer_free(t), lp_sae_free(s);
 }
+
+/* After a step, exactly the features that fired on that batch (as lp_sae_encode_ref sees them
+ * with the weights before the step) have a counter of 0. */
+static void counters_follow_firing(lp_sae_config c, float shift, int every)
+{
+    float dirs[F * D], x[B * D], *f = malloc((size_t)B * c.d_sae * sizeof(float));
+    directions(dirs, 1);
+    lp_sae *s = lp_sae_new(&c);
+    lp_sae_init_random(s, 8, 0.1f, 0.05f);
+    for (int i = 0; i < c.d_sae; i += every) /* features shifted down fire rarely or never */
+        s->b_enc->data[i] -= shift;
+    lp_sae_train_opts o = lp_sae_train_defaults(&c);
+    o.batch = B;
+    lp_sae_trainer *t = lp_sae_trainer_new(s, &o);
+    lp_rng g;
+    lp_rng_seed(&g, 9);
+    for (int k = 0; k < 3; k++) {
+        batch(x, dirs, &g);
+        lp_sae_encode_ref(NULL, f, s, x, B, 1);
+        cr_assert_eq(lp_sae_trainer_step(t, x, NULL, B, NULL), 0, "%s", lp_last_error());
+    }
+    const int *since = lp_sae_trainer_since_fired(t);
+    int fired = 0;
+    for (int i = 0; i < c.d_sae; i++) {
+        int on = 0;
+        for (int n = 0; n < B; n++)
+            on |= f[n * c.d_sae + i] != 0;
+        fired += on;
+        cr_assert_eq(since[i] == 0, on, "%s: feature %d fired %d, counter %d", lp_sae_arch_name(c.arch), i, on,
+                     since[i]);
+    }
+    cr_assert(fired > 0 && fired < c.d_sae, "%s: %d of %d fired: the case tests nothing", lp_sae_arch_name(c.arch),
+              fired, c.d_sae);
+    lp_sae_trainer_free(t), lp_sae_free(s), free(f);
+}
+
+Test(sae_train, dead_counters_follow_firing_in_sparse_and_dense_mode)
+{
+    lp_sae_config c = {.arch = LP_SAE_TOPK, .d_in = D, .d_sae = 8 * F, .d_out = D, .k = 1, .apply_b_dec_to_input = 1};
+    counters_follow_firing(c, 0, 1); /* lists */
+    c.arch = LP_SAE_JUMPRELU;
+    counters_follow_firing(c, 0.06f, 1); /* lists, with pairs in the kernel's band */
+    c.arch = LP_SAE_STANDARD, c.d_sae = F;
+    counters_follow_firing(c, 1.0f, 2); /* dense: a quarter of the pairs active */
+}
