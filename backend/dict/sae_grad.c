@@ -11,6 +11,13 @@
 #include "core/parallel.h"
 #include "dict/sae_work.h"
 
+#if defined(__GNUC__) && !defined(__clang__)
+/* no-trapping-math lets comparisons be if-converted (vectorized); it changes no value */
+#define HOT __attribute__((optimize("O3", "no-trapping-math")))
+#else
+#define HOT
+#endif
+
 enum { T_MSE, T_SST, T_SP, T_PRE, T_AUX, T_PREFIX, T_L0, T_MIN, T_N };
 
 struct loss_ctx {
@@ -23,7 +30,7 @@ struct loss_ctx {
     int N;
 };
 
-static void loss_range(void *p, size_t lo, size_t hi)
+HOT static void loss_range(void *p, size_t lo, size_t hi)
 {
     struct loss_ctx *L = p;
     lp_sae_work *w = L->w;
@@ -148,10 +155,16 @@ int lp_sae_forward(lp_sae_losses *out, lp_sae_work *w, const lp_sae *s, const fl
 
 /* ---- backward ---- */
 
-static float dot(const float *a, const float *b, int n)
+/* Eight partial sums, so that the products vectorize. */
+HOT static float dot(const float *restrict a, const float *restrict b, int n)
 {
-    float s = 0;
-    for (int j = 0; j < n; j++)
+    float p[8] = {0};
+    int j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int u = 0; u < 8; u++)
+            p[u] += a[j + u] * b[j + u];
+    float s = ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]));
+    for (; j < n; j++)
         s += a[j] * b[j];
     return s;
 }
@@ -203,7 +216,7 @@ static float pair_dz(const struct bw_ctx *b, int i, float z, float f, float dc, 
     return f != 0 ? (float)dF : 0.0f;
 }
 
-static void pairs_range(void *p, size_t lo, size_t hi)
+HOT static void pairs_range(void *p, size_t lo, size_t hi)
 {
     struct bw_ctx *b = p;
     lp_sae_work *w = b->w;
@@ -223,7 +236,7 @@ static void pairs_range(void *p, size_t lo, size_t hi)
     }
 }
 
-static void features_range(void *p, size_t lo, size_t hi)
+HOT static void features_range(void *p, size_t lo, size_t hi)
 {
     struct bw_ctx *b = p;
     lp_sae_work *w = b->w;
@@ -269,7 +282,7 @@ struct tr_ctx {
     int di, ds;
 };
 
-static void transpose_add_range(void *p, size_t lo, size_t hi)
+HOT static void transpose_add_range(void *p, size_t lo, size_t hi)
 {
     struct tr_ctx *t = p;
     for (size_t j = lo; j < hi; j++)
@@ -279,7 +292,7 @@ static void transpose_add_range(void *p, size_t lo, size_t hi)
 
 /* Dense mode: w->dz holds d loss / d c (N,d_sae); turn it into d loss / d z. A range is a
  * block of features, walked token by token (rows stay contiguous). */
-static void dense_range(void *p, size_t lo, size_t hi)
+HOT static void dense_range(void *p, size_t lo, size_t hi)
 {
     struct bw_ctx *b = p;
     lp_sae_work *w = b->w;

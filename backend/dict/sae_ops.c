@@ -10,6 +10,13 @@
 #include "core/parallel.h"
 #include "dict/sae_work.h"
 
+#if defined(__GNUC__) && !defined(__clang__)
+/* no-trapping-math lets comparisons be if-converted (vectorized); it changes no value */
+#define HOT __attribute__((optimize("O3", "no-trapping-math")))
+#else
+#define HOT
+#endif
+
 lp_sae_loss_opts lp_sae_loss_defaults(const lp_sae_config *c)
 {
     lp_sae_loss_opts o = {.l1 = c->arch == LP_SAE_STANDARD ? 5.0f : 1e-3f, .tanh_c = 4.0f, .bandwidth = 0.05f,
@@ -143,26 +150,42 @@ static void heap_down(float *v, int *ix, int m, int p)
     }
 }
 
-/* The best m of vals[i] * (scale ? scale[i] : 1) over i with (mask ? mask[i] : 1); returns
- * the count, idx/val unordered. */
-static int select_top(int *idx, float *val, const float *vals, const double *scale, const uint8_t *mask, int n,
-                      int m)
+/* The best m of vals[i] * (scale ? scale[i] : 1) over i with (mask ? mask[i] : 1), NaN
+ * skipped; returns the count, idx/val unordered. After the heap fills, most values lose one
+ * comparison with its minimum (equal values: the lower index already held wins). */
+HOT static int select_top(int *idx, float *val, const float *vals, const double *scale, const uint8_t *mask, int n,
+                          int m)
 {
-    int h = 0;
-    for (int i = 0; i < n; i++) {
+    int h = 0, i = 0;
+    for (; i < n && h < m; i++) {
         if (mask && !mask[i])
             continue;
         float v = scale ? (float)(vals[i] * scale[i]) : vals[i];
-        if (isnan(v))
+        if (!isnan(v))
+            val[h] = v, idx[h++] = i;
+    }
+    if (h < m)
+        return h;
+    for (int p = m / 2 - 1; p >= 0; p--)
+        heap_down(val, idx, m, p);
+    float lo = val[0];
+    if (!mask && !scale) {
+        for (; i < n; i++)
+            if (vals[i] > lo) {
+                val[0] = vals[i], idx[0] = i;
+                heap_down(val, idx, m, 0);
+                lo = val[0];
+            }
+        return h;
+    }
+    for (; i < n; i++) {
+        if (mask && !mask[i])
             continue;
-        if (h < m) {
-            val[h] = v, idx[h] = i, h++;
-            if (h == m)
-                for (int p = m / 2 - 1; p >= 0; p--)
-                    heap_down(val, idx, m, p);
-        } else if (v > val[0]) { /* equal values: the lower index already held wins */
+        float v = scale ? (float)(vals[i] * scale[i]) : vals[i];
+        if (v > lo) {
             val[0] = v, idx[0] = i;
             heap_down(val, idx, m, 0);
+            lo = val[0];
         }
     }
     return h;
@@ -199,7 +222,7 @@ static int listed(const struct act_ctx *a, float z, float f, int i)
     return 0;
 }
 
-static void act_range(void *p, size_t lo, size_t hi)
+HOT static void act_range(void *p, size_t lo, size_t hi)
 {
     struct act_ctx *a = p;
     lp_sae_work *w = a->w;
@@ -351,7 +374,7 @@ struct dec_ctx {
     int width; /* features i < width only */
 };
 
-static void dec_range(void *p, size_t lo, size_t hi)
+HOT static void dec_range(void *p, size_t lo, size_t hi)
 {
     struct dec_ctx *d = p;
     const int dout = d->s->cfg.d_out;
