@@ -83,6 +83,7 @@ lp_sae_work *lp_sae_work_new(const lp_sae_config *c, int N, int k_aux)
                       ? (size_t)N * c->k : 0;
     w->cap = NS / 8 > kcap ? NS / 8 : kcap;
     int np = c->arch == LP_SAE_MATRYOSHKA ? LP_SAE_MAX_PREFIX : 0;
+    int batch = c->arch == LP_SAE_BATCHTOPK || c->arch == LP_SAE_MATRYOSHKA; /* scratch: the batch's values */
     int ok = (w->xin = lp_malloc((size_t)N * c->d_in * sizeof(float), "SAE inputs")) &&
              (w->z = lp_malloc(NS * sizeof(float), "SAE pre-activations")) &&
              (w->f = lp_malloc(NS * sizeof(float), "SAE features")) &&
@@ -106,7 +107,7 @@ lp_sae_work *lp_sae_work_new(const lp_sae_config *c, int N, int k_aux)
              (w->dnorm = lp_malloc((size_t)c->d_sae * sizeof(double), "decoder norm gradients")) &&
              (w->dzsum = lp_malloc((size_t)c->d_sae * sizeof(double), "feature sums")) &&
              (w->dWencT = lp_malloc((size_t)c->d_sae * c->d_in * sizeof(float), "encoder gradients")) &&
-             (w->scratch = lp_malloc(NS * sizeof(float), "batch top-k scratch"));
+             (w->scratch = lp_malloc((batch ? NS : w->cap + 1) * sizeof(float), "batch top-k scratch"));
     if (!ok) {
         lp_sae_work_free(w);
         return NULL;

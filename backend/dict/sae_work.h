@@ -24,7 +24,7 @@ struct lp_sae_work {
     int *colptr, *colpos, *ptok; /* (d_sae+1), (cap + N*k_aux) x2: pairs by feature (>= 0 a list pair, < 0 AuxK pair -1-p), token of each */
     double *norms, *fsum, *dnorm, *dzsum; /* (d_sae) */
     float *dWencT;       /* (d_sae,d_in) sparse dW_enc, transposed */
-    float *scratch;      /* (N*d_sae) batchtopk selection */
+    float *scratch;      /* batchtopk: (N*d_sae) the selection; else (cap); then each pair's threshold gradient */
     int N, dense, n_dead, ka;
     double aux_scale;
 };
