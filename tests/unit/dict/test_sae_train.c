@@ -279,3 +279,39 @@ Test(sae_train, dead_counters_follow_firing_in_sparse_and_dense_mode)
     c.arch = LP_SAE_STANDARD, c.d_sae = F;
     counters_follow_firing(c, 1.0f, 2); /* dense: a quarter of the pairs active */
 }
+
+/* batchtopk learns the threshold that inference (threshold mode) uses: after training, the
+ * threshold is positive, one value for all features, and keeps about k features per token. */
+Test(sae_train, batchtopk_threshold_keeps_about_k_at_inference)
+{
+    lp_sae_config c = {.arch = LP_SAE_BATCHTOPK, .d_in = D, .d_sae = 2 * F, .d_out = D, .k = 4,
+                       .apply_b_dec_to_input = 1};
+    float dirs[F * D], x[B * D], *f = malloc((size_t)B * c.d_sae * sizeof(float));
+    directions(dirs, 1);
+    lp_sae *s = lp_sae_new(&c);
+    lp_sae_init_random(s, 10, 0.1f, 0);
+    lp_sae_train_opts o = lp_sae_train_defaults(&c);
+    o.batch = B, o.lr = 3e-3f;
+    lp_sae_trainer *t = lp_sae_trainer_new(s, &o);
+    lp_rng g;
+    lp_rng_seed(&g, 11);
+    lp_sae_step_stats st;
+    for (int k = 0; k < 600; k++) {
+        batch(x, dirs, &g);
+        cr_assert_eq(lp_sae_trainer_step(t, x, NULL, B, &st), 0, "%s", lp_last_error());
+        cr_assert(fabs(st.loss.l0 - 4) < 1e-9, "batch mode keeps k*N: l0 %g", st.loss.l0);
+    }
+    float th = s->threshold->data[0];
+    cr_assert(th > 0, "threshold %g", th);
+    for (int i = 1; i < c.d_sae; i++)
+        cr_assert_eq(s->threshold->data[i], th);
+    batch(x, dirs, &g);
+    cr_assert_eq(lp_sae_encode(NULL, f, s, x, B, 0), 0, "%s", lp_last_error());
+    double l0 = 0;
+    for (int p = 0; p < B * c.d_sae; p++)
+        l0 += f[p] != 0;
+    l0 /= B;
+    cr_log_info("batchtopk: threshold %g, inference l0 %.2f (k 4)", th, l0);
+    cr_assert(l0 > 2 && l0 < 8, "threshold mode keeps %.2f features per token (k 4)", l0);
+    lp_sae_trainer_free(t), lp_sae_free(s), free(f);
+}
