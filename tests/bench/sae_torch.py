@@ -19,6 +19,9 @@ import time
 
 
 def main() -> None:
+    if len(sys.argv) != 5:
+        print("sae_torch.py: run by bench_sae (tests/bench/run sae), not on its own", file=sys.stderr)
+        sys.exit(2)
     batch, d_in, reps, threads = (int(a) for a in sys.argv[1:5])
     arch, *rest = os.environ.get("LOUPE_BENCH_SAE", "topk:3072:32").split(":")
     width = int(rest[0])
