@@ -40,7 +40,8 @@ double bench_torch_tokens_per_s(const char *script_name, int B, int T, int reps,
 {
     const char *root = getenv("LOUPE_ROOT");
     char py[512], script[512], out[] = "/tmp/loupe-bench-torch-XXXXXX";
-    snprintf(py, sizeof py, "%s/.venv/bin/python", root ? root : ".");
+    const char *venv = getenv("LOUPE_BENCH_VENV"); /* another environment's python (.venv-peer) */
+    snprintf(py, sizeof py, "%s/%s/bin/python", root ? root : ".", venv ? venv : ".venv");
     snprintf(script, sizeof script, "%s/tests/bench/%s", root ? root : ".", script_name);
     if (access(py, X_OK) != 0 || access(script, R_OK) != 0)
         return -1;
