@@ -15,6 +15,7 @@
 #include "lua_data.h"
 #include "lua_model.h"
 #include "lua_tokenizer.h"
+#include "lua_acts.h"
 #include "lua_toy.h"
 #include "lua_train.h"
 #include "progress.h"
@@ -488,5 +489,6 @@ void lp_lua_open_all(lua_State *L)
     lp_lua_open_plot(L);
     lp_lua_open_toy(L);
     lp_lua_open_train(L);
+    lp_lua_open_acts(L);
     lua_pop(L, 1);
 }
