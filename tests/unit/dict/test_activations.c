@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/interrupt.h"
 #include "dict/activations.h"
 #include "../model/random_model.h"
 
@@ -272,5 +273,29 @@ Test(activations, bad_input_says_what)
     cr_assert(strstr(lp_last_error(), "no position of the corpus"), "%s", lp_last_error());
     lp_act_stream_free(s);
     free(tok);
+    lp_model_free(m);
+}
+
+Test(activations, an_interrupt_stops_between_runs_and_loses_nothing)
+{
+    lp_model *m = model();
+    size_t n = 1000;
+    int32_t *tok = corpus(n, 8);
+    enum { NB = 12 };
+    float *x = malloc(sizeof(float) * NB * BATCH * D_), *y = malloc(sizeof(float) * NB * BATCH * D_);
+    lp_act_opts o = opts(tok, n);
+    lp_act_stream *s = lp_act_stream_new(m, &o), *t = lp_act_stream_new(m, &o);
+    cr_assert(s && t, "%s", lp_last_error());
+    draw(s, NB, x);
+    float a[BATCH * D_], b[BATCH * D_];
+    float *rows[2] = {a, b};
+    lp_interrupt_request();
+    cr_assert_eq(lp_act_stream_next(t, rows), -1);
+    cr_assert_eq(lp_last_error_code(), LP_ERR_INTERRUPTED, "%s", lp_last_error());
+    lp_interrupt_clear();
+    draw(t, NB, y); /* carries on as if nothing happened */
+    cr_assert_eq(memcmp(x, y, sizeof(float) * NB * BATCH * D_), 0);
+    lp_act_stream_free(s), lp_act_stream_free(t);
+    free(x), free(y), free(tok);
     lp_model_free(m);
 }
