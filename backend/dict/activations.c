@@ -284,8 +284,14 @@ lp_act_stream *lp_act_stream_new(const lp_model *m, const lp_act_opts *o)
     s->per = s->ctx - s->prepend;
     s->nwin = (int64_t)(ntok / (size_t)s->per);
     s->batch = o->batch, s->seed = o->seed;
-    int64_t R = o->run_rows ? o->run_rows : (o->batch + s->ctx - 1) / s->ctx;
-    s->R = (int)(R < 1 ? 1 : R > 64 && !o->run_rows ? 64 : R);
+    int64_t R = o->run_rows;
+    if (!R) { /* about a batch per run, at most 64 windows and 256 MB of logits (the run makes them) */
+        int64_t most = ((int64_t)256 << 20) / ((int64_t)s->ctx * m->cfg.d_vocab * (int64_t)sizeof(float));
+        R = (o->batch + s->ctx - 1) / s->ctx;
+        R = R > 64 ? 64 : R > most ? most : R;
+        R = R < 1 ? 1 : R;
+    }
+    s->R = (int)R;
     s->half = (int64_t)o->buffer * o->batch / 2;
     s->fill_to = (int64_t)o->buffer * o->batch;
     s->cap = s->fill_to + (int64_t)s->R * s->ctx; /* one run past full */

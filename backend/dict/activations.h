@@ -40,7 +40,8 @@ typedef struct lp_act_opts {
     int ctx;                  /* positions per window, 2..the model's context */
     int64_t batch;            /* rows per batch served */
     int buffer;               /* the mixing buffer, in batches (>= 2) */
-    int run_rows;             /* windows per model run; 0: about batch / ctx, at most 64 */
+    int run_rows;             /* windows per model run; 0: about batch / ctx, at most 64 and
+                                 256 MB of logits */
     uint64_t seed;
     int prepend_bos;          /* put the model's BOS first in each window (it must have one) */
     int keep_special;         /* serve BOS and separator (EOS) positions too */
