@@ -70,6 +70,28 @@ int64_t lp_act_stream_tokens_seen(const lp_act_stream *s);        /* rows served
 int64_t lp_act_stream_epoch(const lp_act_stream *s);              /* windows wrapped: 0 first */
 size_t lp_act_stream_bytes(const lp_act_stream *s);               /* memory held */
 
+/* ---- shards on disk (act_shards.c): harvest once, read back for every run of a sweep ----
+ * A shard is dir/acts_NNNNN.safetensors (NNNNN from 00000) holding, per hook, one f32
+ * tensor named by the hook, (rows x d), rows a multiple of the batch; metadata
+ * "loupe_acts_batch" (rows per batch) and "loupe_acts_scale.<h>" (the stream's scale). */
+
+/* Draws nbatches batches from s into shards of per_shard batches in dir (made when missing;
+ * shards of an older harvest there are overwritten, each file atomically). Memory: one shard.
+ * 0, or -1 with an error naming the file. */
+int lp_act_stream_save(lp_act_stream *s, const char *dir, int64_t nbatches, int64_t per_shard);
+
+typedef struct lp_act_shards lp_act_shards;
+
+/* Opens the shards of dir for these hooks (every one in every shard, f32, the same d and
+ * rows); one shard is mapped at a time. NULL with an error naming the file and tensor. */
+lp_act_shards *lp_act_shards_open(const char *dir, const char *const *hooks, size_t nhooks);
+void lp_act_shards_free(lp_act_shards *r); /* NULL is a no-op */
+/* The next batch, in the order written, back to the first shard after the last. */
+int lp_act_shards_next(lp_act_shards *r, float *const *rows);
+int64_t lp_act_shards_batch(const lp_act_shards *r);
+int64_t lp_act_shards_dim(const lp_act_shards *r, size_t h);
+int64_t lp_act_shards_batches(const lp_act_shards *r); /* in all shards */
+
 /* The names of m's hook points nearest to name (edit distance), comma-separated, into buf. */
 void lp_model_hook_nearest(const lp_model *m, const char *name, char *buf, size_t cap);
 
