@@ -1,6 +1,7 @@
 /* loupe.activations (kernel/lua/lua_acts.c) in a bare Lua state with the model, tensor and
  * data bindings, on the tiny GPT-2 fixture model. */
 #include <criterion/criterion.h>
+#include <unistd.h>
 
 #include "../model/fixtures.h"
 #include "lua_acts.h"
@@ -60,6 +61,32 @@ Test(lua_acts, several_hooks_from_a_dataset_normalised)
                  "assert(a:shape()[1] == 16 and b:shape()[2] == 16)\n"
                  "assert(#s.scale == 2 and s.scale[1] > 0 and s.scale[1] ~= 1 and s.dims[2] == 16)\n"
                  "assert(s.hooks[2] == 'blocks.0.mlp.hook_out')");
+}
+
+Test(lua_acts, saved_to_shards_and_read_back)
+{
+    char tmp[96];
+    snprintf(tmp, sizeof tmp, "%s/acts", dir);
+    t_lua_set_string(L, "ACTS", tmp);
+    t_lua_run(L, "local hooks = {'blocks.1.mlp.hook_in', 'blocks.1.mlp.hook_out'}\n"
+                 "local s = loupe.activations{model = m, hooks = hooks, data = ids, ctx = 8, batch = 12, buffer = 2}\n"
+                 "local t = loupe.activations{model = m, hooks = hooks, data = ids, ctx = 8, batch = 12, buffer = 2}\n"
+                 "s:save(ACTS, 5, 2)\n"
+                 "local r = loupe.activations{shards = ACTS, hooks = hooks}\n"
+                 "assert(r.batch == 12 and r.d == 16 and r.hooks[2] == hooks[2])\n"
+                 "for k = 1, 5 do\n"
+                 "  local a, b = r:next(); local x, y = t:next()\n"
+                 "  assert((a - x):norm() == 0 and (b - y):norm() == 0, 'batch ' .. k)\n"
+                 "end\n"
+                 "assert(r.tokens_seen == 60 and tostring(r):find('from shards'), tostring(r))\n"
+                 "local ok, err = pcall(loupe.activations, {shards = ACTS, hook = 'hook_embed'})\n"
+                 "assert(not ok and err:find(\"has no tensor 'hook_embed'\"), err)");
+    for (int i = 0; i < 3; i++) {
+        char p[128];
+        snprintf(p, sizeof p, "%s/acts_%05d.safetensors", tmp, i);
+        cr_assert_eq(unlink(p), 0, "%s", p);
+    }
+    cr_assert_eq(rmdir(tmp), 0);
 }
 
 Test(lua_acts, bad_input)
