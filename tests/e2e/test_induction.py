@@ -21,7 +21,7 @@ import pytest
 
 import kernelutil as ku
 
-pytestmark = pytest.mark.lua
+pytestmark = [pytest.mark.lua, pytest.mark.timeout(900)]  # the fixture trains the notebook's model: minutes on a busy machine
 
 NOTEBOOK = ku.ROOT / "examples" / "06-induction-heads.ipynb"
 

@@ -12,7 +12,7 @@ import pytest
 
 import kernelutil as ku
 
-pytestmark = pytest.mark.lua
+pytestmark = [pytest.mark.lua, pytest.mark.timeout(600)]  # the fixture runs the notebook: minutes on a busy machine
 
 NOTEBOOK = ku.ROOT / "examples" / "04-superposition.ipynb"
 

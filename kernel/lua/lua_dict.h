@@ -1,0 +1,30 @@
+/* Lua bindings of dictionaries' files (backend/dict/sae_io.h):
+ *   loupe.sae.load(dir | "params.npz" [, {model = m | d_model = n, transcoder = bool}]) -> SAE
+ *   sae:save(dir [, {model_name, dataset_path, context_size, prepend_bos}])
+ *   loupe.transcoders.load(dir) -> Transcoders (a transcoder set or a CLT), t:save(dir)
+ *   loupe.sae.random{...}, loupe.transcoders.random{...}: random weights, for tests only.
+ * Objects: "loupe.SAE" holds one lp_sae*, "loupe.Transcoders" an lp_transcoder_set* or an
+ * lp_clt*. Fields (cfg, d_in, d_sae, d_out, arch, k, hook_in, hook_out, layer, and copies
+ * of the weights as tensors: W_enc, W_dec, b_enc, b_dec, threshold, W_skip) are read
+ * through __index; methods live in the metatable's `__methods` table, where other binding
+ * files add theirs (sae:encode, ...). Follows the contract in lua_api.h. */
+#ifndef LP_LUA_DICT_H
+#define LP_LUA_DICT_H
+
+#include <lua.h>
+
+#include "dict/sae.h"
+
+#define LP_LUA_SAE_MT "loupe.SAE"
+#define LP_LUA_TRANSCODERS_MT "loupe.Transcoders"
+
+/* Called with the `loupe` table on top of the stack; adds loupe.sae and loupe.transcoders
+ * (or adds to them when they exist) and leaves the stack as it found it. */
+void lp_lua_open_dict(lua_State *L);
+
+/* Pushes s as a loupe.SAE (taking it; NULL raises lp_last_error()). */
+void lp_lua_push_sae(lua_State *L, lp_sae *s);
+/* The SAE at idx (borrowed), or a Lua error. */
+lp_sae *lp_lua_check_sae(lua_State *L, int idx);
+
+#endif
