@@ -8,7 +8,8 @@
  * Layer by layer (TransformerLens' order):
  *   resid_pre -> ln1 (scale, normalized) -> q, k, v [-> rot_q, rot_k] -> attn_scores
  *   -> pattern -> z -> attn_out ; resid_mid = resid_pre + attn_out
- *   -> ln2 -> mlp pre [pre_linear] -> post -> mlp_out ; resid_post = resid_mid + mlp_out
+ *   -> ln2 -> mlp in -> pre [pre_linear] -> post -> mlp out -> mlp_out ;
+ *   resid_post = resid_mid + mlp_out
  * Attention-only models (cfg.attn_only): resid_post = resid_pre + attn_out, and no resid_mid,
  * ln2, mlp or mlp_out.
  */
@@ -45,7 +46,7 @@ static void kv_append(lp_fwd *f, int L, lp_rows *k, lp_rows *v)
     *v = (lp_rows){c->v[L], w, row};
 }
 
-static int mlp(lp_fwd *f, lp_track *tr, int L, const lp_tensor *x, lp_tensor **out)
+static int mlp(lp_fwd *f, lp_track *tr, int L, lp_tensor *x, lp_tensor **out)
 {
     const lp_model_config *c = &f->m->cfg;
     const lp_block *bl = &f->m->blocks[L];
@@ -57,6 +58,7 @@ static int mlp(lp_fwd *f, lp_track *tr, int L, const lp_tensor *x, lp_tensor **o
             return -1;                                                        \
     } while (0)
     lp_tensor *post;
+    HOOK(x, "mlp.hook_in"); /* the norm's output is a tensor of its own: no copy */
     /* the activation overwrites mlp.hook_pre when nothing sees it (less memory traffic) */
     snprintf(name, sizeof name, "blocks.%d.mlp.hook_pre", L);
     int inplace = !lp_fwd_wants(f, name);
@@ -87,6 +89,14 @@ static int mlp(lp_fwd *f, lp_track *tr, int L, const lp_tensor *x, lp_tensor **o
     }
     if (!*out)
         return -1;
+    HOOK(*out, "mlp.hook_out");
+    /* hook_mlp_out is the same tensor: a hook on it must not change a cached mlp.hook_out */
+    snprintf(name, sizeof name, "blocks.%d.hook_mlp_out", L);
+    if (lp_fwd_hooked(f, name)) {
+        snprintf(name, sizeof name, "blocks.%d.mlp.hook_out", L);
+        if (lp_fwd_wants(f, name) && !(*out = lp_track_keep(tr, lp_tensor_clone(*out))))
+            return -1;
+    }
     HOOK(*out, "hook_mlp_out");
 #undef HOOK
     return 0;

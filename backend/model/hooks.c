@@ -15,12 +15,13 @@ static const char *const GLOBAL_POST[] = {"ln_final.hook_scale", "ln_final.hook_
 static const char *const BLOCK_GPT2[] = {
     "hook_resid_pre", "ln1.hook_scale", "ln1.hook_normalized", "attn.hook_q", "attn.hook_k", "attn.hook_v",
     "attn.hook_attn_scores", "attn.hook_pattern", "attn.hook_z", "hook_attn_out", "hook_resid_mid",
-    "ln2.hook_scale", "ln2.hook_normalized", "mlp.hook_pre", "mlp.hook_post", "hook_mlp_out", "hook_resid_post"};
+    "ln2.hook_scale", "ln2.hook_normalized", "mlp.hook_in", "mlp.hook_pre", "mlp.hook_post", "mlp.hook_out",
+    "hook_mlp_out", "hook_resid_post"};
 static const char *const BLOCK_LLAMA[] = {
     "hook_resid_pre", "ln1.hook_scale", "ln1.hook_normalized", "attn.hook_q", "attn.hook_k", "attn.hook_v",
     "attn.hook_rot_q", "attn.hook_rot_k", "attn.hook_attn_scores", "attn.hook_pattern", "attn.hook_z",
-    "hook_attn_out", "hook_resid_mid", "ln2.hook_scale", "ln2.hook_normalized", "mlp.hook_pre",
-    "mlp.hook_pre_linear", "mlp.hook_post", "hook_mlp_out", "hook_resid_post"};
+    "hook_attn_out", "hook_resid_mid", "ln2.hook_scale", "ln2.hook_normalized", "mlp.hook_in", "mlp.hook_pre",
+    "mlp.hook_pre_linear", "mlp.hook_post", "mlp.hook_out", "hook_mlp_out", "hook_resid_post"};
 /* attention-only blocks (TransformerLens' attn_only): no resid_mid, ln2, mlp */
 static const char *const BLOCK_ATTN_ONLY[] = {
     "hook_resid_pre", "ln1.hook_scale", "ln1.hook_normalized", "attn.hook_q", "attn.hook_k", "attn.hook_v",

@@ -22,8 +22,12 @@
  *   blocks.L.attn.hook_pattern (B,H,T,T) blocks.L.attn.hook_z (B,T,H,S)
  *   blocks.L.hook_attn_out (B,T,D)       blocks.L.hook_resid_mid (B,T,D)
  *   blocks.L.ln2.hook_scale (B,T,1)      blocks.L.ln2.hook_normalized (B,T,D)
+ *   blocks.L.mlp.hook_in (B,T,D)         the MLP's input: ln2's output with its weight (and
+ *                                        bias) applied (Llama: post_attention_layernorm's)
  *   blocks.L.mlp.hook_pre (B,T,F)        blocks.L.mlp.hook_pre_linear (B,T,F)  Llama only (up)
- *   blocks.L.mlp.hook_post (B,T,F)       blocks.L.hook_mlp_out (B,T,D)
+ *   blocks.L.mlp.hook_post (B,T,F)       blocks.L.mlp.hook_out (B,T,D)   the MLP's output
+ *   blocks.L.hook_mlp_out (B,T,D)        the same values, after mlp.hook_out's hooks (its
+ *                                        own hooks do not change a cached mlp.hook_out)
  *   blocks.L.hook_resid_post (B,T,D)     ln_final.hook_scale (B,T,1)
  *   ln_final.hook_normalized (B,T,D)
  * Attention-only models (cfg.attn_only) have no hook_resid_mid, ln2.*, mlp.* or hook_mlp_out:

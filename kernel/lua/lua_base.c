@@ -16,6 +16,7 @@
 #include "lua_help.h"
 #include "lua_model.h"
 #include "lua_tokenizer.h"
+#include "lua_acts.h"
 #include "lua_toy.h"
 #include "lua_train.h"
 #include "progress.h"
@@ -465,6 +466,7 @@ void lp_lua_open_all(lua_State *L)
     lp_lua_open_plot(L);
     lp_lua_open_toy(L);
     lp_lua_open_train(L);
+    lp_lua_open_acts(L);
     lp_lua_open_dict(L);
     lua_pop(L, 1);
 }

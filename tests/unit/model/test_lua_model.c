@@ -48,7 +48,7 @@ Test(lua_model, load_run_cache)
         "local r = m:run(ids)\n"
         "local s = r.logits:shape(); assert(s[1] == 1 and s[2] == 6 and s[3] == 37)\n"
         "assert(r['blocks.0.hook_resid_post']:shape()[3] == 16)\n"
-        "assert(#r:names() == #m:hooks() and #m:hooks() == 38)\n"
+        "assert(#r:names() == #m:hooks() and #m:hooks() == 42)\n"
         "assert(r.tokens[3] == 4)\n"
         "assert(tostring(r):find('6 tokens'))\n"
         "assert(r['not a hook'] == nil)\n"
@@ -60,7 +60,7 @@ Test(lua_model, load_run_cache)
         "local ok, err = pcall(function() return f['blocks.0.attn.hook_z'] end)\n"
         "assert(not ok and err:find('was not cached'), err)\n"
         "local g = m:run(ids, {cache = 'resid_post'}); assert(#g:names() == 2)\n"
-        "local h = m:run(ids, {cache = function(n) return n:find('^blocks%.1%.') ~= nil end}); assert(#h:names() == 17)\n"
+        "local h = m:run(ids, {cache = function(n) return n:find('^blocks%.1%.') ~= nil end}); assert(#h:names() == 19)\n"
         "local t = m:run(loupe.tensor({ids, other})); assert(t.logits:shape()[1] == 2)\n");
 }
 

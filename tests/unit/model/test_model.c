@@ -92,7 +92,7 @@ Test(model, gpt2_hook_points_and_shapes)
         count++;
     }
     cr_assert_eq(count, r.n);
-    cr_assert_eq(count, 2 + 17 * FX_L + 2);
+    cr_assert_eq(count, 2 + 19 * FX_L + 2);
     lp_tensor *sc = lp_run_get(&r, "blocks.1.attn.hook_attn_scores");
     cr_assert(sc->ndim == 4 && sc->shape[1] == FX_H && sc->shape[2] == 6 && sc->shape[3] == 6);
     cr_assert(isinf(sc->data[1]) && sc->data[1] < 0, "masked scores are -inf");
