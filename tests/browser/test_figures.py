@@ -80,7 +80,7 @@ def test_figures_in_jupyterlab(isolated_env, tmp_path):
             # hover a token: the readout line shows its index, text and value
             tk = root_of(page, "tokens")
             tk.locator('span[data-i="8"]').hover()
-            expect(tk).to_contain_text('#8 " Paris" = 1.85')
+            expect(tk).to_contain_text('#8 \u2423Paris = 1.85')
 
             # save; the server signs the notebook it wrote (so it is trusted here)
             fu.save(page)
