@@ -249,9 +249,7 @@ static json_t *heatmaps(const float *v, size_t n, size_t rows, size_t cols,
     size_t kr = label_step(cell), kc = kr;
     double lw = rl ? max_label_w(row_l, rows, kr) + 6 : 0;
     double cwid = cl ? max_label_w(col_l, cols, 1) : 0;
-    int vertical = cl && cwid > cell - 2;
-    if (cl && !vertical)
-        kc = 1;
+    int vertical = cl && cwid > kc * cell - 4; /* across when each fits the cells it labels */
     double bh = !cl ? 0 : vertical ? max_label_w(col_l, cols, kc) + 8 : 16;
     pw = cell * h.dc;
     ph = cell * h.dr;
