@@ -304,7 +304,7 @@ static int model_composition(lua_State *L)
     float *s = lua_newuserdatauv(L, side * side * sizeof *s, 0);
     if (lp_composition_scores(u->m, kind, fold, l1, l2, s) < 0)
         return lp_lua_backend_error(L, "composition");
-    /* labels: L<layer>H<head>, heads 1-based */
+    /* labels: L<layer>H<head>, heads 0-based as in the hook names */
     char(*names)[24] = lua_newuserdatauv(L, side * 2 * sizeof *names, 0);
     const char **lab = lua_newuserdatauv(L, side * 2 * sizeof *lab, 0);
     for (size_t i = 0; i < side; i++) {
@@ -397,7 +397,7 @@ void lp_lua_open_analysis(lua_State *L)
         "Raw checkpoint weights by default; fold_ln = true folds the ln1 weights into W_Q, W_K, W_V and\n"
         "centres W_O (LayerNorm models), as TransformerLens' from_pretrained does. .scores is a Tensor\n"
         "(layers, heads, layers, heads), 0 where the later layer is not after the earlier one, or\n"
-        "(heads, heads) for one pair of layers (0-based, as in hook names). Heads in labels are 1-based.",
+        "(heads, heads) for one pair of layers (0-based, as in hook names). Heads in labels count from 0 too (L0H0).",
         "m:patch_sweep{clean = prompt, corrupt = prompt, hook = \"resid_pre\", metric = ...\n"
         "              [, positions = true] [, normalize = true]} -> figure\n"
         "Activation patching: runs the corrupt prompt with one piece of one layer's activation replaced\n"
