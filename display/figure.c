@@ -8,6 +8,7 @@
 #include "color.h"
 #include "html.h"
 #include "svg.h"
+#include "text.h"
 
 uint64_t lp_fig_hash_str(uint64_t h, const char *s)
 {
@@ -113,6 +114,28 @@ static void tick_label(char *buf, size_t cap, double v, double step)
     if (fabs(v) < step * 1e-9)
         v = 0;
     lp_fmt_num(v, buf, cap);
+}
+
+double lp_axes_tick_width(double lo, double hi, int target)
+{
+    char t[32];
+    double st = nice_step(hi - lo, target), w = 0;
+    if (!(isfinite(st) && st > 0))
+        return 0;
+    int k = 0;
+    for (double v = ceil(lo / st - 1e-9) * st; v <= hi + st * 1e-9 && k < 40; v += st, k++) {
+        tick_label(t, sizeof t, v, st);
+        w = fmax(w, lp_text_width(t, 10));
+    }
+    return w;
+}
+
+lp_axes lp_axes_fit(double W, double H, double xlo, double xhi, double ylo, double yhi, int xticks)
+{
+    /* left: the y axis label (rotated, about x = 14), the tick labels, 4 px of gap */
+    double ml = fmax(62, 26 + lp_axes_tick_width(ylo, yhi, 5));
+    double mr = xticks ? fmax(16, lp_axes_tick_width(xlo, xhi, 6) / 2 + 4) : 16;
+    return (lp_axes){ml, 12, W - ml - mr, H - 12 - 46, xlo, xhi, ylo, yhi};
 }
 
 void lp_axes_draw(lp_buf *svg, const lp_axes *a, const char *xlabel, const char *ylabel, int xticks)

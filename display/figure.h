@@ -35,6 +35,12 @@ typedef struct lp_axes {
 void lp_nice_range(double *lo, double *hi);
 double lp_axes_x(const lp_axes *a, double x);
 double lp_axes_y(const lp_axes *a, double y);
+/* The widest tick label (px, font size 10) of the ticks lp_axes_draw puts on [lo, hi]
+ * (target: 5 for y, 6 for x). */
+double lp_axes_tick_width(double lo, double hi, int target);
+/* Axes in a W x H picture whose left and right margins fit the tick labels and the y axis
+ * label (12 px above, 46 below for the x ticks and label). */
+lp_axes lp_axes_fit(double W, double H, double xlo, double xhi, double ylo, double yhi, int xticks);
 /* Frame, grid lines, tick labels (x ticks skipped when xticks == 0), axis labels (untrusted). */
 void lp_axes_draw(lp_buf *svg, const lp_axes *a, const char *xlabel, const char *ylabel,
                   int xticks);

@@ -2,6 +2,7 @@
  * a shared colour scale (every head of a layer). Cells are a palette PNG inside the SVG (one
  * byte per cell), so size stays bounded; hover values come from embedded data. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,6 +14,7 @@
 #include "html.h"
 #include "png.h"
 #include "svg.h"
+#include "text.h"
 
 enum { MAX_SIDE = 256, MAX_PANELS = 64, GRID_BUDGET = 12 * 128 * 128, EXACT_HOVER = 20000,
        VALUES_TABLE = 400, LABEL_CHARS = 16 };
@@ -114,16 +116,55 @@ static int draw_colorbar(lp_buf *svg, const hm *h, double x, double y, double ht
     return 0;
 }
 
-static size_t max_label(const char *const *l, size_t n)
+/* The widest of every k-th label (as drawn: cut at LABEL_CHARS), in pixels at font size 10. */
+static double max_label_w(const char *const *l, size_t n, size_t k)
 {
-    size_t m = 0;
-    for (size_t i = 0; l && i < n; i++) {
-        size_t c = 0;
-        for (const char *s = l[i] ? l[i] : ""; *s; s++)
-            c += ((unsigned char)*s & 0xC0) != 0x80;
-        if (c > m) m = c;
+    double m = 0;
+    for (size_t i = 0; l && i < n; i += k) {
+        double w = lp_text_width_cut(l[i], LABEL_CHARS, 10);
+        if (w > m) m = w;
     }
-    return m > LABEL_CHARS ? LABEL_CHARS + 1 : m;
+    return m;
+}
+
+/* Labels drawn: every k-th, so that 12 px lines of 10 px text never overlap. */
+static size_t label_step(double cell)
+{
+    static const size_t nice[] = {1, 2, 5, 10, 20, 50, 100};
+    for (size_t i = 0; i < sizeof nice / sizeof *nice; i++)
+        if (nice[i] * cell >= 12)
+            return nice[i];
+    return 256;
+}
+
+/* Index labels "0", "1", ... for a side without labels of its own (tick labels of small
+ * heatmaps such as layer x head scores). Returns the array (in one allocation) or NULL. */
+static const char **index_labels(size_t n)
+{
+    char **l = lp_malloc(n * (sizeof *l + 24), "heatmap tick labels");
+    if (!l)
+        return NULL;
+    char *text = (char *)(l + n);
+    for (size_t i = 0; i < n; i++) {
+        l[i] = text + 24 * i;
+        snprintf(l[i], 24, "%zu", i);
+    }
+    return (const char **)l;
+}
+
+/* The picture's tooltip: the summary, then every label in full (the drawn ones may be cut
+ * or thinned). */
+static void full_labels(lp_buf *t, const char *what, const char *const *l, size_t n)
+{
+    if (!l)
+        return;
+    lp_buf_printf(t, "\n%s:", what);
+    for (size_t i = 0; i < n && i < MAX_SIDE; i++) {
+        lp_buf_printf(t, " %zu ", i);
+        lp_buf_puts(t, l[i] ? l[i] : "");
+    }
+    if (n > MAX_SIDE)
+        lp_buf_puts(t, " \xE2\x80\xA6");
 }
 
 static json_t *labels_json(const char *const *l, size_t n)
@@ -180,69 +221,95 @@ static json_t *heatmaps(const float *v, size_t n, size_t rows, size_t cols,
     }
     size_t np = n > MAX_PANELS ? MAX_PANELS : n;
     hm h;
+    lp_buf svg = LP_BUF_INIT;
     if (hm_prepare(&h, v, np, rows, cols, grid, o->scale) != 0)
         return NULL;
 
-    /* Layout. */
-    int labels = 0;
+    /* Layout: every panel has its row labels on its left and its column labels (vertical
+     * when they do not fit across a cell) below it; every margin is measured. */
     size_t side = h.dr > h.dc ? h.dr : h.dc, ncol = 1, nrow = 1;
-    double cell, ml = 8, mt = 6, mb = 8, pw, ph, gap = 10, tt = 0;
+    const char **irl = h.f == 1 && !o->row_labels ? index_labels(rows) : NULL;
+    const char **icl = h.f == 1 && !o->col_labels ? index_labels(cols) : NULL;
+    const char *const *row_l = o->row_labels ? o->row_labels : irl;
+    const char *const *col_l = o->col_labels ? o->col_labels : icl;
+    int has_rl = h.f == 1 && row_l, has_cl = h.f == 1 && col_l;
+    double cell, ml = 8, mt = 6, pw, ph, gap = 12, tt = 0;
     if (grid) {
         ncol = (size_t)ceil(sqrt((double)np));
         nrow = (np + ncol - 1) / ncol;
         double s = fmin(220, fmax(72, 840.0 / ncol - gap));
+        if (has_rl || has_cl) /* room for a readable label per row */
+            s = fmax(s, fmin(220, 12.0 * side));
         cell = s / side;
-        tt = 14;
+        tt = 16;
     } else {
         cell = fmin(28, fmax(1, 480.0 / side));
-        labels = cell >= 9 && h.f == 1;
-        if (labels && o->row_labels)
-            ml += 6.2 * max_label(o->row_labels, rows) + 4;
-        if (labels && o->col_labels)
-            mb += 4.6 * max_label(o->col_labels, cols) + 10;
     }
+    int rl = has_rl && cell >= 1, cl = has_cl && cell >= 1;
+    size_t kr = label_step(cell), kc = kr;
+    double lw = rl ? max_label_w(row_l, rows, kr) + 6 : 0;
+    double cwid = cl ? max_label_w(col_l, cols, 1) : 0;
+    int vertical = cl && cwid > kc * cell - 4; /* across when each fits the cells it labels */
+    double bh = !cl ? 0 : vertical ? max_label_w(col_l, cols, kc) + 8 : 16;
     pw = cell * h.dc;
     ph = cell * h.dr;
-    double W = ml + ncol * (pw + gap) + 50, H = mt + nrow * (ph + tt + gap) + mb;
-    if (o->row_name || o->col_name)
-        H += 12;
+    double sx = lw + pw + gap, sy = tt + ph + bh + gap;
+    /* a panel title wider than its panel widens the column */
+    for (size_t p = 0; grid && p < np; p++) {
+        double tw = lp_text_width_cut(titles && titles[p] ? titles[p] : "000", 24, 11);
+        if (tw + gap > pw + gap && lw + tw + gap > sx)
+            sx = lw + tw + gap;
+    }
+    char lo_s[32], hi_s[32];
+    lp_fmt_num(h.scale.lo, lo_s, sizeof lo_s);
+    lp_fmt_num(h.scale.hi, hi_s, sizeof hi_s);
+    double bar_w = 14 + fmax(lp_text_width(lo_s, 10), lp_text_width(hi_s, 10)) + 6;
+    double W = ml + ncol * sx + bar_w, H = mt + nrow * sy;
+    double bar_h = fmax(60, fmin(ph, 200));
+    H = fmax(H, mt + tt + bar_h + 6); /* the colour bar and its minimum */
+    lp_buf axes = LP_BUF_INIT;
+    if (o->row_name || o->col_name) {
+        lp_buf_printf(&axes, "rows: %s, columns: %s", o->row_name ? o->row_name : "-",
+                      o->col_name ? o->col_name : "-");
+        H += 14;
+        W = fmax(W, ml + lp_text_width_cut(lp_buf_str(&axes), 80, 10) + 8);
+    }
 
-    lp_buf svg = LP_BUF_INIT;
     lp_svg_begin(&svg, W, H);
     json_t *panels = json_array();
     int rc = 0;
     char t[32];
     for (size_t p = 0; p < np && rc == 0; p++) {
-        double x = ml + (p % ncol) * (pw + gap), y = mt + (p / ncol) * (ph + tt + gap) + tt;
+        double x = ml + (p % ncol) * sx + lw, y = mt + (p / ncol) * sy + tt;
         if (grid) {
             const char *pt = titles && titles[p] ? titles[p] : NULL;
             snprintf(t, sizeof t, "%zu", p);
-            lp_svg_text(&svg, x + pw / 2, y - 3, "middle", 11, LP_COLOR_INK, 0, pt ? pt : t, 24);
+            lp_svg_text(&svg, x + pw / 2, y - 4, "middle", 11, LP_COLOR_INK, 0, pt ? pt : t, 24);
         }
         rc = draw_panel(&svg, &h, p, x, y, pw, ph);
+        for (size_t i = 0; rl && i < rows; i += kr)
+            lp_svg_text(&svg, x - 4, y + cell * (i + 0.5) + 3.5, "end", 10, LP_COLOR_INK, 0,
+                        row_l[i], LABEL_CHARS);
+        for (size_t j = 0; cl && j < cols; j += kc) {
+            double cx = x + cell * (j + 0.5);
+            if (vertical)
+                lp_svg_text(&svg, cx + 3.5, y + ph + 4, "end", 10, LP_COLOR_INK, -90,
+                            col_l[j], LABEL_CHARS);
+            else
+                lp_svg_text(&svg, cx, y + ph + 12, "middle", 10, LP_COLOR_INK, 0,
+                            col_l[j], LABEL_CHARS);
+        }
         json_t *pj = json_pack("[f,f,f,f,I,I,o]", x, y, pw, ph, (json_int_t)h.dr, (json_int_t)h.dc,
                                grid ? lp_json_str(titles && titles[p] ? titles[p] : t) : json_null());
         json_array_append_new(panels, pj);
     }
-    if (labels) {
-        for (size_t i = 0; o->row_labels && i < rows; i++)
-            lp_svg_text(&svg, ml - 4, mt + cell * (i + 0.5) + 3.5, "end", 10, LP_COLOR_INK, 0,
-                        o->row_labels[i], LABEL_CHARS);
-        for (size_t j = 0; o->col_labels && j < cols; j++) {
-            double x = ml + cell * (j + 0.5) + 3, y = mt + ph + 6;
-            lp_svg_text(&svg, x, y, "end", 10, LP_COLOR_INK, -45, o->col_labels[j], LABEL_CHARS);
-        }
-    }
-    if (o->row_name || o->col_name) {
-        lp_buf axes = LP_BUF_INIT;
-        lp_buf_printf(&axes, "rows: %s, columns: %s", o->row_name ? o->row_name : "-",
-                      o->col_name ? o->col_name : "-");
-        lp_svg_text(&svg, ml, H - 4, "start", 10, LP_COLOR_INK, 0, lp_buf_str(&axes), 80);
-        lp_buf_free(&axes);
-    }
-    double bar_h = fmax(60, fmin(ph, 200));
+    if (axes.len)
+        lp_svg_text(&svg, ml, H - 5, "start", 10, LP_COLOR_INK, 0, lp_buf_str(&axes), 80);
+    lp_buf_free(&axes);
+    free(irl);
+    free(icl);
     if (rc == 0)
-        rc = draw_colorbar(&svg, &h, ml + ncol * (pw + gap), mt + tt, bar_h);
+        rc = draw_colorbar(&svg, &h, ml + ncol * sx, mt + tt, bar_h);
     lp_svg_end(&svg);
 
     /* text/plain */
@@ -283,8 +350,16 @@ static json_t *heatmaps(const float *v, size_t n, size_t rows, size_t cols,
     lp_buf_puts(&html, "<div style=\"overflow:auto;max-width:100%\">");
     lp_buf alt = LP_BUF_INIT;
     lp_utf8_sanitize(&alt, lp_buf_str(&plain), plain.len);
+    lp_buf tip = LP_BUF_INIT;
+    lp_buf_puts(&tip, lp_buf_str(&alt));
+    full_labels(&tip, o->row_name ? o->row_name : "rows", o->row_labels, rows);
+    full_labels(&tip, o->col_name ? o->col_name : "columns", o->col_labels, cols);
+    lp_buf tips = LP_BUF_INIT;
+    lp_utf8_sanitize(&tips, lp_buf_str(&tip), tip.len);
     lp_html_svg_img(&html, svg.data ? svg.data : "", svg.len, (int)ceil(W), lp_buf_str(&alt),
-                    lp_buf_str(&alt));
+                    lp_buf_str(&tips));
+    lp_buf_free(&tip);
+    lp_buf_free(&tips);
     lp_buf_free(&alt);
     lp_buf_puts(&html, "</div>");
     lp_fig_caption(&html, &plain, h.missing, lp_buf_str(&note));

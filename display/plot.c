@@ -10,8 +10,9 @@
 #include "figures.h"
 #include "html.h"
 #include "svg.h"
+#include "text.h"
 
-enum { PW = 560, PH = 320, ML = 62, MR = 16, MT = 12, MB = 46, MAX_LINE = 2000, BUCKETS = 1000,
+enum { PW = 560, PH = 320, MR = 16, MT = 12, MB = 46, MAX_LINE = 2000, BUCKETS = 1000,
        MAX_SCATTER = 20000, MAX_LABELS = 40, MAX_BARS = 100, MAX_BINS = 500 };
 
 static const lp_plot_opts NO_OPTS = {0};
@@ -92,6 +93,76 @@ static void draw_series(lp_buf *svg, const lp_axes *a, const lp_series *s, const
     lp_svg_polyline(svg, pts, m > 1 ? m : 0, color, 1.6);
 }
 
+/* How much of the drawn lines falls in the box (x, y, w, h) grown by 6 px: samples every
+ * 4 px along each segment between (every step-th) point. */
+static size_t points_in(const lp_axes *a, const lp_series *s, size_t nseries, double x, double y,
+                        double w, double h)
+{
+    size_t c = 0;
+    x -= 6, y -= 6, w += 12, h += 12;
+    for (size_t k = 0; k < nseries; k++) {
+        size_t step = s[k].n > 4 * MAX_LINE ? s[k].n / (4 * MAX_LINE) : 1;
+        double px0 = NAN, py0 = NAN;
+        for (size_t i = 0; s[k].y && i < s[k].n; i += step) {
+            double px = lp_axes_x(a, xval(&s[k], i)), py = lp_axes_y(a, s[k].y[i]);
+            if (!isfinite(px) || !isfinite(py)) {
+                px0 = py0 = NAN;
+                continue;
+            }
+            int m = isfinite(px0) ? (int)fmin(50, ceil(hypot(px - px0, py - py0) / 4)) : 0;
+            for (int j = 0; j <= m; j++) {
+                double t = m ? (double)j / m : 1, qx = px0 + (px - px0) * t, qy = py0 + (py - py0) * t;
+                if (!m)
+                    qx = px, qy = py;
+                c += qx >= x && qx <= x + w && qy >= y && qy <= y + h;
+            }
+            px0 = px, py0 = py;
+        }
+    }
+    return c;
+}
+
+/* Legend: on a background, in the corner of the plot where it covers the fewest points
+ * (the first corner of top right, top left, bottom right, bottom left on ties). */
+static void draw_legend(lp_buf *svg, const lp_axes *a, const lp_series *s, size_t nseries)
+{
+    enum { MAX_ENTRIES = 12, NAME_CHARS = 28 };
+    size_t shown = 0;
+    double tw = 0;
+    for (size_t k = 0; k < nseries && shown < MAX_ENTRIES; k++)
+        if (s[k].name) {
+            tw = fmax(tw, lp_text_width_cut(s[k].name, NAME_CHARS, 10));
+            shown++;
+        }
+    if (!shown)
+        return;
+    double w = fmin(a->w - 8, 26 + tw), h = 8 + 14 * (double)shown, best_x = 0, best_y = 0;
+    size_t best = (size_t)-1;
+    const double xs[4] = {a->x0 + a->w - w - 4, a->x0 + 4, a->x0 + a->w - w - 4, a->x0 + 4};
+    const double ys[4] = {a->y0 + 4, a->y0 + 4, a->y0 + a->h - h - 4, a->y0 + a->h - h - 4};
+    for (int q = 0; q < 4; q++) {
+        size_t c = points_in(a, s, nseries, xs[q], ys[q], w, h);
+        if (c < best) {
+            best = c;
+            best_x = xs[q];
+            best_y = ys[q];
+        }
+    }
+    char c[8];
+    lp_buf_puts(svg, "<g fill-opacity=\"0.85\">");
+    lp_svg_rect(svg, best_x, best_y, w, h, "#ffffff");
+    lp_buf_puts(svg, "</g>");
+    lp_svg_frame(svg, best_x, best_y, w, h, LP_COLOR_GRID);
+    shown = 0;
+    for (size_t k = 0; k < nseries && shown < MAX_ENTRIES; k++) {
+        if (!s[k].name)
+            continue;
+        double y = best_y + 15 + 14 * (double)shown++;
+        lp_svg_rect(svg, best_x + 6, y - 5, 12, 3, lp_color_hex(lp_color_category(k), c));
+        lp_svg_text(svg, best_x + 22, y, "start", 10, LP_COLOR_INK, 0, s[k].name, NAME_CHARS);
+    }
+}
+
 json_t *lp_display_line(const lp_series *s, size_t nseries, const lp_plot_opts *o)
 {
     if (!o)
@@ -123,7 +194,7 @@ json_t *lp_display_line(const lp_series *s, size_t nseries, const lp_plot_opts *
         return lp_bundle_nothing(o->title && *o->title ? o->title : "line plot");
     if (xhi <= xlo) { xlo -= 0.5; xhi += 0.5; }
     lp_nice_range(&ylo, &yhi);
-    lp_axes a = {ML, MT, PW - ML - MR, PH - MT - MB, xlo, xhi, ylo, yhi};
+    lp_axes a = lp_axes_fit(PW, PH, xlo, xhi, ylo, yhi, 1);
     lp_buf svg = LP_BUF_INIT, plain = LP_BUF_INIT, note = LP_BUF_INIT;
     lp_svg_begin(&svg, PW, PH);
     lp_axes_draw(&svg, &a, o->xlabel, o->ylabel, 1);
@@ -153,16 +224,7 @@ json_t *lp_display_line(const lp_series *s, size_t nseries, const lp_plot_opts *
             lp_buf_printf(&plain, ", last %s", lp_fmt_num(s[k].y[i - 1], t, sizeof t));
     }
     free(pts);
-    /* Legend: top right inside the plot. */
-    size_t shown = 0;
-    for (size_t k = 0; k < nseries && shown < 12; k++) {
-        if (!s[k].name)
-            continue;
-        double y = MT + 14 + 14 * (double)shown++;
-        double x = ML + a.w - 150;
-        lp_svg_rect(&svg, x, y - 8, 12, 3, lp_color_hex(lp_color_category(k), c));
-        lp_svg_text(&svg, x + 16, y - 3, "start", 10, LP_COLOR_INK, 0, s[k].name, 22);
-    }
+    draw_legend(&svg, &a, s, nseries);
     lp_svg_end(&svg);
     if (reduced)
         lp_buf_printf(&note, "long series reduced to the min and max of %d buckets", BUCKETS);
@@ -190,7 +252,7 @@ json_t *lp_display_scatter(const double *x, const double *y, size_t n, const cha
     }
     lp_nice_range(&xlo, &xhi);
     lp_nice_range(&ylo, &yhi);
-    lp_axes a = {ML, MT, PW - ML - MR, PH - MT - MB, xlo, xhi, ylo, yhi};
+    lp_axes a = lp_axes_fit(PW, PH, xlo, xhi, ylo, yhi, 1);
     lp_buf svg = LP_BUF_INIT, plain = LP_BUF_INIT, note = LP_BUF_INIT;
     lp_svg_begin(&svg, PW, PH);
     lp_axes_draw(&svg, &a, o->xlabel, o->ylabel, 1);
@@ -267,7 +329,7 @@ json_t *lp_display_hist(const double *v, size_t n, int bins, const lp_plot_opts 
     }
     double ylo = 0, yhi = cmax ? (double)cmax : 1;
     lp_nice_range(&ylo, &yhi);
-    lp_axes a = {ML, MT, PW - ML - MR, PH - MT - MB, blo, bhi, ylo, yhi};
+    lp_axes a = lp_axes_fit(PW, PH, blo, bhi, ylo, yhi, 1);
     lp_buf svg = LP_BUF_INIT, plain = LP_BUF_INIT, note = LP_BUF_INIT;
     lp_svg_begin(&svg, PW, PH);
     lp_axes_draw(&svg, &a, o->xlabel, o->ylabel ? o->ylabel : "count", 1);
@@ -312,13 +374,23 @@ json_t *lp_display_bar(const char *const *labels, const double *v, size_t n, con
         hi = fmax(hi, v[i]);
     }
     lp_nice_range(&lo, &hi);
-    double bh = 18, lw = labels ? 140 : 40, W = PW, H = MT + bh * nb + MB;
-    lp_axes a = {lw, MT, W - lw - MR - 50, bh * nb, lo, hi, 0, 1};
+    double lw = 0, vw = 0;
+    char t[32];
+    for (size_t i = 0; i < nb; i++) {
+        char idx[32];
+        snprintf(idx, sizeof idx, "%zu", i);
+        lw = fmax(lw, lp_text_width_cut(labels && labels[i] ? labels[i] : idx, 20, 10));
+        vw = fmax(vw, lp_text_width(lp_fmt_num(v[i], t, sizeof t), 9));
+    }
+    lw = fmax(40, lw + 12);
+    double bh = 18, W = PW, H = MT + bh * nb + MB;
+    double mr = fmax(MR, lp_axes_tick_width(lo, hi, 6) / 2 + 4);
+    lp_axes a = {lw, MT, W - lw - mr - vw - 8, bh * nb, lo, hi, 0, 1};
     lp_buf svg = LP_BUF_INIT, plain = LP_BUF_INIT, note = LP_BUF_INIT;
     lp_svg_begin(&svg, W, H);
     /* Vertical grid and x ticks, reusing the axes with the roles swapped by hand. */
     lp_axes_draw(&svg, &(lp_axes){a.x0, a.y0, a.w, a.h, lo, hi, 0, 0}, o->xlabel, NULL, 1);
-    char pos[8], neg[8], t[32];
+    char pos[8], neg[8];
     lp_color_hex(lp_color_category(0), pos);
     lp_color_hex(lp_color_category(3), neg);
     double x0 = lp_axes_x(&a, 0);

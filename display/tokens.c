@@ -9,24 +9,35 @@
 #include "figure_js.h"
 #include "figures.h"
 #include "html.h"
+#include "text.h"
 
 enum { MAX_TOKENS = 4096 };
 
-/* The token as shown: newlines and tabs made visible. */
+/* The token in the strip's running text: spaces stay spaces (the text reads as text, and
+ * each span's background shows them), everything else as lp_token_show writes it (\n,
+ * \t, \x1b). Tooltips, the readout and text/plain show the token as every figure does. */
 static void token_text(lp_buf *b, const char *t)
 {
     lp_buf tmp = LP_BUF_INIT;
     for (const char *p = t; *p; p++) {
-        if (*p == '\n')
-            lp_buf_puts(&tmp, "\xE2\x86\xB5");
-        else if (*p == '\t')
-            lp_buf_puts(&tmp, "\xE2\x86\x92");
-        else if (*p == '\r')
-            lp_buf_puts(&tmp, "\\r");
+        if (*p == ' ')
+            lp_buf_putc(&tmp, ' ');
         else
-            lp_buf_putc(&tmp, *p);
+            lp_token_show(&tmp, p, 1);
     }
     lp_html_escape(b, lp_buf_str(&tmp), tmp.len);
+    lp_buf_free(&tmp);
+}
+
+/* The token as every figure shows it, HTML-escaped (tooltips) or made valid UTF-8 (text). */
+static void token_shown(lp_buf *b, const char *t, int html)
+{
+    lp_buf tmp = LP_BUF_INIT;
+    lp_token_show(&tmp, t, strlen(t));
+    if (html)
+        lp_html_escape(b, lp_buf_str(&tmp), tmp.len);
+    else
+        lp_utf8_sanitize(b, lp_buf_str(&tmp), tmp.len);
     lp_buf_free(&tmp);
 }
 
@@ -65,7 +76,7 @@ json_t *lp_display_tokens(const char *const *tokens, const float *values, size_t
         const char *tok = tokens[i] ? tokens[i] : "";
         double v = values ? values[i] : NAN;
         lp_buf_printf(&html, "<span data-i=\"%zu\" title=\"#%zu ", i, i);
-        lp_html_escape(&html, tok, strlen(tok));
+        token_shown(&html, tok, 1);
         if (values)
             lp_buf_printf(&html, " = %s", isfinite(v) ? lp_fmt_num(v, t, sizeof t) : "missing (NaN/Inf)");
         lp_buf_puts(&html, "\" style=\"border-radius:3px;padding:1px 1px;margin:0 1px 0 0");
@@ -86,7 +97,7 @@ json_t *lp_display_tokens(const char *const *tokens, const float *values, size_t
         /* text/plain: tok(value) */
         if (i)
             lp_buf_putc(&plain, ' ');
-        lp_utf8_sanitize(&plain, tok, strlen(tok));
+        token_shown(&plain, tok, 0);
         if (values)
             lp_buf_printf(&plain, "(%s)", lp_fmt_num(v, t, sizeof t));
         json_array_append_new(jt, lp_json_str(tok));

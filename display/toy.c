@@ -15,6 +15,7 @@
 #include "figures.h"
 #include "html.h"
 #include "svg.h"
+#include "text.h"
 
 void lp_toy_sparsity_label(char *buf, size_t cap, float S)
 {
@@ -50,12 +51,25 @@ static void embed_svg(lp_buf *html, lp_buf *svg, int width, const char *alt)
 }
 
 /* One panel per instance: feature norms as bars coloured by superposition (viridis, 0 ->
- * purple, >= 1 -> yellow), and the bias as signed bars (blue < 0 < red). */
+ * purple, >= 1 -> yellow), and the bias as signed bars (blue < 0 < red). Panels keep their
+ * size and wrap, at most PER_ROW to a row (more instances than that: rows of 4), so the
+ * picture is never scaled down until its text is unreadable. */
+enum { PER_ROW = 5 };
+#define NORMS_NOTE "features top (most important) to bottom"
+
+static int norms_per_row(int instances) { return instances <= PER_ROW ? instances : 4; }
+
+static double norms_width(int instances)
+{
+    return fmax(10 + 190.0 * norms_per_row(instances), 14 + lp_text_width(NORMS_NOTE, 9));
+}
+
 static void norms_svg(lp_buf *svg, const lp_toy_model *t, float *scr)
 {
     int n = t->n, I = t->instances, m = t->m;
-    double row = n <= 20 ? 14 : n <= 60 ? 5 : 2, pw = 190, top = 30;
-    double W = 10 + pw * I, H = top + row * n + 14;
+    int per = norms_per_row(I), rows = (I + per - 1) / per;
+    double row = n <= 20 ? 14 : n <= 60 ? 5 : 2, pw = 190, top = 30, ph = top + row * n + 10;
+    double W = norms_width(I), H = ph * rows + 14;
     float *norms = scr, *sup = scr + n;
     float maxn = 1e-6f, maxb = 1e-6f;
     for (int k = 0; k < I; k++) {
@@ -72,13 +86,13 @@ static void norms_svg(lp_buf *svg, const lp_toy_model *t, float *scr)
         const float *Wk = lp_toy_weights(t, k), *b = lp_toy_bias(t, k);
         lp_toy_feature_norms(norms, Wk, m, n);
         lp_toy_superposition(sup, Wk, m, n);
-        double x0 = 10 + pw * k;
+        double x0 = 10 + pw * (k % per), y0 = ph * (k / per);
         lp_toy_sparsity_label(lab, sizeof lab, t->sparsity[k]);
-        lp_svg_text(svg, x0 + 85, 12, "middle", 11, LP_COLOR_INK, 0, lab, 20);
-        lp_svg_text(svg, x0 + 50, 25, "middle", 9, LP_COLOR_INK, 0, "||W_i||", 0);
-        lp_svg_text(svg, x0 + 140, 25, "middle", 9, LP_COLOR_INK, 0, "bias", 0);
+        lp_svg_text(svg, x0 + 85, y0 + 12, "middle", 11, LP_COLOR_INK, 0, lab, 20);
+        lp_svg_text(svg, x0 + 50, y0 + 25, "middle", 9, LP_COLOR_INK, 0, "||W_i||", 0);
+        lp_svg_text(svg, x0 + 140, y0 + 25, "middle", 9, LP_COLOR_INK, 0, "bias", 0);
         for (int i = 0; i < n; i++) {
-            double y = top + row * i, len = isfinite(norms[i]) ? 100.0 * norms[i] / maxn : 0;
+            double y = y0 + top + row * i, len = isfinite(norms[i]) ? 100.0 * norms[i] / maxn : 0;
             lp_rgb c = lp_color_sequential(fmin(sup[i], 1.0));
             lp_svg_rect(svg, x0, y, fmax(len, 0.5), row * 0.8, lp_color_hex(c, hex));
             double bl = isfinite(b[i]) ? 35.0 * b[i] / maxb : 0;
@@ -86,11 +100,10 @@ static void norms_svg(lp_buf *svg, const lp_toy_model *t, float *scr)
             lp_svg_rect(svg, bl < 0 ? x0 + 140 + bl : x0 + 140, y, fmax(fabs(bl), 0.5), row * 0.8,
                         lp_color_hex(bc, hex));
         }
-        lp_svg_line(svg, x0 + 140, top, x0 + 140, top + row * n, LP_COLOR_INK, 0.5);
-        lp_svg_line(svg, x0, top, x0, top + row * n, LP_COLOR_INK, 0.5);
+        lp_svg_line(svg, x0 + 140, y0 + top, x0 + 140, y0 + top + row * n, LP_COLOR_INK, 0.5);
+        lp_svg_line(svg, x0, y0 + top, x0, y0 + top + row * n, LP_COLOR_INK, 0.5);
     }
-    lp_svg_text(svg, 10, H - 2, "start", 9, LP_COLOR_INK, 0,
-                "features top (most important) to bottom", 0);
+    lp_svg_text(svg, 10, H - 3, "start", 9, LP_COLOR_INK, 0, NORMS_NOTE, 0);
     lp_svg_end(svg);
 }
 
@@ -225,7 +238,7 @@ json_t *lp_display_toy_summary(const lp_toy_model *t, const float *last_loss)
     json_decref(grid);
     norms_svg(&svg, t, scr);
     fig_open(&html, "Feature norms ||W_i|| (colour: superposition) and bias b_i");
-    embed_svg(&html, &svg, (int)(10 + 190 * I), "feature norms and bias");
+    embed_svg(&html, &svg, (int)norms_width(I), "feature norms and bias");
     fig_caption(&html, "bar colour: sum over j != i of (W_i_hat . W_j)^2, purple 0 (a dimension "
                        "of its own) to yellow >= 1 (shared); bias: blue < 0 < red");
     json_t *data = summary_json(t, last_loss, scr);

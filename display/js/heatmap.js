@@ -61,9 +61,25 @@
 
   /* Row or column k of the drawn grid: its index (a range of original indices when
    * downsampled by f > 1), then its label as a JSON string when there are labels. */
+  /* A label with its control characters made visible as display/text.c does (\n \t \r
+   * \xHH); spaces stay as they are drawn. */
+  function showControls(t) {
+    var out = "";
+    for (var k = 0; k < t.length; k++) {
+      var c = t.charCodeAt(k);
+      if (c === 10) out += "\\n";
+      else if (c === 9) out += "\\t";
+      else if (c === 13) out += "\\r";
+      else if (c < 32 || c === 127) out += "\\x" + (c < 16 ? "0" : "") + c.toString(16);
+      else out += t.charAt(k);
+    }
+    return out;
+  }
+
   function axisLabel(labels, k, f) {
     var t = f > 1 ? k * f + "\u2013" + (k * f + f - 1) : "" + k;
-    return labels && f <= 1 && labels[k] !== undefined ? t + " " + JSON.stringify(labels[k]) : t;
+    /* as drawn in the picture: tokens arrive in loupe's notation ("\u2423sat", display/text.c) */
+    return labels && f <= 1 && labels[k] !== undefined ? t + " " + showControls(String(labels[k])) : t;
   }
 
   /* The cell under point (x, y) of the picture (SVG units): {panel, row, col, index}, index

@@ -18,10 +18,29 @@
 
   var READOUT_STYLE = "font:12px monospace;min-height:16px;opacity:0.85;white-space:pre";
 
-  /* The readout of token i: '#i "text" = value' (4 significant digits). */
+  /* A token as every loupe figure shows it (display/text.c, lp_token_show): each space as
+   * U+2423, newline, tab and carriage return as \n \t \r, other control characters as \xHH,
+   * a backslash as \\ where it would read as one of these escapes (before n t r x \). */
+  function showToken(t) {
+    var out = "";
+    for (var k = 0; k < t.length; k++) {
+      var c = t.charCodeAt(k), ch = t.charAt(k);
+      if (ch === " ") out += "\u2423";
+      else if (ch === "\n") out += "\\n";
+      else if (ch === "\t") out += "\\t";
+      else if (ch === "\r") out += "\\r";
+      else if (ch === "\\" && "ntrx\\".indexOf(t.charAt(k + 1)) >= 0 && k + 1 < t.length) out += "\\\\";
+      else if (c < 32 || c === 127) out += "\\x" + (c < 16 ? "0" : "") + c.toString(16);
+      else out += ch;
+    }
+    return out;
+  }
+
+  /* The readout of token i: '#i token = value' (the token as shown everywhere, 4
+   * significant digits). */
   function readout(d, i) {
     var v = d.v[i];
-    return "#" + i + " " + JSON.stringify(d.t[i]) + " = " +
+    return "#" + i + " " + showToken(d.t[i]) + " = " +
       (v === null ? "missing (NaN/Inf)" : +v.toPrecision(4));
   }
 
@@ -77,7 +96,7 @@
   }
 
   if (typeof module !== "undefined" && module.exports) {
-    module.exports = { readout, spanIndex, build, start };
+    module.exports = { showToken, readout, spanIndex, build, start };
   }
   if (typeof document !== "undefined") start(document, document.currentScript, "@ID@");
 })();

@@ -168,16 +168,16 @@ static int run_dla(lua_State *L)
     for (int i = 0; i < n; i++)
         lab[i] = names[i];
     /* the display */
-    char tb[3][32], title[320], what[200];
-    const char *ts = lp_lua_analysis_token_str(u, tok, tb[0], sizeof tb[0]);
+    char tb[3][64], title[320], what[200];
+    const char *ts = lp_lua_token_show(u, tok, tb[0], sizeof tb[0]);
     if (base >= 0)
-        snprintf(what, sizeof what, "logit('%s') - logit('%s')", ts,
-                 lp_lua_analysis_token_str(u, base, tb[1], sizeof tb[1]));
+        snprintf(what, sizeof what, "logit(%s) - logit(%s)", ts,
+                 lp_lua_token_show(u, base, tb[1], sizeof tb[1]));
     else
-        snprintf(what, sizeof what, "logit('%s')", ts);
-    snprintf(title, sizeof title, "Direct logit attribution of %s at position %d ('%s')", what, (int)pos,
-             lp_lua_analysis_token_str(u, r->tokens[(size_t)(row - 1) * r->T + (size_t)(pos - 1)], tb[2],
-                                       sizeof tb[2]));
+        snprintf(what, sizeof what, "logit(%s)", ts);
+    snprintf(title, sizeof title, "Direct logit attribution of %s at position %d (%s)", what, (int)pos,
+             lp_lua_token_show(u, r->tokens[(size_t)(row - 1) * r->T + (size_t)(pos - 1)], tb[2],
+                               sizeof tb[2]));
     lp_plot_opts po = {title, "contribution (final norm's scale frozen)", NULL};
     float *hv = lua_newuserdatauv(L, (nh ? nh : 1) * sizeof *hv, 0);
     for (size_t i = 0; i < nh; i++)
@@ -187,7 +187,7 @@ static int run_dla(lua_State *L)
     for (int l = 0; l < NL; l++)
         snprintf(hl[l], 12, "%d", l), hp[l] = hl[l];
     for (int h = 0; h < H; h++)
-        snprintf(hl[NL + h], 12, "%d", h + 1), hp[NL + h] = hl[NL + h];
+        snprintf(hl[NL + h], 12, "%d", h), hp[NL + h] = hl[NL + h];
     char *taken = lua_newuserdatauv(L, nh ? nh : 1, 0); /* the last Lua allocation before the displays */
     memset(taken, 0, nh ? nh : 1);
     json_t *bar = lp_display_bar(lab, vals, (size_t)n, &po);
@@ -201,14 +201,14 @@ static int run_dla(lua_State *L)
     for (int i = 0; i < n; i++)
         lp_buf_printf(&plain, "  %-10s %+.5g\n", names[i], vals[i]);
     /* the heads that matter most */
-    lp_buf_puts(&plain, "top heads (L<layer>H<head>, heads 1-based):");
+    lp_buf_puts(&plain, "top heads (L<layer>H<head>, counted from 0 as in the hook names):");
     for (int k = 0; k < 6 && (size_t)k < nh; k++) {
         size_t best = nh;
         for (size_t i = 0; i < nh; i++)
             if (!taken[i] && (best == nh || fabs(heads[i]) > fabs(heads[best])))
                 best = i;
         taken[best] = 1;
-        lp_buf_printf(&plain, " L%dH%d %+.4g", (int)(best / H), (int)(best % H) + 1, heads[best]);
+        lp_buf_printf(&plain, " L%dH%d %+.4g", (int)(best / H), (int)(best % H), heads[best]);
     }
     lp_buf_putc(&plain, '\n');
     lp_buf_puts(&html, "<div class=\"lp-dla\">");
@@ -304,13 +304,13 @@ static int model_composition(lua_State *L)
     float *s = lua_newuserdatauv(L, side * side * sizeof *s, 0);
     if (lp_composition_scores(u->m, kind, fold, l1, l2, s) < 0)
         return lp_lua_backend_error(L, "composition");
-    /* labels: L<layer>H<head>, heads 1-based */
+    /* labels: L<layer>H<head>, heads 0-based as in the hook names */
     char(*names)[24] = lua_newuserdatauv(L, side * 2 * sizeof *names, 0);
     const char **lab = lua_newuserdatauv(L, side * 2 * sizeof *lab, 0);
     for (size_t i = 0; i < side; i++) {
         int la = l1 >= 0 ? l1 : (int)(i / H), lb = l1 >= 0 ? l2 : (int)(i / H);
-        snprintf(names[i], 24, "L%dH%d", la, (int)(i % H) + 1);
-        snprintf(names[side + i], 24, "L%dH%d", lb, (int)(i % H) + 1);
+        snprintf(names[i], 24, "L%dH%d", la, (int)(i % H));
+        snprintf(names[side + i], 24, "L%dH%d", lb, (int)(i % H));
         lab[i] = names[i], lab[side + i] = names[side + i];
     }
     const char *kn = kind == LP_COMPOSE_Q ? "Q" : kind == LP_COMPOSE_K ? "K" : "V";
@@ -397,7 +397,7 @@ void lp_lua_open_analysis(lua_State *L)
         "Raw checkpoint weights by default; fold_ln = true folds the ln1 weights into W_Q, W_K, W_V and\n"
         "centres W_O (LayerNorm models), as TransformerLens' from_pretrained does. .scores is a Tensor\n"
         "(layers, heads, layers, heads), 0 where the later layer is not after the earlier one, or\n"
-        "(heads, heads) for one pair of layers (0-based, as in hook names). Heads in labels are 1-based.",
+        "(heads, heads) for one pair of layers (0-based, as in hook names). Heads in labels count from 0 too (L0H0).",
         "m:patch_sweep{clean = prompt, corrupt = prompt, hook = \"resid_pre\", metric = ...\n"
         "              [, positions = true] [, normalize = true]} -> figure\n"
         "Activation patching: runs the corrupt prompt with one piece of one layer's activation replaced\n"

@@ -27,6 +27,9 @@ void lp_lua_open_analysis(lua_State *L);
 int32_t lp_lua_analysis_token(lua_State *L, model_ud *u, int idx, const char *what);
 /* A token's display string, or "#id" (into buf) without a tokenizer. */
 const char *lp_lua_analysis_token_str(model_ud *u, int32_t id, char *buf, size_t cap);
+/* (lua_run.c) The token as every display shows it (display/text.h's lp_token_show: "␣in", "\n"), in buf
+ * (cut on a code point boundary to cap - 1 bytes); returns buf. */
+const char *lp_lua_token_show(model_ud *u, int32_t id, char *buf, size_t cap);
 /* Pushes a figure table {bundle = {mime = text}} with the loupe.RunFigure metatable; the
  * bundle is stolen. Raises lp_last_error() (prefixed by what) when bundle is NULL. */
 void lp_lua_analysis_figure(lua_State *L, json_t *bundle, const char *what);

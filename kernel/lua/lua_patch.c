@@ -235,16 +235,16 @@ int lp_lua_model_patch_sweep(lua_State *L)
     int labt = lua_gettop(L);
     const char **clab = lua_newuserdatauv(L, (size_t)cols * sizeof *clab, 0);
     for (int i = 0; i < cols; i++) {
-        char b1[32], b2[32];
+        char b1[64], b2[64];
         if (per_head && !positions) {
-            lua_pushfstring(L, "H%d", i + 1);
+            lua_pushfstring(L, "H%d", i);
         } else if (!positions) {
             lua_pushliteral(L, "all positions");
         } else if (clean[i] == corrupt[i]) {
-            lua_pushstring(L, lp_lua_analysis_token_str(u, clean[i], b1, sizeof b1));
+            lua_pushstring(L, lp_lua_token_show(u, clean[i], b1, sizeof b1));
         } else {
-            lua_pushfstring(L, "%s\xe2\x86\x92%s", lp_lua_analysis_token_str(u, clean[i], b1, sizeof b1),
-                            lp_lua_analysis_token_str(u, corrupt[i], b2, sizeof b2));
+            lua_pushfstring(L, "%s\xe2\x86\x92%s", lp_lua_token_show(u, clean[i], b1, sizeof b1),
+                            lp_lua_token_show(u, corrupt[i], b2, sizeof b2));
         }
         clab[i] = lua_tostring(L, -1);
         lua_rawseti(L, labt, i + 1);
@@ -254,7 +254,7 @@ int lp_lua_model_patch_sweep(lua_State *L)
     const char **rlab = lua_newuserdatauv(L, (size_t)rows * sizeof *rlab, 0);
     for (int i = 0; i < rows; i++) {
         if (per_head && positions)
-            lua_pushfstring(L, "L%dH%d", i / NH, i % NH + 1);
+            lua_pushfstring(L, "L%dH%d", i / NH, i % NH);
         else
             lua_pushfstring(L, "%d", i);
         rlab[i] = lua_tostring(L, -1);

@@ -10,6 +10,8 @@
 #include "core/buf.h"
 #include "core/error.h"
 #include "figures.h"
+#include "text.h"
+#include "lua_analysis.h"
 #include "lua_api.h"
 #include "lua_model_impl.h"
 #include "lua_tensor.h"
@@ -43,6 +45,25 @@ static const char *token_str(model_ud *u, int32_t id, char *buf, size_t cap)
     if (s)
         return s;
     snprintf(buf, cap, "#%d", (int)id);
+    return buf;
+}
+
+const char *lp_lua_token_show(model_ud *u, int32_t id, char *buf, size_t cap)
+{
+    char raw[32];
+    const char *s = token_str(u, id, raw, sizeof raw);
+    lp_buf b = LP_BUF_INIT;
+    lp_token_show(&b, s, strlen(s));
+    const char *t = lp_buf_str(&b);
+    size_t n = strlen(t);
+    if (n >= cap) { /* cut on a code point boundary */
+        n = cap - 1;
+        while (n > 0 && ((unsigned char)t[n] & 0xC0) == 0x80)
+            n--;
+    }
+    memcpy(buf, t, n);
+    buf[n] = 0;
+    lp_buf_free(&b);
     return buf;
 }
 
@@ -130,8 +151,10 @@ static int run_top(lua_State *L)
         lua_setfield(L, -2, "prob");
         lua_rawseti(L, -2, j + 1);
     }
+    char shown[64];
     lua_pushfstring(L, "Next token after %s (position %d)",
-                    token_str(u, r->tokens[(size_t)(b - 1) * r->T + (size_t)(pos - 1)], buf, sizeof buf), (int)pos);
+                    lp_lua_token_show(u, r->tokens[(size_t)(b - 1) * r->T + (size_t)(pos - 1)], shown, sizeof shown),
+                    (int)pos);
     lua_setfield(L, -2, "title");
     luaL_setmetatable(L, TOPK_MT);
     return 1;
@@ -148,7 +171,13 @@ static json_t *topk_bundle(lua_State *L, int idx)
         lua_rawgeti(L, idx, (lua_Integer)i + 1);
         snprintf(cells[i][0], 64, "%zu", i + 1);
         lua_getfield(L, -1, "token");
-        snprintf(cells[i][1], 64, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "");
+        char *shown = lp_token_show_dup(lua_tostring(L, -1));
+        if (!shown) {
+            lua_pop(L, 2);
+            return NULL;
+        }
+        snprintf(cells[i][1], 64, "%s", shown);
+        free(shown);
         lua_getfield(L, -2, "id");
         snprintf(cells[i][2], 64, "%lld", (long long)lua_tointeger(L, -1));
         lua_getfield(L, -3, "prob");
@@ -201,8 +230,10 @@ static int run_attention(lua_State *L)
     model_ud *u = run_model(L, 1);
     lua_Integer layer = luaL_checkinteger(L, 2);
     lua_Integer head = 0, row = 1;
+    int one = 0; /* one head, or the grid of all */
     if (lua_istable(L, 3)) {
         lua_getfield(L, 3, "head");
+        one = !lua_isnil(L, -1);
         head = luaL_optinteger(L, -1, 0);
         lua_getfield(L, 3, "row");
         row = luaL_optinteger(L, -1, 1);
@@ -223,8 +254,9 @@ static int run_attention(lua_State *L)
     int64_t B = p->shape[0], H = p->shape[1], T = p->shape[2];
     if (row < 1 || row > B)
         return luaL_error(L, "attention: row %d out of range 1..%d", (int)row, (int)B);
-    if (head < 0 || head > H)
-        return luaL_error(L, "attention: head %d out of range 1..%d", (int)head, (int)H);
+    if (one && (head < 0 || head >= H))
+        return luaL_error(L, "attention: head %d out of range 0..%d (heads count from 0, as in the hook names)",
+                          (int)head, (int)H - 1);
     size_t n = (size_t)lp_tensor_numel(p);
     float *all = lua_newuserdatauv(L, n * sizeof *all, 0);
     if (lp_tensor_to_host(p, all) < 0)
@@ -234,23 +266,23 @@ static int run_attention(lua_State *L)
     const char **labels = lua_newuserdatauv(L, (size_t)T * sizeof *labels, 0);
     lua_createtable(L, (int)T, 0);
     for (int64_t t = 0; t < T; t++) {
-        char buf[32];
-        lua_pushstring(L, token_str(u, r->tokens[(size_t)(row - 1) * r->T + (size_t)t], buf, sizeof buf));
+        char buf[96];
+        lua_pushstring(L, lp_lua_token_show(u, r->tokens[(size_t)(row - 1) * r->T + (size_t)t], buf, sizeof buf));
         labels[t] = lua_tostring(L, -1);
         lua_rawseti(L, -2, t + 1);
     }
     char title[128];
     lp_heatmap_opts o = {title, labels, labels, "query", "key", LP_SCALE_SEQUENTIAL};
     json_t *b;
-    if (head > 0) {
+    if (one) {
         snprintf(title, sizeof title, "Attention pattern, layer %lld, head %lld", (long long)layer, (long long)head);
-        b = lp_display_heatmap(v + (size_t)(head - 1) * T * T, (size_t)T, (size_t)T, &o);
+        b = lp_display_heatmap(v + (size_t)head * T * T, (size_t)T, (size_t)T, &o);
     } else {
         snprintf(title, sizeof title, "Attention patterns, layer %lld, %lld heads", (long long)layer, (long long)H);
         char(*titles)[24] = lua_newuserdatauv(L, (size_t)H * sizeof *titles, 0);
         const char **tp = lua_newuserdatauv(L, (size_t)H * sizeof *tp, 0);
         for (int64_t h = 0; h < H; h++) {
-            snprintf(titles[h], sizeof titles[h], "head %d", (int)(h + 1));
+            snprintf(titles[h], sizeof titles[h], "head %d", (int)h);
             tp[h] = titles[h];
         }
         b = lp_display_heatmap_grid(v, (size_t)H, (size_t)T, (size_t)T, tp, &o);
@@ -497,7 +529,8 @@ void lp_lua_open_run(lua_State *L)
                    "{token, id, prob, logit}, shown as a table.");
     lp_lua_setfunc(L, -1, "attention", run_attention,
                    "r:attention(layer [, {head = h, row = b}]) -> figure\nThe attention patterns of a layer (0-based,\n"
-                   "as in the hook names) for every head, or one head (1-based), with the tokens as labels.\n"
+                   "as in the hook names) for every head, or one head (0-based too: blocks.L.attn.hook_z's head index),\n"
+                   "with the tokens (\xE2\x90\xA3 for a space) as labels on both axes.\n"
                    "Needs blocks.<layer>.attn.hook_pattern in the run's cache.");
     lp_lua_setfunc(L, -1, "logit_lens", run_logit_lens,
                    "r:logit_lens([{pos = p, row = b, k = 5}]) -> figure\nWhat each layer's residual stream predicts\n"

@@ -161,7 +161,7 @@ int lp_lua_model_head_scores(lua_State *L)
     lp_buf_printf(&plain, "%s\n", title);
     for (int k = 0; k < 3; k++) {
         const float *v = scores + (size_t)k * NL * H;
-        lp_buf_printf(&plain, "%s, strongest heads (L<layer>H<head>, heads 1-based):", titles[k]);
+        lp_buf_printf(&plain, "%s, strongest heads (L<layer>H<head>, counted from 0):", titles[k]);
         int best[3] = {-1, -1, -1};
         for (int i = 0; i < NL * H; i++) {
             if (!isfinite(v[i]))
@@ -175,7 +175,7 @@ int lp_lua_model_head_scores(lua_State *L)
                 }
         }
         for (int j = 0; j < 3 && best[j] >= 0; j++)
-            lp_buf_printf(&plain, " L%dH%d %.3f", best[j] / H, best[j] % H + 1, (double)v[best[j]]);
+            lp_buf_printf(&plain, " L%dH%d %.3f", best[j] / H, best[j] % H, (double)v[best[j]]);
         lp_buf_putc(&plain, '\n');
     }
     int prc = lp_bundle_set(bundle, "text/plain", lp_buf_str(&plain));

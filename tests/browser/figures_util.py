@@ -365,7 +365,7 @@ def check_pictures(page: Any, tag: str) -> dict:
     assert "train: 60 points" in alt and "eval: 6 points" in alt, alt
     toks = root_of(page, "tokens").locator("span[title]")  # data-i is stripped when untrusted
     assert toks.count() == 12
-    assert toks.nth(8).get_attribute("title") == "#8  Paris = 1.85"
+    assert toks.nth(8).get_attribute("title") == "#8 \u2423Paris = 1.85"  # the token as every figure shows it
     rows = root_of(page, "table").locator("tr")
     assert rows.count() == 6, "header + 5 rows"
     assert "Marseille" in rows.nth(5).text_content()

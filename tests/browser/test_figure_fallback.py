@@ -90,7 +90,7 @@ def test_broken_figure_keeps_its_static_picture(isolated_env, tmp_path):
                 # the values table (no script needed) is there in every case
                 assert r.locator("details table td[title]").count() == 9, name
                 if how is None:
-                    tip = fu.hover_heatmap_cell(page, r, 0, 1, 0, 'query 1 " cat"')
+                    tip = fu.hover_heatmap_cell(page, r, 0, 1, 0, "query 1  cat")  # the label as drawn
                     assert "= 0.6" in tip.inner_text(), tip.inner_text()
                     continue
                 # nothing added, and hovering a cell shows nothing
@@ -107,10 +107,10 @@ def test_broken_figure_keeps_its_static_picture(isolated_env, tmp_path):
                 spans = r.locator("span[data-i]")
                 assert spans.count() == 3, name
                 expect(spans.nth(1)).to_be_visible()
-                assert spans.nth(1).get_attribute("title") == "#1  cat = -1", name
+                assert spans.nth(1).get_attribute("title") == "#1 \u2423cat = -1", name
                 spans.nth(1).hover()
                 if how is None:
-                    expect(r.locator(readout)).to_have_text('#1 " cat" = -1')
+                    expect(r.locator(readout)).to_have_text("#1 \u2423cat = -1")
                 else:
                     time.sleep(0.3)
                     assert r.locator(readout).count() == 0, name

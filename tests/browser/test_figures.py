@@ -60,9 +60,9 @@ def test_figures_in_jupyterlab(isolated_env, tmp_path):
             m = re.fullmatch(r"3 +sat \u2192 2 +cat: ([-0-9.e]+)", title)
             assert m, title
             want = float(m.group(1))
-            tip = fu.hover_heatmap_cell(page, hm, 0, 3, 2, 'query 3 " sat"')
+            tip = fu.hover_heatmap_cell(page, hm, 0, 3, 2, "sat")
             text = tip.inner_text()
-            assert 'query 3 " sat"' in text and 'key 2 " cat"' in text, text
+            assert re.search(r"query 3 +sat", text) and re.search(r"key 2 +cat", text), text
             got = float(re.search(r"= ([-0-9.e]+)", text).group(1))
             assert math.isclose(got, want, rel_tol=1e-3), (text, title)
             fu.shot(hm, "figures-trusted-heatmap-hover")
@@ -80,7 +80,7 @@ def test_figures_in_jupyterlab(isolated_env, tmp_path):
             # hover a token: the readout line shows its index, text and value
             tk = root_of(page, "tokens")
             tk.locator('span[data-i="8"]').hover()
-            expect(tk).to_contain_text('#8 " Paris" = 1.85')
+            expect(tk).to_contain_text('#8 \u2423Paris = 1.85')
 
             # save; the server signs the notebook it wrote (so it is trusted here)
             fu.save(page)

@@ -265,7 +265,7 @@ print(r:dla{{token = ' Paris', baseline_token = ' Rome'}})
                 head_out = zs[layer][pos, h * S:(h + 1) * S] @ w_o[h * S:(h + 1) * S]
                 assert abs(got[key + "_heads"][layer * H + h] - through_ln(head_out)) < 1e-4, (key, layer, h)
     text = got["_stdout"]
-    assert "Direct logit attribution of logit(' Paris') - logit(' Rome')" in text, text[-2000:]
+    assert "Direct logit attribution of logit(\u2423Paris) - logit(\u2423Rome)" in text, text[-2000:]
 
 
 # ---- patching ----

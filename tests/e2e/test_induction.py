@@ -63,7 +63,9 @@ def test_shows_training_plots_and_heatmaps(executed):
     assert "training loss: line plot" in text                # the live loss curve
     assert "loss on repeated random sequences: line plot, 2 series" in text
     assert "head scores over training: line plot, 6 series" in text
-    assert "L1H1 induction" in text and "L0H1 previous-token" in text
+    # heads count from 0, as in the hook names and the figures
+    assert all(f"L1H{h} induction" in text and f"L0H{h} previous-token" in text for h in (0, 1))
+    assert "L1H2" not in text and "L0H2" not in text
     assert "previous-token score, strongest heads" in text
     assert "Attention pattern, layer 1, head" in text and "Attention pattern, layer 0, head" in text
     assert "K-composition, layer 0 heads (rows) into layer 1 heads (columns)" in text
@@ -75,7 +77,10 @@ def test_shows_training_plots_and_heatmaps(executed):
 def test_heads_named_from_the_numbers(executed):
     s = summary(executed)
     text = text_of(executed)
-    assert re.fullmatch(r"L0H[12]", s["prev_head"]) and re.fullmatch(r"L1H[12]", s["ind_head"])
+    assert re.fullmatch(r"L0H[01]", s["prev_head"]) and re.fullmatch(r"L1H[01]", s["ind_head"])
+    # the attention figures drawn for those heads carry the same numbers in their titles
+    assert f"Attention pattern, layer 1, head {s['ind_head'][-1]}" in text
+    assert f"Attention pattern, layer 0, head {s['prev_head'][-1]}" in text
     assert f"previous-token head: {s['prev_head']}" in text
     assert f"induction head:      {s['ind_head']}" in text
 

@@ -122,7 +122,7 @@ test("figures rendered by display/ are read right by their scripts", { skip: SKI
   assert.equal(k.spans.length, 3);
   const out = k.root.children[k.root.children.length - 1];
   k.spans[1].dispatch("mouseenter");
-  assert.equal(out.textContent, '#1 " cat" = -3');
+  assert.equal(out.textContent, '#1 \u2423cat = -3');
   k.spans[2].dispatch("mouseenter");
-  assert.equal(out.textContent, '#2 "\\n" = missing (NaN/Inf)');
+  assert.equal(out.textContent, '#2 \\n = missing (NaN/Inf)');
 });

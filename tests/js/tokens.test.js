@@ -20,12 +20,25 @@ function strip(doc, json, n = DATA.t.length) {
 }
 
 for (const { label, mod: tk } of variants("tokens")) {
-  test(`${label}: readout: index, token as JSON, value to 4 significant digits`, () => {
-    assert.equal(tk.readout(DATA, 1), '#1 " Paris" = 1.85');
-    assert.equal(tk.readout(DATA, 0), '#0 "The" = 0.02');
-    assert.equal(tk.readout(DATA, 2), '#2 "\\n" = missing (NaN/Inf)');
-    assert.equal(tk.readout(DATA, 3), '#3 "say \\"hi\\"" = -0.4');
-    assert.equal(tk.readout(DATA, 4), '#4 "<script>" = 123500');
+  test(`${label}: showToken: the notation of display/text.c's lp_token_show`, () => {
+    assert.equal(tk.showToken(" in"), "\u2423in");
+    assert.equal(tk.showToken("  "), "\u2423\u2423");
+    assert.equal(tk.showToken("\n"), "\\n");
+    assert.equal(tk.showToken("\t\r"), "\\t\\r");
+    assert.equal(tk.showToken("\x1b[0m"), "\\x1b[0m");
+    assert.equal(tk.showToken("\x7f\x00"), "\\x7f\\x00");
+    assert.equal(tk.showToken("a\\nb"), "a\\\\nb");
+    assert.equal(tk.showToken("a\\0b\\"), "a\\0b\\");
+    assert.equal(tk.showToken("caf\u00e9 \u6f22"), "caf\u00e9\u2423\u6f22");
+    assert.equal(tk.showToken(""), "");
+  });
+
+  test(`${label}: readout: index, token as every figure shows it, value to 4 significant digits`, () => {
+    assert.equal(tk.readout(DATA, 1), "#1 \u2423Paris = 1.85");
+    assert.equal(tk.readout(DATA, 0), "#0 The = 0.02");
+    assert.equal(tk.readout(DATA, 2), "#2 \\n = missing (NaN/Inf)");
+    assert.equal(tk.readout(DATA, 3), '#3 say\u2423"hi" = -0.4');
+    assert.equal(tk.readout(DATA, 4), "#4 <script> = 123500");
   });
 
   test(`${label}: a span's index must name a token`, () => {
@@ -47,12 +60,12 @@ for (const { label, mod: tk } of variants("tokens")) {
     assert.equal(out.textContent, "\u00a0", "an empty line keeps its height");
     assert.match(out.style.cssText, /font:12px monospace/);
     assert.equal(spans[1].dispatch("mouseenter"), 1);
-    assert.equal(out.textContent, '#1 " Paris" = 1.85');
+    assert.equal(out.textContent, '#1 \u2423Paris = 1.85');
     assert.equal(spans[1].style.outline, "1px solid currentColor");
     spans[1].dispatch("mouseleave");
     assert.equal(spans[1].style.outline, "");
     spans[2].dispatch("mouseenter");
-    assert.equal(out.textContent, '#2 "\\n" = missing (NaN/Inf)');
+    assert.equal(out.textContent, '#2 \\n = missing (NaN/Inf)');
     assert.equal(tk.start(doc, script, ID), null, "once per output");
     assert.equal(root.children.length, 4);
   });

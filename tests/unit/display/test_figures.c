@@ -147,12 +147,14 @@ Test(figures, tokens_show_values_in_titles_and_colours)
     check_html(b);
     const char *h = t_get(b, "text/html");
     cr_assert(strstr(h, "title=\"#0 The = 0.5\"") != NULL, "%s", h);
+    cr_assert(strstr(h, "title=\"#1 \xE2\x90\xA3" "cat = -1\"") != NULL, "a space shown as in every figure");
     cr_assert(strstr(h, "title=\"#2 &lt;sat&gt; = missing (NaN/Inf)\"") != NULL);
     cr_assert(strstr(h, "&lt;sat&gt;</span>") != NULL);
-    cr_assert(strstr(h, "\xE2\x86\xB5</span>") != NULL); /* newline made visible */
+    cr_assert(strstr(h, ">\\n</span>") != NULL); /* newline made visible, as lp_token_show does */
+    cr_assert(strstr(h, "> cat</span>") != NULL); /* the running text keeps its spaces */
     cr_assert(strstr(h, "1 value missing (NaN/Inf)") != NULL);
     cr_assert_str_eq(t_get(b, "text/plain"),
-                     "The(0.5)  cat(-1) <sat>(NaN) \n(0)\nvalues in [-1, 0.5]; blue negative, red positive; 1 value missing (NaN/Inf)");
+                     "The(0.5) \xE2\x90\xA3" "cat(-1) <sat>(NaN) \\n(0)\nvalues in [-1, 0.5]; blue negative, red positive; 1 value missing (NaN/Inf)");
     json_decref(b);
 }
 

@@ -200,7 +200,7 @@ Test(analysis_lua, patch_sweep_heads_and_metric_functions)
         "local s = z.values:shape(); assert(s[1] == 2 and s[2] == 4)\n"
         "assert(calls <= 2 + 8 and calls > 2, calls)\n"
         "local zp = m:patch_sweep{clean = ids, corrupt = other, hook = 'z', positions = true, metric = fn}\n"
-        "s = zp.values:shape(); assert(s[1] == 8 and s[2] == 7 and zp.row_labels[5] == 'L1H1')\n"
+        "s = zp.values:shape(); assert(s[1] == 8 and s[2] == 7 and zp.row_labels[5] == 'L1H0')\n"
         "for p = 1, 2 do assert(zp.values[1][p] == 0, 'before the difference') end\n"
         "local k = m:patch_sweep{clean = ids, corrupt = other, hook = 'k', metric = fn}\n"
         "assert(k.values:shape()[2] == 2, 'k has the kv heads')\n"

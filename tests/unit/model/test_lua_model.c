@@ -160,9 +160,18 @@ Test(lua_model, attention_figures)
         "assert(b['text/html']:find('data:image/svg+xml;base64,', 1, true), 'a picture')\n"
         "assert(tostring(f):find('heads') or tostring(f):find('head'), tostring(f))\n"
         "local one = r:attention(0, {head = 1})\n"
-        "assert(getmetatable(one).__display(one)['text/html'])\n");
+        "assert(getmetatable(one).__display(one)['text/html'])\n"
+        /* heads count from 0, as blocks.L.attn.hook_z's head index: the grid's first panel is
+         * head 0, its last head n_heads - 1, and {head = 0} is the first head alone */
+        "local html = getmetatable(f).__display(f)['text/html']\n"
+        "local H = m.n_heads\n"
+        "assert(tostring(f):find(H .. ' heads', 1, true), tostring(f))\n"
+        "local first = r:attention(0, {head = 0})\n"
+        "assert(tostring(first):find('head 0', 1, true), tostring(first))\n"
+        "assert(select(2, pcall(r.attention, r, 0, {head = H})):find('out of range 0..' .. (H - 1), 1, true))\n");
     run_err("r:attention(99)", "no layer 99");
     run_err("r:attention(0, {head = 99})", "out of range");
+    run_err("r:attention(0, {head = -1})", "heads count from 0");
     run("r2 = m:run(ids, {cache = false})");
     run_err("r2:attention(0)", "did not cache");
 }
