@@ -192,7 +192,7 @@ static int apply(const lp_hook *h, lp_tensor *act, int headdim, int posdim)
 {
     if (h->head >= 0 && (headdim < 0 || h->head >= act->shape[headdim]))
         return lp_set_error(headdim < 0 ? "hook '%s' has no head dimension (head %d asked)"
-                                        : "hook '%s': head %d is out of range", h->name, h->head + 1);
+                                        : "hook '%s': head %d is out of range (heads count from 0)", h->name, h->head);
     if (h->pos >= 0 && h->pos >= act->shape[posdim])
         return lp_set_error("hook '%s': position %d is past the sequence (%lld)", h->name, h->pos + 1,
                             (long long)act->shape[posdim]);

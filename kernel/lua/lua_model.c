@@ -228,16 +228,20 @@ static int filter_fn(void *ud, const char *name)
     return keep;
 }
 
+/* A hook's head (0-based, as in blocks.L.attn.hook_z and every display) or position
+ * (1-based, as Lua indexes r.tokens); -1 when absent. */
 static int opt_index(lua_State *L, int spec, const char *key)
 {
     lua_getfield(L, spec, key);
-    int v = -1;
+    int v = -1, base = strcmp(key, "head") == 0 ? 0 : 1;
     if (!lua_isnil(L, -1)) {
         int ok;
         lua_Integer i = lua_tointegerx(L, -1, &ok);
-        if (!ok || i < 1 || i > INT32_MAX)
-            luaL_error(L, "hook: %s must be a positive integer (1-based)", key);
-        v = (int)(i - 1);
+        if (!ok || i < base || i > INT32_MAX)
+            luaL_error(L, base ? "hook: %s must be a positive integer (1-based, as r.tokens)"
+                               : "hook: %s must be an integer >= 0 (heads count from 0, as in the hook names)",
+                       key);
+        v = (int)(i - base);
     }
     lua_pop(L, 1);
     return v;
@@ -550,7 +554,8 @@ void lp_lua_open_model(lua_State *L)
                    "cache: true (default: every hook point), false (none), a string (names containing it),\n"
                    "a list of hook names, or function(name) -> boolean.\n"
                    "hooks: {[hook name] = hook or function(tensor, name) -> Tensor or nil, or a list of them};\n"
-                   "hooks come from loupe.ablate, loupe.patch and loupe.steer. Heads and positions are 1-based.");
+                   "hooks come from loupe.ablate, loupe.patch and loupe.steer. Heads count from 0 (as in the hook\n"
+                   "names), positions from 1 (as r.tokens).");
     lp_lua_setfunc(L, -1, "generate", lp_lua_model_generate,
                    "m:generate(prompt [, {max_tokens = 20, temperature = 0, top_k = 0, seed = 0, stop = true,\n"
                    "  kv_cache = true}]) -> text, {ids}\nContinues prompt (text or token ids) one token at a time: greedy when\n"
@@ -603,7 +608,7 @@ void lp_lua_open_model(lua_State *L)
     lp_lua_setfunc(L, loupe, "ablate", l_ablate,
                    "loupe.ablate{[head = h] [, pos = p] [, mean = true or Tensor]} -> hook\n"
                    "Zero ablation (or mean: over batch and positions, or the given tensor) of a hook point,\n"
-                   "of one head and/or one position (1-based) when given.");
+                   "of one head (from 0) and/or one position (from 1) when given.");
     lp_lua_setfunc(L, loupe, "patch", l_patch,
                    "loupe.patch(run or Tensor [, {head = h, pos = p}]) -> hook\n"
                    "Activation patching: the hook point's value from another run's cache (same shape, or batch 1).");

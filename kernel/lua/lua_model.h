@@ -4,7 +4,7 @@
  *   m = loupe.load("models/gpt2")                 -- config.json + safetensors (+ tokenizer)
  *   r = m:run("The capital of France is")         -- text, {ids}, {{ids}, {ids}} or a Tensor
  *   r = m:run(ids, {cache = {"blocks.0.hook_resid_post"},
- *                   hooks = {["blocks.0.attn.hook_z"] = loupe.ablate{head = 3}}})
+ *                   hooks = {["blocks.0.attn.hook_z"] = loupe.ablate{head = 3}  -- heads count from 0}})
  *   r.logits, r["blocks.0.hook_resid_post"], r:top(5)
  *
  * Conventions: token ids are the model's (0-based); heads and positions in hook specs are

@@ -70,8 +70,8 @@ Test(lua_model, hooks_patch_ablate_steer_callback)
     run("local clean = m:run(ids)\n"
         "local p = m:run(other, {hooks = {['blocks.0.hook_resid_pre'] = loupe.patch(clean)}})\n"
         "assert((p.logits - clean.logits):norm() == 0, 'patching everything gives the clean logits')\n"
-        "local a = m:run(ids, {hooks = {['blocks.1.attn.hook_z'] = loupe.ablate{head = 2}}})\n"
-        "local z = a['blocks.1.attn.hook_z']\n"
+        "local a = m:run(ids, {hooks = {['blocks.1.attn.hook_z'] = loupe.ablate{head = 1}}})\n"
+        "local z = a['blocks.1.attn.hook_z']  -- head 1 counts from 0: the second, z:slice(3, 2, 2)\n"
         "assert(z:slice(3, 2, 2):norm() == 0 and z:slice(3, 1, 1):norm() > 0)\n"
         "local c = m:run(ids, {hooks = {['blocks.0.hook_mlp_out'] = function(t, name)\n"
         "    assert(name == 'blocks.0.hook_mlp_out'); return t * 0 end}})\n"
@@ -119,7 +119,9 @@ Test(lua_model, errors)
     run_err("m:run({{1, 2}, {3}})", "row 2 of the token batch");
     run_err("m:run({1.5})", "not a token id");
     run_err("m:run({})", "no tokens");
-    run_err("m:run(ids, {hooks = {['blocks.0.attn.hook_z'] = loupe.ablate{head = 0}}})", "positive integer");
+    run_err("m:run(ids, {hooks = {['blocks.0.attn.hook_z'] = loupe.ablate{head = -1}}})", "integer >= 0");
+    run_err("m:run(ids, {hooks = {['blocks.0.attn.hook_z'] = loupe.ablate{head = 4}}})", "head 4 is out of range");
+    run_err("m:run(ids, {hooks = {['blocks.0.attn.hook_z'] = loupe.ablate{pos = 0}}})", "positive integer");
     run_err("local r = m:run(ids, {cache = false}); m:run(ids, {hooks = {['hook_embed'] = loupe.patch(r)}})",
             "the cache has no 'hook_embed'");
     run_err("loupe.load('/nonexistent')", "config.json");
