@@ -369,7 +369,7 @@ Test(model, run_errors)
     cr_assert(strstr(lp_last_error(), "unknown hook point 'blocks.9.hook_resid_pre'"), "%s", lp_last_error());
     h.name = "blocks.0.attn.hook_z", h.head = FX_H;
     cr_assert_eq(lp_model_run(m, &TOK[0][0], 1, 6, &o, &r), -1);
-    cr_assert(strstr(lp_last_error(), "head 5 is out of range"), "%s", lp_last_error());
+    cr_assert(strstr(lp_last_error(), "head 4 is out of range (heads count from 0)"), "%s", lp_last_error());
     h.name = "blocks.0.hook_resid_pre", h.head = 0;
     cr_assert_eq(lp_model_run(m, &TOK[0][0], 1, 6, &o, &r), -1);
     cr_assert(strstr(lp_last_error(), "no head dimension"), "%s", lp_last_error());
