@@ -1,0 +1,77 @@
+-- Splicing an SAE into a run of the default model (tests/e2e/test_sae_splice.py runs this
+-- with `loupe run`; every check raises on failure).
+local m = loupe.load(MODEL)
+local h = "blocks.0.hook_resid_post"
+local prompt = "Mara lives in Oslo and Ben lives in"
+local r0 = m:run(prompt)
+local x = r0[h]
+local D = x:shape()[3]
+local sae = loupe.sae.random{arch = "standard", d_in = D, d_sae = 64, hook = h, seed = 3}
+
+local function maxabs(t)
+    return math.max(t:max(), -t:min())
+end
+
+-- with the error term the logits are unchanged
+local r1 = m:run(prompt, {saes = {sae}, error_term = true})
+local rel = maxabs(r1.logits - r0.logits) / maxabs(r0.logits)
+print(string.format("error_term logits rel diff %.3g", rel))
+assert(rel < 1e-5, "logits changed with the error term: " .. rel)
+
+-- without it they change, and the cached parts are encode/decode of the input, by hand
+local r2 = m:run(prompt, {saes = {sae}})
+assert(maxabs(r2.logits - r0.logits) > 1e-2, "the reconstruction left the logits as they were")
+local xin = r2[h .. ".hook_sae_input"]:totable()[1]
+local pre = r2[h .. ".hook_sae_acts_pre"]:totable()[1]
+local post = r2[h .. ".hook_sae_acts_post"]:totable()[1]
+local rec = r2[h .. ".hook_sae_recons"]:totable()[1]
+local err = r2[h .. ".hook_sae_error"]:totable()[1]
+local We, be, Wd, bd = sae.W_enc:totable(), sae.b_enc:totable(), sae.W_dec:totable(), sae.b_dec:totable()
+local worst, fired = 0, 0
+for t = 1, #xin do
+    for i = 1, #be do
+        local z = be[i]
+        for d = 1, D do z = z + (xin[t][d] - bd[d]) * We[d][i] end
+        worst = math.max(worst, math.abs(z - pre[t][i]), math.abs(math.max(z, 0) - post[t][i]))
+        if post[t][i] > 0 then fired = fired + 1 end
+    end
+    for d = 1, D do
+        local y = bd[d]
+        for i = 1, #be do y = y + post[t][i] * Wd[i][d] end
+        worst = math.max(worst, math.abs(y - rec[t][d]), math.abs(xin[t][d] - y - err[t][d]))
+    end
+end
+print(string.format("hand encode/decode max diff %.3g, %d features fired", worst, fired))
+assert(worst < 1e-3, "cached hook_sae_* differ from encode/decode by hand: " .. worst)
+assert(fired > 0, "no feature fired: the check would be vacuous")
+
+-- zeroing one feature at acts_post (error term on) moves the output by -f_j W_dec,j
+local j = 1
+for i = 1, #be do if post[#xin][i] > post[#xin][j] then j = i end end
+local mask = {}
+for i = 1, #be do mask[i] = i == j and 0 or 1 end
+mask = loupe.tensor(mask)
+local r3 = m:run(prompt, {saes = {sae}, error_term = true,
+                          hooks = {[h .. ".hook_sae_acts_post"] = function(f) return f * mask end}})
+local want = {}
+for t = 1, #xin do
+    want[t] = {}
+    for d = 1, D do want[t][d] = xin[t][d] - post[t][j] * Wd[j][d] end
+end
+local wantT = loupe.tensor({want})
+local d3 = maxabs(r3[h] - wantT)
+print(string.format("feature %d zeroed: output max diff %.3g (feature max %.3g)", j, d3, post[#xin][j]))
+assert(post[#xin][j] > 0.1 and d3 < 1e-3, "zeroing a feature did not move the output as computed by hand")
+local r4 = m:run(prompt, {hooks = {[h] = loupe.patch(wantT)}})
+local d4 = maxabs(r3.logits - r4.logits) / maxabs(r4.logits)
+print(string.format("logits against a patch of the hand-computed output: rel %.3g", d4))
+assert(d4 < 1e-5, "logits differ from the hand-computed patch: " .. d4)
+
+-- an ablation on acts_post (all features) leaves the error term alone: output = b_dec + error
+local r5 = m:run(prompt, {saes = {sae}, error_term = true, hooks = {[h .. ".hook_sae_acts_post"] = loupe.ablate()}})
+assert(maxabs(r5[h .. ".hook_sae_recons"] - sae.b_dec) < 1e-6, "ablated features still reconstruct")
+
+-- a name no SAE has is an error naming it
+local ok, e = pcall(m.run, m, prompt, {saes = {sae}, hooks = {["blocks.1.hook_resid_post.hook_sae_acts_post"] = loupe.ablate()}})
+assert(not ok and tostring(e):find("blocks.1.hook_resid_post.hook_sae_acts_post", 1, true), tostring(e))
+print("ok")
