@@ -68,7 +68,7 @@ int lp_sae_eval_add(lp_sae_eval *e, const float *x, const float *x_hat, const fl
     return 0;
 }
 
-int lp_sae_eval_result(const lp_sae_eval *e, lp_sae_metrics *out)
+int lp_sae_eval_metrics(const lp_sae_eval *e, lp_sae_metrics *out)
 {
     if (e->n <= 0)
         return lp_set_error("evaluate: no tokens were evaluated");

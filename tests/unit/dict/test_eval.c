@@ -33,7 +33,7 @@ Test(eval, pooled_metrics_equal_a_brute_force_computation)
         t0 += b;
     }
     lp_sae_metrics r;
-    cr_assert_eq(lp_sae_eval_result(e, &r), 0);
+    cr_assert_eq(lp_sae_eval_metrics(e, &r), 0);
 
     double mean[D] = {0}, sse = 0, sst = 0, l0 = 0, cos = 0, l2r = 0, hh = 0, xhd = 0;
     for (int t = 0; t < N; t++)
@@ -75,7 +75,7 @@ Test(eval, no_tokens_is_an_error)
 {
     lp_sae_eval *e = lp_sae_eval_new(3, 4);
     lp_sae_metrics r;
-    cr_assert_eq(lp_sae_eval_result(e, &r), -1);
+    cr_assert_eq(lp_sae_eval_metrics(e, &r), -1);
     lp_sae_eval_free(e);
     cr_assert_null(lp_sae_eval_new(0, 4));
 }
