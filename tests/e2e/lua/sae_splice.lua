@@ -74,4 +74,54 @@ assert(maxabs(r5[h .. ".hook_sae_recons"] - sae.b_dec) < 1e-6, "ablated features
 -- a name no SAE has is an error naming it
 local ok, e = pcall(m.run, m, prompt, {saes = {sae}, hooks = {["blocks.1.hook_resid_post.hook_sae_acts_post"] = loupe.ablate()}})
 assert(not ok and tostring(e):find("blocks.1.hook_resid_post.hook_sae_acts_post", 1, true), tostring(e))
+
+-- evaluate's CE and KL scores equal those computed here from the logits of three runs:
+-- clean, the SAE spliced in without the error term, the hook zero-ablated
+local ids = {}
+math.randomseed(7)
+for i = 1, 48 do ids[i] = math.random(10, 200) end
+local T = 16
+local res = sae:evaluate{model = m, data = ids, tokens = 3 * T, ctx = T, batch = 2, prepend_bos = false,
+                         keep_special = true, quiet = true}
+local function logsoftmax(row)
+    local mx = -math.huge
+    for _, v in ipairs(row) do mx = math.max(mx, v) end
+    local s = 0
+    for _, v in ipairs(row) do s = s + math.exp(v - mx) end
+    local out, lse = {}, mx + math.log(s)
+    for i, v in ipairs(row) do out[i] = v - lse end
+    return out
+end
+local ce, kl, nce, nkl = {0, 0, 0}, {0, 0}, 0, 0
+for w = 0, 2 do
+    local win = {}
+    for t = 1, T do win[t] = ids[w * T + t] end
+    local runs = {m:run(win, {cache = false}), m:run(win, {saes = {sae}, cache = false}),
+                  m:run(win, {hooks = {[h] = loupe.ablate()}, cache = false})}
+    local lg = {}
+    for k = 1, 3 do lg[k] = runs[k].logits:totable()[1] end
+    for t = 1, T do
+        local lp = {}
+        for k = 1, 3 do lp[k] = logsoftmax(lg[k][t]) end
+        for k = 1, 3 do if t < T then ce[k] = ce[k] - lp[k][win[t + 1] + 1] end end
+        for k = 2, 3 do
+            local s = 0
+            for v = 1, #lp[1] do s = s + math.exp(lp[1][v]) * (lp[1][v] - lp[k][v]) end
+            kl[k - 1] = kl[k - 1] + s
+        end
+        if t < T then nce = nce + 1 end
+        nkl = nkl + 1
+    end
+end
+for k = 1, 3 do ce[k] = ce[k] / nce end
+for k = 1, 2 do kl[k] = kl[k] / nkl end
+local ce_score = (ce[3] - ce[2]) / (ce[3] - ce[1])
+local kl_score = (kl[2] - kl[1]) / kl[2]
+print(string.format("ce_loss_score by hand %.6f, evaluate %.6f; kl_div_score by hand %.6f, evaluate %.6f",
+                    ce_score, res.ce_loss_score, kl_score, res.kl_div_score))
+assert(res.positions == 3 * T and res.n_tokens == 3 * T, "evaluate ran " .. res.positions .. " positions")
+assert(math.abs(ce_score - res.ce_loss_score) < 1e-4, "ce_loss_score differs from the hand computation")
+assert(math.abs(kl_score - res.kl_div_score) < 1e-4, "kl_div_score differs from the hand computation")
+assert(math.abs(ce[1] - res.ce_clean) < 1e-4 and math.abs(ce[2] - res.ce_sae) < 1e-4, "CE differs")
+assert(math.abs(ce[3] - ce[1]) > 0.1, "ablation changed nothing: the score would be meaningless")
 print("ok")
