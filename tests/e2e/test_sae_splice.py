@@ -7,7 +7,9 @@ _acts_pre, _acts_post, _recons and _error equal the SAE's encode and decode comp
 hand from its weights; zeroing one feature at hook_sae_acts_post moves the output by
 -f_j W_dec,j and gives the logits of a patch of that hand-computed output; an ablation of
 every feature leaves b_dec as the reconstruction; a hook_sae name of a hook no SAE is
-spliced at is an error naming it; sae:evaluate's ce_loss_score and kl_div_score (BOS kept,
+spliced at is an error naming it; a transcoder (blocks.1.mlp.hook_in -> mlp.hook_out) with
+its error term leaves the logits unchanged, reads mlp.hook_in, and without it mlp.hook_out
+is its prediction; sae:evaluate's ce_loss_score and kl_div_score (BOS kept,
 no error term) equal those computed in Lua from the logits of the clean, spliced and
 zero-ablated runs of the same three windows (1e-4).
 """

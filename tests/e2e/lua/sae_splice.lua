@@ -75,6 +75,20 @@ assert(maxabs(r5[h .. ".hook_sae_recons"] - sae.b_dec) < 1e-6, "ablated features
 local ok, e = pcall(m.run, m, prompt, {saes = {sae}, hooks = {["blocks.1.hook_resid_post.hook_sae_acts_post"] = loupe.ablate()}})
 assert(not ok and tostring(e):find("blocks.1.hook_resid_post.hook_sae_acts_post", 1, true), tostring(e))
 
+-- a transcoder reads mlp.hook_in and replaces mlp.hook_out; with the error term nothing changes
+local hin, hout = "blocks.1.mlp.hook_in", "blocks.1.mlp.hook_out"
+local tc = loupe.sae.random{arch = "standard", transcoder = true, d_in = D, d_sae = 48, hook = hin, hook_out = hout,
+                            seed = 4}
+local rt = m:run(prompt, {saes = {tc}, error_term = true})
+local relt = maxabs(rt.logits - r0.logits) / maxabs(r0.logits)
+assert(relt < 1e-5, "a transcoder with its error term changed the logits: " .. relt)
+assert(maxabs(rt[hout .. ".hook_sae_input"] - r0[hin]) < 1e-6, "the transcoder did not read mlp.hook_in")
+assert(maxabs(rt[hout .. ".hook_sae_recons"] + rt[hout .. ".hook_sae_error"] - r0[hout]) < 1e-4,
+       "recons + error is not the MLP's output")
+local rt2 = m:run(prompt, {saes = {tc}})
+assert(maxabs(rt2[hout] - rt2[hout .. ".hook_sae_recons"]) < 1e-6, "mlp.hook_out is not the prediction")
+assert(maxabs(rt2.logits - r0.logits) > 1e-3, "the prediction left the logits as they were")
+
 -- evaluate's CE and KL scores equal those computed here from the logits of three runs:
 -- clean, the SAE spliced in without the error term, the hook zero-ablated
 local ids = {}
