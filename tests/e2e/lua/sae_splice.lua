@@ -138,4 +138,13 @@ assert(math.abs(ce_score - res.ce_loss_score) < 1e-4, "ce_loss_score differs fro
 assert(math.abs(kl_score - res.kl_div_score) < 1e-4, "kl_div_score differs from the hand computation")
 assert(math.abs(ce[1] - res.ce_clean) < 1e-4 and math.abs(ce[2] - res.ce_sae) < 1e-4, "CE differs")
 assert(math.abs(ce[3] - ce[1]) > 0.1, "ablation changed nothing: the score would be meaningless")
+
+-- a loupe.data dataset feeds evaluate as a table of ids does; BOS/EOS left out by default
+local text = string.rep("Mara lives in Oslo. Ben lives in Paris. ", 20)
+local ds = loupe.data.load{text = text, tokenizer = loupe.tokenizer(MODEL)}
+local rd = sae:evaluate{model = m, data = ds, tokens = 64, ctx = 32, quiet = true}
+assert(rd.positions == 64 and rd.n_tokens > 0 and rd.n_tokens < 64, "dataset evaluate: " .. rd.n_tokens)
+assert(#rd.density == 64 and rd.dead >= 0, "densities")
+local ok2, e2 = pcall(sae.evaluate, sae, {model = m, data = {1, 2, 3}, ctx = 32, quiet = true})
+assert(not ok2 and tostring(e2):find("shorter than one window", 1, true), tostring(e2))
 print("ok")
