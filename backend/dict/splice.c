@@ -88,6 +88,66 @@ static int encode_decode(const lp_sae *s, const float *x, float *xs, float *z, f
     return 0;
 }
 
+/* f = act(z) for one row, as lp_sae_encode's inference path computes it (sae_ops.h): ReLU
+ * (standard), the k largest of z (times ||W_dec,i|| when rescaled; ties: the lower index) then
+ * ReLU (topk), z * 1[z > threshold] (jumprelu, batchtopk, matryoshka). norms (d_sae) for topk. */
+static void act_row(float *f, const float *z, const lp_sae *s, const double *norms)
+{
+    const lp_sae_config *c = &s->cfg;
+    int n = c->d_sae;
+    if (c->arch == LP_SAE_STANDARD) {
+        for (int i = 0; i < n; i++)
+            f[i] = z[i] > 0 ? z[i] : 0;
+        return;
+    }
+    if (c->arch != LP_SAE_TOPK) {
+        for (int i = 0; i < n; i++)
+            f[i] = z[i] > s->threshold->data[i] ? z[i] : 0;
+        return;
+    }
+    for (int i = 0; i < n; i++)
+        f[i] = 0;
+    for (int r = 0; r < c->k; r++) { /* k passes: k is small */
+        int best = -1;
+        double bv = 0;
+        for (int i = 0; i < n; i++) {
+            double v = c->rescale_acts_by_decoder_norm ? z[i] * norms[i] : z[i];
+            if (f[i] == 0 && (best < 0 || v > bv)) /* f[i] != 0: already kept */
+                best = i, bv = v;
+        }
+        if (best < 0 || bv <= 0)
+            break;
+        f[best] = (float)bv;
+    }
+}
+
+/* After a hook changed z: f from it again. */
+static int refeature(float *f, const float *z, const lp_sae *s, int N)
+{
+    double *norms = NULL;
+    if (s->cfg.arch == LP_SAE_TOPK) {
+        if (!(norms = lp_malloc((size_t)s->cfg.d_sae * sizeof *norms, "decoder norms")))
+            return -1;
+        lp_sae_decoder_norms(norms, s);
+    }
+    for (int t = 0; t < N; t++)
+        act_row(f + (size_t)t * s->cfg.d_sae, z + (size_t)t * s->cfg.d_sae, s, norms);
+    free(norms);
+    return 0;
+}
+
+/* Whether the user's opts hook e's part. */
+static int part_hooked(const entry *e, int part)
+{
+    char name[160];
+    part_name(name, sizeof name, e->s, part);
+    const lp_run_opts *o = e->c->user;
+    for (size_t i = 0; o && i < o->nhooks; i++)
+        if (!strcmp(o->hooks[i].name, name))
+            return 1;
+    return 0;
+}
+
 static int replace(void *ud, const char *name, const lp_tensor *act, lp_tensor **out)
 {
     entry *e = ud;
@@ -123,16 +183,11 @@ static int replace(void *ud, const char *name, const lp_tensor *act, lp_tensor *
     size_t nout = (size_t)N * c->d_out;
     for (size_t i = 0; i < nout; i++)
         err->data[i] = target[i] - r->data[i];
-    if (part_hooks(e, P_PRE, z) < 0 || part_hooks(e, P_POST, f) < 0)
+    int pre = part_hooked(e, P_PRE), post = part_hooked(e, P_POST);
+    if (part_hooks(e, P_PRE, z) < 0 || (pre && refeature(f->data, z->data, s, N) < 0) || part_hooks(e, P_POST, f) < 0)
         goto done;
     /* features a hook changed decode to a new reconstruction; the error stays */
-    const lp_run_opts *uo = e->c->user;
-    char pname[160];
-    part_name(pname, sizeof pname, s, P_POST);
-    int hooked = 0;
-    for (size_t i = 0; uo && i < uo->nhooks; i++)
-        hooked |= !strcmp(uo->hooks[i].name, pname);
-    if (hooked) {
+    if (pre || post) {
         if (lp_sae_decode(r->data, s, f->data, xs->data, N) < 0)
             goto done;
         for (size_t i = 0; i < nout && s->scale != 1.0f; i++)
@@ -174,8 +229,6 @@ int lp_model_run_spliced(const lp_model *m, const int32_t *tokens, int B, int T,
             return lp_set_error("unknown hook point '%s' (neither the model nor a spliced dictionary has it; a "
                                 "dictionary's are <hook>.hook_sae_input, ..._acts_post, ..._recons, ..._error)",
                                 name);
-        if (strstr(name, ".hook_sae_acts_pre"))
-            return lp_set_error("hook '%s': hooks on hook_sae_acts_pre are not supported (hook acts_post)", name);
     }
     ctx c = {.user = opts, .out = out, .error_term = so ? so->error_term : 0};
     entry *e = calloc(n ? (size_t)n : 1, sizeof *e);

@@ -12,7 +12,8 @@
  *   <hook>.hook_sae_output     what the model continues with: recons (+ error)
  * with <hook> the SAE's hook (a transcoder's hook_out). Hooks apply in that order; a hook on
  * acts_post changes recons (and so the output) and leaves the error as it was, as SAELens
- * does. Hooks on acts_pre are refused (f is not recomputed from a changed z).
+ * does. A hook on acts_pre recomputes f from the changed z (the architecture's inference
+ * activation: ReLU, top-k, or the JumpReLU threshold), then acts_post's hooks run.
  * The SAE's scale (activations normalised in training): it reads x * scale, and its
  * outputs are divided by scale.
  *

@@ -5,7 +5,9 @@ tests/e2e/lua/sae_splice.lua checks, under `loupe run`: with the error term the 
 unchanged (1e-5 relative); without it they change, and the cached hook_sae_input,
 _acts_pre, _acts_post, _recons and _error equal the SAE's encode and decode computed by
 hand from its weights; zeroing one feature at hook_sae_acts_post moves the output by
--f_j W_dec,j and gives the logits of a patch of that hand-computed output; an ablation of
+-f_j W_dec,j and gives the logits of a patch of that hand-computed output, and so does zeroing
+its pre-activation at hook_sae_acts_pre (f recomputed from z: ReLU, and for a TopK SAE the
+top k again, the same features as encode when z is unchanged); an ablation of
 every feature leaves b_dec as the reconstruction; a hook_sae name of a hook no SAE is
 spliced at is an error naming it; a transcoder (blocks.1.mlp.hook_in -> mlp.hook_out) with
 its error term leaves the logits unchanged, reads mlp.hook_in, and without it mlp.hook_out

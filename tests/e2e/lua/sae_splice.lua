@@ -67,6 +67,32 @@ local d4 = maxabs(r3.logits - r4.logits) / maxabs(r4.logits)
 print(string.format("logits against a patch of the hand-computed output: rel %.3g", d4))
 assert(d4 < 1e-5, "logits differ from the hand-computed patch: " .. d4)
 
+-- the same feature zeroed at acts_pre instead: ReLU(0) = 0, so the same output and logits
+local r3b = m:run(prompt, {saes = {sae}, error_term = true,
+                           hooks = {[h .. ".hook_sae_acts_pre"] = function(z) return z * mask end}})
+assert(maxabs(r3b[h] - wantT) < 1e-3 and maxabs(r3b.logits - r3.logits) < 1e-4, "acts_pre hook")
+assert(maxabs(r3b[h .. ".hook_sae_acts_post"] - r3[h .. ".hook_sae_acts_post"]) == 0, "f not recomputed from z")
+-- a topk SAE: raising one feature's z at acts_pre brings it into the top k
+local tk = loupe.sae.random{arch = "topk", k = 4, d_in = D, d_sae = 64, hook = h, seed = 5}
+local rk = m:run(prompt, {saes = {tk}})
+local postk = rk[h .. ".hook_sae_acts_post"]:totable()[1]
+local off = 0
+for i = 1, 64 do if postk[#postk][i] == 0 then off = i break end end
+local bump = {}
+for i = 1, 64 do bump[i] = i == off and 1000 or 0 end
+bump = loupe.tensor(bump)
+local rk2 = m:run(prompt, {saes = {tk}, hooks = {[h .. ".hook_sae_acts_pre"] = function(z) return z + bump end}})
+-- an acts_pre hook that changes nothing recomputes exactly the features encode gave
+local rk3 = m:run(prompt, {saes = {tk}, hooks = {[h .. ".hook_sae_acts_pre"] = function(z) return z * 1 end}})
+assert(maxabs(rk3[h .. ".hook_sae_acts_post"] - rk[h .. ".hook_sae_acts_post"]) < 1e-6, "top-k recomputed differs")
+assert(maxabs(rk3.logits - rk.logits) < 1e-5, "logits after an identity acts_pre hook")
+local postk2 = rk2[h .. ".hook_sae_acts_post"]:totable()[1]
+for t = 1, #postk2 do
+    local n = 0
+    for i = 1, 64 do if postk2[t][i] ~= 0 then n = n + 1 end end
+    assert(n <= 4 and postk2[t][off] > 900, "top-k after an acts_pre hook: " .. n .. " " .. postk2[t][off])
+end
+
 -- an ablation on acts_post (all features) leaves the error term alone: output = b_dec + error
 local r5 = m:run(prompt, {saes = {sae}, error_term = true, hooks = {[h .. ".hook_sae_acts_post"] = loupe.ablate()}})
 assert(maxabs(r5[h .. ".hook_sae_recons"] - sae.b_dec) < 1e-6, "ablated features still reconstruct")
