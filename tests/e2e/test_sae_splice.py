@@ -13,7 +13,7 @@ spliced at is an error naming it; a transcoder (blocks.1.mlp.hook_in -> mlp.hook
 its error term leaves the logits unchanged, reads mlp.hook_in, and without it mlp.hook_out
 is its prediction; sae:evaluate's ce_loss_score and kl_div_score (BOS kept,
 no error term) equal those computed in Lua from the logits of the clean, spliced and
-zero-ablated runs of the same three windows (1e-4).
+zero-ablated runs of the same three windows (1e-4), for an SAE and for a transcoder.
 """
 from __future__ import annotations
 

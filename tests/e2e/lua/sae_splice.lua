@@ -171,6 +171,25 @@ local ds = loupe.data.load{text = text, tokenizer = loupe.tokenizer(MODEL)}
 local rd = sae:evaluate{model = m, data = ds, tokens = 64, ctx = 32, quiet = true}
 assert(rd.positions == 64 and rd.n_tokens > 0 and rd.n_tokens < 64, "dataset evaluate: " .. rd.n_tokens)
 assert(#rd.density == 64 and rd.dead >= 0, "densities")
+-- a transcoder evaluates against mlp.hook_out, and its CE score is computed as above
+local rte = tc:evaluate{model = m, data = ids, tokens = 2 * T, ctx = T, prepend_bos = false, keep_special = true,
+                        quiet = true}
+local ce0, ce1, ce2, nn = 0, 0, 0, 0
+for w = 0, 1 do
+    local win = {}
+    for t = 1, T do win[t] = ids[w * T + t] end
+    local lgs = {m:run(win, {cache = false}).logits:totable()[1], m:run(win, {saes = {tc}, cache = false}).logits:totable()[1],
+                 m:run(win, {hooks = {[hout] = loupe.ablate()}, cache = false}).logits:totable()[1]}
+    for t = 1, T - 1 do
+        ce0 = ce0 - logsoftmax(lgs[1][t])[win[t + 1] + 1]
+        ce1 = ce1 - logsoftmax(lgs[2][t])[win[t + 1] + 1]
+        ce2 = ce2 - logsoftmax(lgs[3][t])[win[t + 1] + 1]
+        nn = nn + 1
+    end
+end
+local tscore = (ce2 / nn - ce1 / nn) / (ce2 / nn - ce0 / nn)
+print(string.format("transcoder ce_loss_score by hand %.6f, evaluate %.6f", tscore, rte.ce_loss_score))
+assert(math.abs(tscore - rte.ce_loss_score) < 1e-4, "transcoder ce_loss_score")
 local ok2, e2 = pcall(sae.evaluate, sae, {model = m, data = {1, 2, 3}, ctx = 32, quiet = true})
 assert(not ok2 and tostring(e2):find("shorter than one window", 1, true), tostring(e2))
 print("ok")
