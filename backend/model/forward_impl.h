@@ -50,8 +50,6 @@ int lp_fwd_hooked(const lp_fwd *f, const char *name);
 int lp_fwd_wants(const lp_fwd *f, const char *name);
 /* Checks every hook's name and arguments before a run. */
 int lp_fwd_check_hooks(const lp_model *m, const lp_run_opts *o);
-/* Appends a reference to t under name. */
-int lp_run_add(lp_run *r, const char *name, const lp_tensor *t);
 
 /* ---- tensors alive in one layer (forward_ops.c) ---- */
 

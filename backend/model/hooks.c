@@ -273,6 +273,11 @@ static int apply(const lp_hook *h, lp_tensor *act, int headdim, int posdim)
     return rc;
 }
 
+int lp_hook_apply(const lp_hook *h, lp_tensor *act, int headdim, int posdim)
+{
+    return apply(h, act, headdim, posdim);
+}
+
 int lp_fwd_hooked(const lp_fwd *f, const char *name)
 {
     for (size_t i = 0; f->o && i < f->o->nhooks; i++)

@@ -159,6 +159,12 @@ int lp_model_run(const lp_model *m, const int32_t *tokens, int B, int T, const l
 void lp_run_clear(lp_run *r);
 /* The cached activation called name (borrowed), or NULL. */
 lp_tensor *lp_run_get(const lp_run *r, const char *name);
+/* Adds t to r's cache as name (a new reference to t, no copy): for code that runs hook points
+ * of its own inside a run (backend/dict/splice.c). 0, or -1 on no memory. */
+int lp_run_add(lp_run *r, const char *name, const lp_tensor *t);
+/* Applies one hook to act in place, as a run does at a hook point (headdim, posdim: the
+ * head and position dimensions, -1 for none). 0, or -1 with an error naming the hook. */
+int lp_hook_apply(const lp_hook *h, lp_tensor *act, int headdim, int posdim);
 
 /* ---- incremental runs (generation) ----
  * A key/value cache holds, per layer, the keys (after the rotary embedding for Llama) and

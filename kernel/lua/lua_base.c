@@ -395,6 +395,7 @@ static int l_resume(lua_State *L)
 
 void lp_lua_open_comm(lua_State *L);
 void lp_lua_open_dict(lua_State *L); /* lua_dict.h */
+void lp_lua_open_sae_eval(lua_State *L); /* lua_sae_eval.c: sae:evaluate, after lp_lua_open_dict */
 void lp_lua_open_analysis(lua_State *L); /* lua_analysis.h: after lp_lua_open_model */
 
 static void lp_lua_open_base(lua_State *L)
@@ -468,5 +469,6 @@ void lp_lua_open_all(lua_State *L)
     lp_lua_open_train(L);
     lp_lua_open_acts(L);
     lp_lua_open_dict(L);
+    lp_lua_open_sae_eval(L);
     lua_pop(L, 1);
 }

@@ -12,7 +12,9 @@
 #include "bundle.h"
 #include "core/error.h"
 #include "figures.h"
+#include "dict/splice.h"
 #include "lua_api.h"
+#include "lua_dict.h"
 #include "lua_tensor.h"
 #include "model/model.h"
 #include "ops/ops.h"
@@ -302,6 +304,51 @@ static void parse_hook(lua_State *L, int v, const char *name, lp_hook *h, lua_cb
 
 /* ---- run ---- */
 
+/* opts.saes = {sae, transcoders, ...} and opts.error_term into so: the dictionaries (a
+ * transcoder set as its layers, copies anchored on the stack for the run). */
+static void read_saes(lua_State *L, int opts, lp_splice_opts *so)
+{
+    lua_getfield(L, opts, "error_term");
+    so->error_term = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    if (lua_getfield(L, opts, "saes") == LUA_TNIL)
+        return;
+    int t = lua_gettop(L);
+    if (luaL_testudata(L, t, LP_LUA_SAE_MT) || luaL_testudata(L, t, LP_LUA_TRANSCODERS_MT)) {
+        lua_newtable(L); /* a single dictionary: a list of one */
+        lua_pushvalue(L, t);
+        lua_rawseti(L, -2, 1);
+        t = lua_gettop(L);
+    }
+    luaL_argexpected(L, lua_istable(L, t), opts, "saes: a list of SAEs and transcoders");
+    lua_newtable(L); /* every lp_sae, kept alive */
+    int all = lua_gettop(L), n = 0;
+    for (lua_Integer i = 1; lua_rawgeti(L, t, i) != LUA_TNIL; i++) {
+        int v = lua_gettop(L);
+        if (luaL_testudata(L, v, LP_LUA_TRANSCODERS_MT)) {
+            lua_Integer nl = luaL_len(L, v);
+            for (lua_Integer l = 1; l <= nl; l++) {
+                if (lua_geti(L, v, l) != LUA_TUSERDATA)
+                    luaL_error(L, "run: saes[%d]: only a transcoder set splices in (not a cross-layer transcoder)", (int)i);
+                lua_rawseti(L, all, ++n);
+            }
+        } else if (luaL_testudata(L, v, LP_LUA_SAE_MT)) {
+            lua_pushvalue(L, v);
+            lua_rawseti(L, all, ++n);
+        } else {
+            luaL_error(L, "run: saes[%d] is not an SAE or transcoders (%s)", (int)i, luaL_typename(L, v));
+        }
+        lua_pop(L, 1);
+    }
+    const lp_sae **list = lua_newuserdatauv(L, (n ? n : 1) * sizeof *list, 0);
+    for (int i = 0; i < n; i++) {
+        lua_rawgeti(L, all, i + 1);
+        list[i] = lp_lua_check_sae(L, -1);
+        lua_pop(L, 1);
+    }
+    so->saes = list, so->n = n;
+}
+
 static int l_run(lua_State *L)
 {
     model_ud *u = check_model(L, 1);
@@ -312,6 +359,7 @@ static int l_run(lua_State *L)
     int B, T;
     int32_t *tokens = lp_lua_model_tokens(L, u, 2, &B, &T);
     lp_run_opts o = {.cache_all = 1};
+    lp_splice_opts so = {0};
     lua_cb fcb = {.L = L};
     if (has_opts) {
         lua_getfield(L, 3, "cache");
@@ -327,7 +375,7 @@ static int l_run(lua_State *L)
             for (lua_Integer i = 1; lua_rawgeti(L, c, i) != LUA_TNIL; i++) {
                 if (lua_type(L, -1) != LUA_TSTRING)
                     luaL_error(L, "run: cache[%d] is not a hook name", (int)i);
-                if (!lp_model_has_hook(u->m, lua_tostring(L, -1)))
+                if (!lp_model_has_hook(u->m, lua_tostring(L, -1)) && !strstr(lua_tostring(L, -1), ".hook_sae_"))
                     luaL_error(L, "run: cache: unknown hook point '%s'", lua_tostring(L, -1));
                 lua_pushboolean(L, 1);
                 lua_rawset(L, -3);
@@ -372,6 +420,7 @@ static int l_run(lua_State *L)
             }
             o.hooks = hooks, o.nhooks = n;
         }
+        read_saes(L, 3, &so);
     }
     run_ud *r = lua_newuserdatauv(L, sizeof *r, 1);
     memset(r, 0, sizeof *r);
@@ -383,7 +432,7 @@ static int l_run(lua_State *L)
         return lp_lua_backend_error(L, "run");
     memcpy(r->tokens, tokens, (size_t)B * T * sizeof *tokens);
     r->B = B, r->T = T;
-    if (lp_model_run(u->m, tokens, B, T, &o, &r->run) < 0)
+    if ((so.n ? lp_model_run_spliced(u->m, tokens, B, T, &so, &o, &r->run) : lp_model_run(u->m, tokens, B, T, &o, &r->run)) < 0)
         return lp_lua_backend_error(L, "run");
     if (fcb.failed)
         return lp_lua_raise(L, fcb.code, "run: %s", fcb.err);
@@ -555,7 +604,9 @@ void lp_lua_open_model(lua_State *L)
                    "a list of hook names, or function(name) -> boolean.\n"
                    "hooks: {[hook name] = hook or function(tensor, name) -> Tensor or nil, or a list of them};\n"
                    "hooks come from loupe.ablate, loupe.patch and loupe.steer. Heads count from 0 (as in the hook\n"
-                   "names), positions from 1 (as r.tokens).");
+                   "names), positions from 1 (as r.tokens).\n"
+                   "saes: {sae, transcoders, ...} splices reconstructions in (error_term = true adds x - x_hat\n"
+                   "back); each caches <hook>.hook_sae_input, _acts_pre, _acts_post, _recons, _error, _output.");
     lp_lua_setfunc(L, -1, "generate", lp_lua_model_generate,
                    "m:generate(prompt [, {max_tokens = 20, temperature = 0, top_k = 0, seed = 0, stop = true,\n"
                    "  kv_cache = true}]) -> text, {ids}\nContinues prompt (text or token ids) one token at a time: greedy when\n"
