@@ -26,6 +26,7 @@
 
 #define SAE_TRAINING_MT "loupe.SAETraining"
 #define REGISTRY_KEY "loupe.sae_trainings" /* weak-keyed: first SAE userdata -> SAETraining */
+#define LAST_KEY "loupe.sae_training_last"  /* the last SAETraining started */
 #define MAX_SWEEP 16
 
 /* uservalues of an SAETraining: 1 the list of SAE userdata, 2 the activation stream */
@@ -140,10 +141,12 @@ static void check_memory(lua_State *L, int d_in, int d_out, long width, int batc
     double bytes = 4.0 * n * (5.0 * (double)width * (d_in + d_out) + 3.0 * (double)batch * width);
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
     double have = pages > 0 && page > 0 ? (double)pages * page : 0;
-    if (width > 1L << 30 || (have > 0 && bytes > have))
-        lp_lua_raise(L, LP_ERR_NOMEM, "loupe.sae.train: cannot allocate %.1f GB for %d SAE%s of width %ld at batch %d "
-                                      "(this machine has %.1f GB)",
-                     bytes / 1e9, n, n > 1 ? "s" : "", width, batch, have / 1e9);
+    if (width > 1L << 30 || (have > 0 && bytes > have)) {
+        char msg[256]; /* lua_pushfstring has no %.1f */
+        snprintf(msg, sizeof msg, "cannot allocate %.1f GB for %d SAE%s of width %ld at batch %d (this machine "
+                 "has %.1f GB)", bytes / 1e9, n, n > 1 ? "s" : "", width, batch, have / 1e9);
+        lp_lua_raise(L, LP_ERR_NOMEM, "loupe.sae.train: %s", msg);
+    }
 }
 
 /* ---- the live figure and the progress bar ----------------------------------------------- */
@@ -196,8 +199,8 @@ static void plot_step(lua_State *L, int plots, const char *label, double tokens,
         plot_add(L, plots + i, tokens, v[i], label);
 }
 
-/* progress_body(ctx), under lua_pcall: every SAE's step on the live figures, then the bar a
- * few times a second. */
+/* progress_body(ctx, plot1, .., plot4), under lua_pcall: every SAE's step on the live
+ * figures, then the bar a few times a second. */
 static int progress_body(lua_State *L)
 {
     progress_ctx *c = lua_touserdata(L, 1);
@@ -205,7 +208,7 @@ static int progress_body(lua_State *L)
     c->loss = p->stats[0].loss.total;
     for (int i = 0; i < p->n; i++) {
         const lp_sae_step_stats *s = &p->stats[i];
-        plot_step(L, c->plots, c->tr->labels[i], (double)p->tokens, s->loss.total, s->loss.l0,
+        plot_step(L, 2, c->tr->labels[i], (double)p->tokens, s->loss.total, s->loss.l0,
                   s->explained_variance, s->dead);
     }
     if (lp_now_s() - c->last >= 0.25)
@@ -222,7 +225,9 @@ static int on_progress(void *ud, const lp_sae_progress *p)
     lua_State *L = c->L;
     lua_pushcfunction(L, progress_body);
     lua_pushlightuserdata(L, c);
-    int st = lua_pcall(L, 1, 0, 0);
+    for (int i = 0; i < 4; i++)
+        lua_pushvalue(L, c->plots + i);
+    int st = lua_pcall(L, 5, 0, 0);
     if (st != LUA_OK) {
         c->code = lp_lua_caught_code(L, st, -1);
         snprintf(c->err, sizeof c->err, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "error in the display");
@@ -357,8 +362,8 @@ static void run_training(lua_State *L, int ti, int live)
     if (interrupted) {
         lua_getglobal(L, "print");
         lua_pushfstring(L, "SAE training interrupted at step %d of %d: the SAE keeps the weights of step %d; "
-                           "loupe.sae.train{sae = s, resume = true} continues",
-                        (int)done, (int)tr->total, (int)done);
+                           "s = loupe.sae.train{resume = true} continues it (or returns it as it is with steps = %d)",
+                        (int)done, (int)tr->total, (int)done, (int)done);
         lua_call(L, 1, 0);
         lp_lua_raise(L, LP_ERR_INTERRUPTED, "interrupted");
     }
@@ -387,16 +392,21 @@ static long total_steps(lua_State *L, int t, int batch, long def)
     return steps ? steps : def;
 }
 
-/* loupe.sae.train{sae = s, resume = true [, steps | tokens, live]} */
+/* loupe.sae.train{[sae = s,] resume = true [, steps | tokens, live]}: the training of s, or
+ * the last one started (whose call, interrupted, returned nothing) */
 static int resume_training(lua_State *L)
 {
-    lua_getfield(L, 1, "sae");
-    lp_lua_check_sae(L, -1);
-    lua_getfield(L, LUA_REGISTRYINDEX, REGISTRY_KEY);
-    lua_pushvalue(L, -2);
-    if (!lua_istable(L, -2) || lua_rawget(L, -2) == LUA_TNIL)
-        return luaL_error(L, "loupe.sae.train: this SAE has no training to resume (give sae = the first SAE a "
-                             "loupe.sae.train returned)");
+    if (lua_getfield(L, 1, "sae") == LUA_TNIL) {
+        if (lua_getfield(L, LUA_REGISTRYINDEX, LAST_KEY) == LUA_TNIL)
+            return luaL_error(L, "loupe.sae.train: no SAE training to resume");
+    } else {
+        lp_lua_check_sae(L, -1);
+        lua_getfield(L, LUA_REGISTRYINDEX, REGISTRY_KEY);
+        lua_pushvalue(L, -2);
+        if (!lua_istable(L, -2) || lua_rawget(L, -2) == LUA_TNIL)
+            return luaL_error(L, "loupe.sae.train: this SAE has no training to resume (give sae = the first SAE a "
+                                 "loupe.sae.train returned)");
+    }
     int ti = lua_gettop(L);
     sae_training *tr = luaL_checkudata(L, ti, SAE_TRAINING_MT);
     if (tr->running)
@@ -610,6 +620,8 @@ static int l_train(lua_State *L)
     lua_pushvalue(L, 4);
     lua_rawset(L, -3);
     lua_pop(L, 1);
+    lua_pushvalue(L, 4);
+    lua_setfield(L, LUA_REGISTRYINDEX, LAST_KEY);
     run_training(L, 4, live);
     return push_result(L, 4);
 }
@@ -655,7 +667,7 @@ void lp_lua_open_sae_train(lua_State *L)
         "hook_out) on the model's activations over the data, with live figures of loss, L0, explained variance and "
         "dead features against tokens and a progress bar. arch: topk, standard, batchtopk, jumprelu (l0: the step "
         "penalty, l1: the tanh one), matryoshka. A sweep trains several from one stream. Interrupted, the SAE "
-        "keeps its last finished step; loupe.sae.train{sae = s, resume = true [, steps]} continues. sae.history "
+        "keeps its last finished step; loupe.sae.train{resume = true [, sae = s, steps]} continues the last training (or s's). sae.history "
         "holds step, tokens, loss, mse, sparsity, l0, explained_variance, dead.");
     lua_pop(L, 1);
     luaL_getmetatable(L, LP_LUA_SAE_MT);
