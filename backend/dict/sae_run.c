@@ -27,6 +27,7 @@ struct lp_sae_run {
     float *x, *y; /* one batch */
     int64_t tokens;
     double seconds;
+    char stopped[512]; /* why a trainer's step failed (a NaN): the run does not go on */
 };
 
 static double now_s(void)
@@ -174,6 +175,7 @@ static int run_step(lp_sae_run *r)
                 snprintf(msg, sizeof msg, "%s", lp_last_error());
                 lp_set_error("SAE %d of %d: %s", i + 1, r->n, msg);
             }
+            snprintf(r->stopped, sizeof r->stopped, "%s", lp_last_error());
             /* the trainers before i made this step: record it for them */
             r->tokens += r->o.batch;
             for (int j = 0; j < i; j++)
@@ -188,6 +190,8 @@ static int run_step(lp_sae_run *r)
 
 int lp_sae_run_go(lp_sae_run *r, long total, lp_sae_progress_fn cb, void *ud)
 {
+    if (r->stopped[0])
+        return lp_set_error("SAE training cannot go on after it stopped: %s", r->stopped);
     long done = lp_sae_trainer_steps(r->t[0]);
     if (total < done)
         return lp_set_error("SAE training: cannot run to step %ld, %ld steps are already done", total, done);

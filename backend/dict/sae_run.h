@@ -19,7 +19,8 @@
  * A NaN or Inf in a trainer's loss or gradients stops the run: that trainer keeps the
  * weights of its last good step (sae_train.h) and the error names the SAE of the sweep and
  * the step ("SAE 2 of 3: SAE training: the loss is nan at step 12 ..."); the trainers
- * before it in the sweep made that step. */
+ * before it in the sweep made that step. Such a run does not go on (the trainers are no
+ * longer in step): lp_sae_run_go fails again with that message. */
 #ifndef LP_DICT_SAE_RUN_H
 #define LP_DICT_SAE_RUN_H
 

@@ -185,6 +185,9 @@ Test(sae_run, nan_stops_naming_the_step_and_keeps_the_last_good_weights)
     r = run_of(sw, NULL, 2, &gs);
     cr_assert_eq(lp_sae_run_go(r, 30, NULL, NULL), -1);
     cr_assert(strstr(lp_last_error(), "SAE 1 of 2") && strstr(lp_last_error(), "step 3"), "%s", lp_last_error());
+    cr_assert_eq(lp_sae_run_go(r, 30, NULL, NULL), -1, "a stopped sweep does not go on out of step");
+    cr_assert(strstr(lp_last_error(), "cannot go on") && strstr(lp_last_error(), "step 3"), "%s", lp_last_error());
+    cr_assert_eq(gs.drawn, 3);
     lp_sae_run_free(r), lp_sae_free(sw[0]), lp_sae_free(sw[1]);
 }
 
