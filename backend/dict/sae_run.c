@@ -68,9 +68,13 @@ static int check(lp_sae_trainer **t, int n, const lp_sae_run_opts *o)
         if (lp_act_stream_batch(s) != o->batch)
             return lp_set_error("SAE training: the activation stream serves batches of %lld, not %d",
                                 (long long)lp_act_stream_batch(s), o->batch);
-        if (lp_act_stream_dim(s, 0) != o->d_in || (o->d_out && lp_act_stream_dim(s, 1) != o->d_out))
-            return lp_set_error("SAE training: %s has %lld dimensions, the dictionary reads %d",
-                                lp_act_stream_hook(s, 0), (long long)lp_act_stream_dim(s, 0), o->d_in);
+        for (size_t h = 0; h < want; h++) {
+            int d = h ? o->d_out : o->d_in;
+            if (lp_act_stream_dim(s, h) != d)
+                return lp_set_error("SAE training: %s has %lld dimensions, the dictionary %s %d",
+                                    lp_act_stream_hook(s, h), (long long)lp_act_stream_dim(s, h),
+                                    h ? "predicts" : "reads", d);
+        }
     }
     return 0;
 }
