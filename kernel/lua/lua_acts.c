@@ -31,6 +31,14 @@ static acts_ud *check_acts(lua_State *L, int idx)
     return u;
 }
 
+lp_act_stream *lp_lua_check_act_stream(lua_State *L, int idx)
+{
+    acts_ud *u = check_acts(L, idx);
+    if (!u->s)
+        luaL_error(L, "the activation stream reads shards back; training needs one of model runs");
+    return u->s;
+}
+
 static size_t nhooks(const acts_ud *u) { return u->s ? lp_act_stream_nhooks(u->s) : u->nh; }
 static const char *hook(const acts_ud *u, size_t h) { return u->s ? lp_act_stream_hook(u->s, h) : u->names[h]; }
 static int64_t dim(const acts_ud *u, size_t h)

@@ -11,6 +11,12 @@
 
 #include <lua.h>
 
+#include "dict/activations.h"
+
+/* The stream of model runs at idx (borrowed, alive as long as the userdata), or a Lua error
+ * (not a stream, freed, or shards read back). */
+lp_act_stream *lp_lua_check_act_stream(lua_State *L, int idx);
+
 /* Adds loupe.activations to the table on top of the stack (the global `loupe`). */
 void lp_lua_open_acts(lua_State *L);
 

@@ -127,7 +127,15 @@ static int sae_index(lua_State *L)
         push_copy(L, s->W_skip);
     else if (!strcmp(k, "sparsity"))
         push_copy(L, s->log_density);
-    else
+    else if (!strcmp(k, "scale"))
+        lua_pushnumber(L, s->scale);
+    else if (lua_getfield(L, LUA_REGISTRYINDEX, LP_LUA_SAE_EXTRA) == LUA_TTABLE) {
+        lua_pushvalue(L, 1); /* a field another binding attached to this SAE (sae.history) */
+        if (lua_rawget(L, -2) == LUA_TTABLE)
+            lua_getfield(L, -1, k);
+        else
+            lua_pushnil(L);
+    } else
         lua_pushnil(L);
     return 1;
 }

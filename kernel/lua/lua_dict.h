@@ -17,6 +17,9 @@
 
 #define LP_LUA_SAE_MT "loupe.SAE"
 #define LP_LUA_TRANSCODERS_MT "loupe.Transcoders"
+/* registry: a weak-keyed table SAE userdata -> {field = value}: fields other binding files
+ * attach to one SAE (loupe.sae.train's `history`), read by sae.<field> after the built-in ones */
+#define LP_LUA_SAE_EXTRA "loupe.sae_extra"
 
 /* Called with the `loupe` table on top of the stack; adds loupe.sae and loupe.transcoders
  * (or adds to them when they exist) and leaves the stack as it found it. */
