@@ -62,14 +62,6 @@ static lua_Integer opt_int(lua_State *L, int t, const char *key, lua_Integer def
     return v;
 }
 
-static int opt_bool(lua_State *L, int t, const char *key, int def)
-{
-    lua_getfield(L, t, key);
-    int v = lua_isnil(L, -1) ? def : lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    return v;
-}
-
 /* loupe.activations{model, hook | hooks, data, ctx, batch, buffer, seed, normalize, ...} */
 static int l_activations(lua_State *L)
 {
@@ -122,9 +114,9 @@ static int l_activations(lua_State *L)
     o.run_rows = (int)opt_int(L, 1, "run_rows", 0);
     o.seed = (uint64_t)opt_int(L, 1, "seed", 1);
     o.norm_batches = (int)opt_int(L, 1, "norm_batches", 0);
-    o.normalize = opt_bool(L, 1, "normalize", 0);
-    o.prepend_bos = opt_bool(L, 1, "prepend_bos", c->bos >= 0);
-    o.keep_special = opt_bool(L, 1, "keep_special", 0);
+    o.normalize = lp_lua_opt_bool(L, 1, "normalize", 0);
+    o.prepend_bos = lp_lua_opt_bool(L, 1, "prepend_bos", c->bos >= 0);
+    o.keep_special = lp_lua_opt_bool(L, 1, "keep_special", 0);
     acts_ud *u = lua_newuserdatauv(L, sizeof *u, 2); /* user values: the model, the dataset */
     memset(u, 0, sizeof *u);
     luaL_setmetatable(L, ACTS_MT);

@@ -72,4 +72,7 @@ void lp_lua_error_forget(lua_State *L);
  * kernel and in `loupe run` (text/plain printed). Returns 0, or raises on a bad bundle. */
 int lp_lua_publish(lua_State *L, json_t *bundle, const char *display_id, int update);
 
+/* Options tables (lua_opts.c): t[key] as a boolean (Lua truth), def when nil. */
+int lp_lua_opt_bool(lua_State *L, int t, const char *key, int def);
+
 #endif

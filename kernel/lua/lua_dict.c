@@ -211,15 +211,6 @@ static int opt_int(lua_State *L, int t, const char *key, int def)
     return v;
 }
 
-static int opt_bool(lua_State *L, int t, const char *key, int def)
-{
-    int v = def;
-    if (lua_getfield(L, t, key) != LUA_TNIL)
-        v = lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    return v;
-}
-
 static int sae_save(lua_State *L)
 {
     lp_sae *s = lp_lua_check_sae(L, 1);
@@ -229,7 +220,7 @@ static int sae_save(lua_State *L)
         opt_str(L, 3, "model_name", m.model_name, sizeof m.model_name);
         opt_str(L, 3, "dataset_path", m.dataset_path, sizeof m.dataset_path);
         m.context_size = opt_int(L, 3, "context_size", 0);
-        m.prepend_bos = opt_bool(L, 3, "prepend_bos", 1);
+        m.prepend_bos = lp_lua_opt_bool(L, 3, "prepend_bos", 1);
     }
     if (lp_sae_save(s, dir, &m) < 0)
         return lp_lua_backend_error(L, "sae:save");
@@ -249,7 +240,7 @@ static int sae_load(lua_State *L)
     int d_model = 0, transcoder = 0;
     if (lua_istable(L, 2)) {
         d_model = opt_int(L, 2, "d_model", 0);
-        transcoder = opt_bool(L, 2, "transcoder", 0);
+        transcoder = lp_lua_opt_bool(L, 2, "transcoder", 0);
         lua_getfield(L, 2, "model");
         model_ud *mu = luaL_testudata(L, -1, MODEL_MT);
         if (mu && mu->m)
@@ -282,12 +273,12 @@ static void read_config(lua_State *L, int t, lp_sae_config *c)
     c->arch = (lp_sae_arch)arch;
     c->d_in = opt_int(L, t, "d_in", 0);
     c->d_sae = opt_int(L, t, "d_sae", 0);
-    c->transcoder = opt_bool(L, t, "transcoder", 0);
-    c->skip = opt_bool(L, t, "skip", 0);
+    c->transcoder = lp_lua_opt_bool(L, t, "transcoder", 0);
+    c->skip = lp_lua_opt_bool(L, t, "skip", 0);
     c->d_out = opt_int(L, t, "d_out", c->d_in);
     c->k = opt_int(L, t, "k", 0);
-    c->apply_b_dec_to_input = opt_bool(L, t, "apply_b_dec_to_input", !c->transcoder);
-    c->rescale_acts_by_decoder_norm = opt_bool(L, t, "rescale_acts_by_decoder_norm", 0);
+    c->apply_b_dec_to_input = lp_lua_opt_bool(L, t, "apply_b_dec_to_input", !c->transcoder);
+    c->rescale_acts_by_decoder_norm = lp_lua_opt_bool(L, t, "rescale_acts_by_decoder_norm", 0);
     opt_str(L, t, "hook", c->hook_in, sizeof c->hook_in);
     snprintf(c->hook_out, sizeof c->hook_out, "%s", c->hook_in);
     opt_str(L, t, "hook_out", c->hook_out, sizeof c->hook_out);
@@ -471,7 +462,7 @@ static int tc_random(lua_State *L)
     char in[96] = "mlp.hook_in", out[96] = "mlp.hook_out";
     opt_str(L, 1, "feature_input_hook", in, sizeof in);
     opt_str(L, 1, "feature_output_hook", out, sizeof out);
-    if (opt_bool(L, 1, "clt", 0)) {
+    if (lp_lua_opt_bool(L, 1, "clt", 0)) {
         if (topk)
             return luaL_error(L, "a CLT is relu or jumprelu");
         lp_clt *c = lp_clt_new(n, dm, dtc, jump);
@@ -491,7 +482,7 @@ static int tc_random(lua_State *L)
         return 1;
     }
     lp_sae_config c = {.arch = jump ? LP_SAE_JUMPRELU : topk ? LP_SAE_TOPK : LP_SAE_STANDARD, .d_in = dm,
-                       .d_sae = dtc, .d_out = dm, .k = opt_int(L, 1, "k", 0), .skip = opt_bool(L, 1, "skip", 0)};
+                       .d_sae = dtc, .d_out = dm, .k = opt_int(L, 1, "k", 0), .skip = lp_lua_opt_bool(L, 1, "skip", 0)};
     lp_transcoder_set *t = lp_transcoder_set_new(n, &c, in, out);
     if (!t)
         return lp_lua_backend_error(L, "loupe.transcoders.random");

@@ -22,14 +22,6 @@ static lua_Integer opt_int(lua_State *L, int t, const char *key, lua_Integer def
     return v;
 }
 
-static int opt_bool(lua_State *L, int t, const char *key, int def)
-{
-    lua_getfield(L, t, key);
-    int v = lua_isnil(L, -1) ? def : lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    return v;
-}
-
 static void set_num(lua_State *L, int t, const char *key, double v)
 {
     lua_pushnumber(L, v);
@@ -140,9 +132,9 @@ static int l_evaluate(lua_State *L)
     o.ctx = (int)opt_int(L, 2, "ctx", c->n_ctx > 0 && c->n_ctx < 64 ? c->n_ctx : 64);
     o.want = opt_int(L, 2, "tokens", 20000);
     o.batch = (int)opt_int(L, 2, "batch", 8);
-    o.prepend_bos = opt_bool(L, 2, "prepend_bos", c->bos >= 0);
-    o.keep_special = opt_bool(L, 2, "keep_special", 0);
-    int quiet = opt_bool(L, 2, "quiet", 0);
+    o.prepend_bos = lp_lua_opt_bool(L, 2, "prepend_bos", c->bos >= 0);
+    o.keep_special = lp_lua_opt_bool(L, 2, "keep_special", 0);
+    int quiet = lp_lua_opt_bool(L, 2, "quiet", 0);
     lp_sae_eval_result r;
     if (lp_sae_evaluate(mu->m, s, &o, &r) < 0)
         return lp_lua_backend_error(L, NULL);

@@ -62,14 +62,6 @@ static double opt_num(lua_State *L, int t, const char *key, double def)
     return v;
 }
 
-static int opt_bool(lua_State *L, int t, const char *key, int def)
-{
-    lua_getfield(L, t, key);
-    int v = lua_isnil(L, -1) ? def : lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    return v;
-}
-
 static lp_sae_arch check_arch(lua_State *L, int t)
 {
     lua_getfield(L, t, "arch");
@@ -174,7 +166,7 @@ static int resume_training(lua_State *L)
     tr->total = total_steps(L, 1, tr->batch, tr->total);
     if (tr->total < lp_sae_run_steps(tr->run))
         return luaL_error(L, "loupe.sae.train: %d steps are already done", (int)lp_sae_run_steps(tr->run));
-    lp_lua_sae_training_run(L, ti, opt_bool(L, 1, "live", 1));
+    lp_lua_sae_training_run(L, ti, lp_lua_opt_bool(L, 1, "live", 1));
     return push_result(L, ti);
 }
 
@@ -251,7 +243,7 @@ static lp_sae_train_opts read_train_opts(lua_State *L, const lp_sae_config *c, l
     o.lr = (float)opt_num(L, 1, "lr", o.lr);
     o.steps = steps, o.batch = batch;
     o.warmup = (long)opt_int(L, 1, "warmup", 0, 0, steps);
-    o.decay = opt_bool(L, 1, "decay", 0);
+    o.decay = lp_lua_opt_bool(L, 1, "decay", 0);
     o.l1_warmup = (long)opt_int(L, 1, "l1_warmup", steps / 20, 0, steps);
     o.seed = (uint64_t)opt_int(L, 1, "seed", 1, 0, LUA_MAXINTEGER);
     double l1 = opt_num(L, 1, "l1", NAN), l0 = opt_num(L, 1, "l0", NAN);
@@ -281,14 +273,14 @@ static int l_train(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
-    if (opt_bool(L, 1, "resume", 0))
+    if (lp_lua_opt_bool(L, 1, "resume", 0))
         return resume_training(L);
     lua_getfield(L, 1, "model");
     if (lua_isnil(L, -1))
         return luaL_error(L, "loupe.sae.train: no model (model = m)");
     check_model(L, -1);
     lua_pop(L, 1);
-    int transcoder = opt_bool(L, 1, "transcoder", 0);
+    int transcoder = lp_lua_opt_bool(L, 1, "transcoder", 0);
     int layer = (int)opt_int(L, 1, "layer", -1, -1, 1 << 20);
     char hin[96], hout[96];
     read_hooks(L, transcoder, layer, hin, hout);
@@ -296,14 +288,14 @@ static int l_train(lua_State *L)
     if (transcoder && arch != LP_SAE_STANDARD && arch != LP_SAE_TOPK && arch != LP_SAE_JUMPRELU)
         return luaL_error(L, "loupe.sae.train: a transcoder is standard (ReLU), topk or jumprelu");
     int batch = (int)opt_int(L, 1, "batch", 4096, 1, 1 << 24);
-    int normalize = opt_bool(L, 1, "normalize", 0);
+    int normalize = lp_lua_opt_bool(L, 1, "normalize", 0);
     if (transcoder && normalize)
         return luaL_error(L, "loupe.sae.train: normalize is for SAEs (a transcoder's input and output scale apart)");
     const char *what;
     double vals[MAX_SWEEP];
     int n = read_sweep(L, 1, &what, vals);
     long steps = total_steps(L, 1, batch, 1000);
-    int live = opt_bool(L, 1, "live", 1);
+    int live = lp_lua_opt_bool(L, 1, "live", 1);
     push_stream(L, hin, transcoder ? hout : NULL, batch, normalize); /* index 2 */
     lp_act_stream *stream = lp_lua_check_act_stream(L, 2);
     int d_in = (int)lp_act_stream_dim(stream, 0), d_out = transcoder ? (int)lp_act_stream_dim(stream, 1) : d_in;

@@ -102,14 +102,6 @@ static double opt_num(lua_State *L, int t, const char *key, double def)
     return v;
 }
 
-static int opt_bool(lua_State *L, int t, const char *key, int def)
-{
-    lua_getfield(L, t, key);
-    int v = lua_isnil(L, -1) ? def : lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    return v;
-}
-
 /* Pushes a new Model with random weights for the config table at idx. */
 static int push_random_model(lua_State *L, int idx)
 {
@@ -167,10 +159,10 @@ static int push_random_model(lua_State *L, int idx)
                           (int)lp_tokenizer_vocab_size(tok));
     c.n_ctx = opt_int(L, idx, "n_ctx", INT32_MIN, 1, 1 << 20);
     c.eps = (float)opt_num(L, idx, "eps", 1e-5);
-    c.attn_only = opt_bool(L, idx, "attn_only", 0);
+    c.attn_only = lp_lua_opt_bool(L, idx, "attn_only", 0);
     if (c.attn_only && c.arch != LP_ARCH_GPT2)
         return luaL_error(L, "loupe.model: attn_only is a GPT-2-family option");
-    c.tied = opt_bool(L, idx, "tied", 1);
+    c.tied = lp_lua_opt_bool(L, idx, "tied", 1);
     if (c.arch == LP_ARCH_GPT2 && !c.tied)
         return luaL_error(L, "loupe.model: GPT-2 models tie the unembedding to the embedding");
     lua_getfield(L, idx, "act");
@@ -462,7 +454,7 @@ static int l_train(lua_State *L)
                              "required");
     }
     model_ud *u = check_model(L, 2);
-    int live = opt_bool(L, 1, "live", 1);
+    int live = lp_lua_opt_bool(L, 1, "live", 1);
     luaL_getsubtable(L, LUA_REGISTRYINDEX, REGISTRY_KEY);
     if (!lua_getmetatable(L, -1)) {
         lua_createtable(L, 0, 1);
@@ -474,7 +466,7 @@ static int l_train(lua_State *L)
     }
     int reg = lua_gettop(L); /* 3 */
     int ti; /* the Training this call runs */
-    if (opt_bool(L, 1, "resume", 0)) {
+    if (lp_lua_opt_bool(L, 1, "resume", 0)) {
         lua_pushvalue(L, 2);
         if (lua_rawget(L, reg) == LUA_TNIL)
             return luaL_error(L, "loupe.train: this model has no training to resume; start one with loupe.train{model "
