@@ -5,7 +5,9 @@
  *   feature s at layer l:  a_s <g_l[pos_s], W_dec[s]>    g_l the gradient at mlp.hook_out l
  *   error (l, p):          <g_l[p], e_{l,p}>
  *   embedding p:           <g_embed[p], W_E[tok_p]>
- * Rows are independent; they run in parallel, `batch` rows per task. */
+ * `batch` rows go through each pass together (the products by BLAS); batches run in
+ * parallel. */
+#include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -76,119 +78,129 @@ static void norm_back(float *gx, const float *gy, const float *w, float s, int c
         gx[d] += (gy[d] * w[d] - mean) / s;
 }
 
-typedef struct row_buf {
-    float *g, *gin, *gz, *gv;
-} row_buf;
+typedef struct batch_buf {
+    float *g, *gin, *gz, *gv, *pf; /* R*T x D, R*T x D, R*T x H*S, R*T x K*S, R*T x F */
+    int *top;                      /* R: each row's layer */
+} batch_buf;
 
-/* one target row: node index `node` (a feature or a logit) */
-static void one_row(edge_ctx *c, row_buf *b, int node)
+static int row_node(const lp_replacement *r, int k)
+{
+    return k < r->n_features ? k : lp_replacement_logit_node(r, k - r->n_features);
+}
+
+/* rows k0 .. k0+R-1 (feature targets in node order, then logits): their layers are
+ * non-decreasing, so the rows a layer concerns are a suffix of the batch */
+static void one_batch(edge_ctx *c, batch_buf *b, int k0, int R)
 {
     const lp_replacement *r = c->r;
     const lp_model *m = r->m;
     const lp_model_config *mc = &m->cfg;
     int D = r->d_model, L = r->n_layers, H = mc->n_heads, K = mc->n_kv_heads > 0 ? mc->n_kv_heads : H,
-        S = mc->d_head, Tall = r->T, centered = m->lnf_b != NULL;
-    float *A = c->A + (size_t)node * c->n_nodes;
-    int top, pt;
-    if (node < r->n_features) {
-        top = r->features[node].layer;
-        pt = r->features[node].pos;
-    } else {
-        top = L - 1;
-        pt = Tall - 1;
-    }
-    int T = pt + 1; /* causal: positions after the target get no gradient */
-    memset(b->g, 0, (size_t)T * D * sizeof(float));
-    if (node >= r->n_features) {
-        int i = node - lp_replacement_logit_node(r, 0);
-        norm_back(b->g + (size_t)pt * D, r->logit_dirs + (size_t)i * D, m->lnf_w->data, r->lnf_scale[pt], centered, D);
-    }
-    for (int l = top; l >= 0; l--) {
+        S = mc->d_head, T = r->T, HS = H * S, KS = K * S;
+    int *top = b->top;
+    for (int i = 0; i < R; i++)
+        top[i] = k0 + i < r->n_features ? r->features[k0 + i].layer : L - 1;
+    memset(b->g, 0, (size_t)R * T * D * sizeof(float));
+    for (int i = 0; i < R; i++)
+        if (k0 + i >= r->n_features) /* a logit: its direction through the frozen final norm */
+            norm_back(b->g + ((size_t)i * T + T - 1) * D, r->logit_dirs + (size_t)(k0 + i - r->n_features) * D,
+                      m->lnf_w->data, r->lnf_scale[T - 1], m->lnf_b != NULL, D);
+    for (int l = L - 1; l >= 0; l--) {
+        int i0 = 0;
+        while (i0 < R && top[i0] < l)
+            i0++;
+        if (i0 == R)
+            continue;
+        int nR = R - i0, M = nR * T;
+        float *g = b->g + (size_t)i0 * T * D;
         const lp_block *bl = &m->blocks[l];
         const lp_sae *tc = r->tcs->layers[l];
-        /* g: the gradient at resid_post l, = at mlp.hook_out l */
-        if (l < top || node >= r->n_features) {
-            for (int s = c->layer_start[l]; s < c->layer_start[l + 1]; s++) {
-                const lp_attrib_feature *f = &r->features[s];
-                if (f->pos < T)
-                    A[s] = f->act * dot(b->g + (size_t)f->pos * D, tc->W_dec->data + (size_t)f->feature * D, D);
+        int F = tc->cfg.d_sae;
+        /* g is the gradient at mlp.hook_out l (zero for a target of this layer, and after each
+         * target's position): read the sources that write there */
+        if (c->layer_start[l] < c->layer_start[l + 1]) {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, F, D, 1.0f, g, D, tc->W_dec->data, D, 0.0f, b->pf, F);
+            for (int i = 0; i < nR; i++) {
+                float *A = c->A + (size_t)row_node(r, k0 + i0 + i) * c->n_nodes;
+                for (int s = c->layer_start[l]; s < c->layer_start[l + 1]; s++) {
+                    const lp_attrib_feature *f = &r->features[s];
+                    A[s] = f->act * b->pf[((size_t)i * T + f->pos) * F + f->feature];
+                }
             }
+        }
+        for (int i = 0; i < nR; i++) {
+            float *A = c->A + (size_t)row_node(r, k0 + i0 + i) * c->n_nodes;
             for (int p = 0; p < T; p++)
                 A[lp_replacement_error_node(r, l, p)] =
-                    dot(b->g + (size_t)p * D, r->errors + ((size_t)l * Tall + p) * D, D);
+                    dot(g + ((size_t)i * T + p) * D, r->errors + ((size_t)l * T + p) * D, D);
         }
-        /* the MLP: skip (or nothing), and the target's own encoder column */
-        memset(b->gin, 0, (size_t)T * D * sizeof(float));
-        if (tc->W_skip && (l < top || node >= r->n_features))
+        /* the MLP: its skip (or nothing), and each target's own encoder column */
+        if (tc->W_skip)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, D, D, 1.0f, g, D, tc->W_skip->data, D, 0.0f,
+                        b->gin, D);
+        else
+            memset(b->gin, 0, (size_t)M * D * sizeof(float));
+        for (int i = 0; i < nR; i++)
+            if (top[i0 + i] == l && k0 + i0 + i < r->n_features) {
+                const lp_attrib_feature *f = &r->features[k0 + i0 + i];
+                float *gi = b->gin + ((size_t)i * T + f->pos) * D;
+                for (int d = 0; d < D; d++)
+                    gi[d] += tc->W_enc->data[(size_t)d * F + f->feature];
+            }
+        for (int i = 0; i < nR; i++)
             for (int p = 0; p < T; p++)
-                for (int o = 0; o < D; o++) {
-                    float go = b->g[(size_t)p * D + o];
-                    const float *ws = tc->W_skip->data + (size_t)o * D;
-                    for (int i = 0; i < D; i++)
-                        b->gin[(size_t)p * D + i] += go * ws[i];
-                }
-        if (l == top && node < r->n_features) {
-            int F = tc->cfg.d_sae, f = r->features[node].feature;
-            for (int i = 0; i < D; i++)
-                b->gin[(size_t)pt * D + i] += tc->W_enc->data[(size_t)i * F + f];
-        }
-        for (int p = 0; p < T; p++)
-            norm_back(b->g + (size_t)p * D, b->gin + (size_t)p * D, bl->ln2_w->data, r->ln2_scale[(size_t)l * Tall + p],
-                      bl->ln2_b != NULL, D);
-        /* attention, OV path with the frozen pattern */
-        const float *wo = c->w.wo + (size_t)l * H * S * D, *wv = c->w.wv + (size_t)l * D * K * S;
-        const float *P = r->pattern + (size_t)l * H * Tall * Tall;
-        for (int q = 0; q < T; q++)
-            for (int j = 0; j < H * S; j++)
-                b->gz[(size_t)q * H * S + j] = dot(b->g + (size_t)q * D, wo + (size_t)j * D, D);
-        memset(b->gv, 0, (size_t)T * K * S * sizeof(float));
-        for (int h = 0; h < H; h++) {
-            int kv = h / (H / K);
-            for (int q = 0; q < T; q++)
-                for (int k = 0; k <= q; k++) {
-                    float pw = P[((size_t)h * Tall + q) * Tall + k];
-                    if (pw == 0.0f)
-                        continue;
-                    const float *gz = b->gz + (size_t)q * H * S + h * S;
-                    float *gv = b->gv + (size_t)k * K * S + kv * S;
-                    for (int s = 0; s < S; s++)
-                        gv[s] += pw * gz[s];
-                }
-        }
-        for (int p = 0; p < T; p++) {
-            for (int i = 0; i < D; i++)
-                b->gin[(size_t)p * D + i] = dot(b->gv + (size_t)p * K * S, wv + (size_t)i * K * S, K * S);
-            norm_back(b->g + (size_t)p * D, b->gin + (size_t)p * D, bl->ln1_w->data, r->ln1_scale[(size_t)l * Tall + p],
-                      bl->ln1_b != NULL, D);
-        }
+                norm_back(g + ((size_t)i * T + p) * D, b->gin + ((size_t)i * T + p) * D, bl->ln2_w->data,
+                          r->ln2_scale[(size_t)l * T + p], bl->ln2_b != NULL, D);
+        /* attention's OV path with the frozen pattern: gv[k] = sum_q P[q, k] gz[q] per head */
+        const float *wo = c->w.wo + (size_t)l * HS * D, *wv = c->w.wv + (size_t)l * D * KS;
+        const float *P = r->pattern + (size_t)l * H * T * T;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, HS, D, 1.0f, g, D, wo, D, 0.0f, b->gz, HS);
+        memset(b->gv, 0, (size_t)M * KS * sizeof(float));
+        for (int i = 0; i < nR; i++)
+            for (int h = 0; h < H; h++)
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, S, T, 1.0f, P + (size_t)h * T * T, T,
+                            b->gz + (size_t)i * T * HS + h * S, HS, 1.0f, b->gv + (size_t)i * T * KS + (h / (H / K)) * S,
+                            KS);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, D, KS, 1.0f, b->gv, KS, wv, KS, 0.0f, b->gin, D);
+        for (int i = 0; i < nR; i++)
+            for (int p = 0; p < T; p++)
+                norm_back(g + ((size_t)i * T + p) * D, b->gin + ((size_t)i * T + p) * D, bl->ln1_w->data,
+                          r->ln1_scale[(size_t)l * T + p], bl->ln1_b != NULL, D);
     }
     /* g: the gradient at hook_embed */
-    for (int p = 0; p < T; p++)
-        A[lp_replacement_embed_node(r, p)] = dot(b->g + (size_t)p * D, m->wte->data + (size_t)r->tokens[p] * D, D);
+    for (int i = 0; i < R; i++) {
+        float *A = c->A + (size_t)row_node(r, k0 + i) * c->n_nodes;
+        for (int p = 0; p < T; p++)
+            A[lp_replacement_embed_node(r, p)] =
+                dot(b->g + ((size_t)i * T + p) * D, m->wte->data + (size_t)r->tokens[p] * D, D);
+    }
 }
 
-static void rows_range(void *p, size_t lo, size_t hi)
+static void batches_range(void *p, size_t lo, size_t hi)
 {
     edge_ctx *c = p;
     const lp_replacement *r = c->r;
-    int D = r->d_model, T = r->T, H = r->m->cfg.n_heads;
-    row_buf b;
-    b.g = malloc((size_t)T * D * sizeof(float));
-    b.gin = malloc((size_t)T * D * sizeof(float));
-    b.gz = malloc((size_t)T * H * r->m->cfg.d_head * sizeof(float));
-    b.gv = malloc((size_t)T * H * r->m->cfg.d_head * sizeof(float));
-    if (!b.g || !b.gin || !b.gz || !b.gv) {
+    size_t RT = (size_t)c->batch * r->T, D = (size_t)r->d_model, HS = (size_t)r->m->cfg.n_heads * r->m->cfg.d_head;
+    int Fmax = 1;
+    for (int l = 0; l < r->n_layers; l++)
+        Fmax = r->tcs->layers[l]->cfg.d_sae > Fmax ? r->tcs->layers[l]->cfg.d_sae : Fmax;
+    batch_buf b = {malloc(RT * D * sizeof(float)), malloc(RT * D * sizeof(float)), malloc(RT * HS * sizeof(float)),
+                   malloc(RT * HS * sizeof(float)), malloc(RT * (size_t)Fmax * sizeof(float)),
+                   malloc((size_t)c->batch * sizeof(int))};
+    if (!b.g || !b.gin || !b.gz || !b.gv || !b.pf || !b.top) {
         c->failed = 1; /* no lp_set_error here: errors are per thread */
     } else {
-        for (size_t k = lo * c->batch; k < hi * c->batch && k < (size_t)c->n_rows; k++) {
-            int node = (int)k < r->n_features ? (int)k : lp_replacement_logit_node(r, (int)k - r->n_features);
-            one_row(c, &b, node);
+        for (size_t k = lo; k < hi; k++) {
+            int k0 = (int)k * c->batch, R = c->n_rows - k0 < c->batch ? c->n_rows - k0 : c->batch;
+            one_batch(c, &b, k0, R);
         }
     }
     free(b.g);
     free(b.gin);
     free(b.gz);
     free(b.gv);
+    free(b.pf);
+    free(b.top);
 }
 
 int lp_attrib_edges(const lp_replacement *r, int batch, float **out)
@@ -209,7 +221,7 @@ int lp_attrib_edges(const lp_replacement *r, int batch, float **out)
         c.layer_start[l] = s;
     }
     c.layer_start[L] = r->n_features;
-    lp_par_for(((size_t)c.n_rows + batch - 1) / batch, 1, rows_range, &c);
+    lp_par_for(((size_t)c.n_rows + batch - 1) / batch, 1, batches_range, &c);
     if (c.failed) {
         lp_set_error_code(LP_ERR_NOMEM, "attribution: out of memory for the backward passes");
         goto done;
