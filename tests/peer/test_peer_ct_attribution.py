@@ -41,7 +41,7 @@ _tools_built = ku.require_built(TOOL)
 
 def loupe_attribute(tc_dir: Path, tokens: list[int], work: Path) -> tuple[dict, np.ndarray]:
     adj = work / "loupe_adj.f32"
-    out = subprocess.run([str(TOOL), str(MODEL), str(tc_dir), str(MAX_LOGITS), "0.95", "32", str(adj),
+    out = subprocess.run([str(TOOL), str(MODEL), str(tc_dir), str(MAX_LOGITS), "0.95", "32", "0.8", "0.98", str(adj),
                           *map(str, tokens)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     info = json.loads(out.stdout)
