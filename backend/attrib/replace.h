@@ -1,0 +1,80 @@
+/* The local replacement model of one prompt and its exact attribution edges (the team's
+ * ATTRIBUTION.md): per-layer transcoders replace the MLPs; attention patterns and every
+ * norm scale are frozen at their values in the real forward pass; what remains between
+ * nodes is linear (residual stream, attention's OV path, the transcoders' skip).
+ *
+ *   lp_attrib_opts o = lp_attrib_defaults();
+ *   lp_replacement *r = lp_replacement_build(m, tcs, toks, T, &o);   // one forward
+ *   float *A = NULL;
+ *   if (!r || lp_attrib_edges(r, &A) < 0) report(lp_last_error());
+ *   ... A is n_nodes x n_nodes, rows targets, columns sources ...
+ *   free(A); lp_replacement_free(r);
+ *
+ * Node order: [features (layer, pos, feature ascending)][errors (layer, pos)]
+ * [embeddings (pos)][logits (probability descending)]. Features and errors at position 0
+ * (the BOS the caller prepends) are zeroed: no feature nodes there, zero error vectors.
+ * An embedding node's vector is its token's row of W_E (GPT-2's position embedding is not
+ * part of it). Rows of error and embedding nodes are zero (sources only).
+ *
+ * Ownership: the replacement borrows m and tcs, which must outlive it.
+ */
+#ifndef LP_ATTRIB_REPLACE_H
+#define LP_ATTRIB_REPLACE_H
+
+#include <stdint.h>
+
+#include "dict/sae.h"
+#include "model/model.h"
+
+typedef struct lp_attrib_opts {
+    int max_n_logits;         /* 10 */
+    float desired_logit_prob; /* 0.95 */
+    int batch;                /* target rows per backward pass (32) */
+} lp_attrib_opts;
+
+lp_attrib_opts lp_attrib_defaults(void);
+
+typedef struct lp_attrib_feature {
+    int layer, pos, feature;
+    float act;
+} lp_attrib_feature;
+
+typedef struct lp_replacement {
+    const lp_model *m;
+    const lp_transcoder_set *tcs;
+    int T, n_layers, d_model;
+    int32_t *tokens;            /* T */
+    int n_features;
+    lp_attrib_feature *features; /* n_features, in node order */
+    float *errors;               /* n_layers x T x d_model: true MLP output - transcoder output */
+    int n_logits;
+    int32_t *logit_tokens;       /* n_logits */
+    float *logit_probs;          /* n_logits */
+    float *logit_dirs;           /* n_logits x d_model: W_U[tok] - mean_v W_U[v] */
+    /* the frozen quantities, from the real forward pass */
+    float *ln1_scale, *ln2_scale; /* n_layers x T */
+    float *lnf_scale;             /* T */
+    float *pattern;               /* n_layers x H x T x T */
+    float *logits;                /* T x d_vocab */
+} lp_replacement;
+
+/* Runs m on tokens (batch 1, T of them) with the caches it needs, encodes every layer's
+ * transcoder on its mlp.hook_in and builds the nodes. tcs must be a per-layer set reading
+ * mlp.hook_in and writing mlp.hook_out, one transcoder per layer of m, d_in = d_out =
+ * d_model. NULL with an error on a mismatch, no memory, or a failed run. */
+lp_replacement *lp_replacement_build(const lp_model *m, const lp_transcoder_set *tcs, const int32_t *tokens, int T,
+                                     const lp_attrib_opts *o);
+void lp_replacement_free(lp_replacement *r); /* NULL is a no-op */
+
+/* Node counts and offsets in the order above. */
+int lp_replacement_n_nodes(const lp_replacement *r);
+int lp_replacement_error_node(const lp_replacement *r, int layer, int pos);
+int lp_replacement_embed_node(const lp_replacement *r, int pos);
+int lp_replacement_logit_node(const lp_replacement *r, int i);
+
+/* The dense adjacency matrix (n_nodes x n_nodes, row-major, *out allocated here and freed
+ * by the caller with free): A[t, s] = a_s w_{s->t}, by batched backward passes through the
+ * frozen linear model, batch rows at a time, rows in parallel. 0, or -1 with an error. */
+int lp_attrib_edges(const lp_replacement *r, int batch, float **out);
+
+#endif
