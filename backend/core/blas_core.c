@@ -115,7 +115,7 @@ int lp_blas_core_start(char **argv, char *note, size_t cap)
         unsetenv(LP_BLAS_RESTART_ENV);
     }
     snprintf(note, cap, "BLAS: OpenBLAS chose its %s core on this CPU, which runs %s, and a restart with "
-             "OPENBLAS_CORETYPE=%s failed (%s): set that variable before starting to run 2-3x faster",
+             "OPENBLAS_CORETYPE=%s failed (%s): set that variable before starting for faster matrix products",
              chose, want, want, why);
     return 1;
 }
