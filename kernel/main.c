@@ -2,10 +2,12 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/blas_core.h"
 #include "core/error.h"
 #include "kernel.h"
 #include "kernelspec.h"
 #include "run.h"
+#include "util.h"
 
 static void usage(FILE *f)
 {
@@ -19,6 +21,17 @@ static void usage(FILE *f)
           f);
 }
 
+/* The commands that multiply matrices (and --version, which reports the BLAS core) first
+ * give OpenBLAS the best core this CPU runs: a restart of this binary, once, before anything
+ * else happens (core/blas_core.h). The log line goes to the kernel's log, which is stderr
+ * until the kernel captures it. */
+static void blas_start(char **argv, int log)
+{
+    char note[320];
+    if (lp_blas_core_start(argv, note, sizeof note) && log)
+        lp_log("%s", note);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -26,8 +39,12 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *cmd = argv[1];
-    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
-        printf("loupe %s\n", LOUPE_VERSION);
+    int version = strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0;
+    if (version || strcmp(cmd, "kernel") == 0 || strcmp(cmd, "run") == 0)
+        blas_start(argv, !version); /* --version says it in its BLAS line */
+    if (version) {
+        char blas[512];
+        printf("loupe %s\nBLAS: %s\n", LOUPE_VERSION, lp_blas_core_describe(blas, sizeof blas));
         return 0;
     }
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {

@@ -1,6 +1,8 @@
 /* See bench_util.h. */
 #include "bench_util.h"
 
+#include "core/blas_core.h"
+
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +12,13 @@
 #include <unistd.h>
 
 extern char **environ;
+
+void bench_blas_start(char **argv)
+{
+    char note[320];
+    if (lp_blas_core_start(argv, note, sizeof note))
+        fprintf(stderr, "%s\n", note);
+}
 
 double bench_now(void)
 {

@@ -1,8 +1,12 @@
-/* Helpers shared by the C benchmarks: a monotonic clock, medians, integer settings from the
+/* Helpers shared by the C benchmarks: the BLAS core, a monotonic clock, medians, integer settings from the
  * environment, and a PyTorch reference script run in the same process tree. */
 #ifndef LP_BENCH_UTIL_H
 #define LP_BENCH_UTIL_H
 
+/* First thing in main: gives OpenBLAS the best core this CPU runs (a restart of the binary,
+ * once; core/blas_core.h) and says so on stderr, so that every benchmark measures the core a
+ * loupe kernel runs. The PyTorch references it starts inherit OPENBLAS_CORETYPE: the same core. */
+void bench_blas_start(char **argv);
 double bench_now(void);                          /* seconds, monotonic */
 double bench_median(double *v, int n);           /* sorts v */
 int bench_env_int(const char *name, int def);    /* a positive integer, else def */

@@ -88,8 +88,10 @@ static double generate(const lp_model *m, const int32_t *prompt, int P, int N, i
     return t;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    (void)argc;
+    bench_blas_start(argv);
     int B = bench_env_int("LOUPE_BENCH_BATCH", 8), T = bench_env_int("LOUPE_BENCH_SEQ", 128), reps = bench_env_int("LOUPE_BENCH_REPS", 5);
     if (reps > 31)
         reps = 31;

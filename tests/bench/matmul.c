@@ -1,7 +1,7 @@
 /* bench_matmul: GFLOP/s of loupe's matmul (the CPU op table, and the CUDA one when a GPU is
  * present) against the raw library call it wraps (cblas_sgemm, cublasSgemm), same shapes,
- * same run. One JSON object per line:
- *   {"bench": "matmul 1024x768x2304", "device": "cpu", "gflops": .., "sgemm_gflops": .., "ratio": ..}
+ * same run, on the OpenBLAS core a loupe kernel runs (bench_blas_start). One JSON object per line:
+ *   {"bench": "matmul 1024x768x2304", "device": "cpu", "blas_core": "SkylakeX", "gflops": .., "sgemm_gflops": .., "ratio": ..}
  * Shapes are M x K x N: 1024 rows against GPT-2 small's weights, and squares. Each number is
  * the median of several timed repeats after a warm-up; the two calls alternate so that noise
  * from other processes hits both alike. */
@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "bench_util.h"
+#include "core/blas_core.h"
 #include "core/error.h"
 #include "device.h"
 #include "ops/ops.h"
@@ -64,9 +66,9 @@ static void bench_cpu(shape s, float *a, float *b, float *c)
         tr[r] = t2 - t1;
     }
     double gl = flops / median(tl, reps) * 1e-9, gr = flops / median(tr, reps) * 1e-9;
-    printf("{\"bench\": \"matmul %dx%dx%d\", \"device\": \"cpu\", \"threads\": %d, \"gflops\": %.2f, "
-           "\"sgemm_gflops\": %.2f, \"ratio\": %.3f}\n",
-           s.M, s.K, s.N, lp_get_threads(), gl, gr, gl / gr);
+    printf("{\"bench\": \"matmul %dx%dx%d\", \"device\": \"cpu\", \"threads\": %d, \"blas_core\": \"%s\", "
+           "\"gflops\": %.2f, \"sgemm_gflops\": %.2f, \"ratio\": %.3f}\n",
+           s.M, s.K, s.N, lp_get_threads(), lp_blas_core(), gl, gr, gl / gr);
     fflush(stdout);
 }
 
@@ -117,6 +119,7 @@ static void bench_cuda(shape s, const float *ha, const float *hb)
 
 int main(int argc, char **argv)
 {
+    bench_blas_start(argv);
     shape shapes[] = {{1024, 768, 2304}, {1024, 768, 3072}, {1024, 3072, 768},
                       {1024, 768, 50257}, {1024, 1024, 1024}, {2048, 2048, 2048}};
     int ns = (int)(sizeof shapes / sizeof shapes[0]);

@@ -90,8 +90,10 @@ static void bench(lp_sae_arch arch, int d_in, int width, int batch, int k, int r
     free(x);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    (void)argc;
+    bench_blas_start(argv);
     int reps = bench_env_int("LOUPE_BENCH_REPS", 5);
     if (reps > 64)
         reps = 64;

@@ -110,8 +110,10 @@ static int bench(int tiny, lp_device dev, int B, int T, double *tps_out, double 
     return 0;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    (void)argc;
+    bench_blas_start(argv);
     double cpu_tps = 0;
     int B = bench_env_int("LOUPE_BENCH_BATCH", 4), T = bench_env_int("LOUPE_BENCH_SEQ", 64);
     if (bench(0, LP_DEVICE_CPU, B, T, &cpu_tps, 0) || bench(1, LP_DEVICE_CPU, 64, 24, NULL, 0))
