@@ -31,5 +31,5 @@ def test_splice_checks(tmp_path):
     p = subprocess.run([str(ku.LOUPE), "run", str(script)], capture_output=True, text=True, timeout=300)
     out = p.stdout + p.stderr
     assert p.returncode == 0, f"loupe run failed ({p.returncode}):\n{out[-3000:]}"
-    assert out.rstrip().endswith("ok"), out[-3000:]
+    assert p.stdout.rstrip().endswith("ok"), out[-3000:]  # stderr may carry notes (BLAS core, no GPU)
     assert "error_term logits rel diff" in out
