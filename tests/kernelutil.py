@@ -322,16 +322,18 @@ def jdump(obj: Any) -> bytes:
 # ---- notebooks ----
 
 
-def run_notebook(path: pathlib.Path, timeout: int = 300, artifact: str | None = None):
-    """Executes the notebook at path on the loupe kernel with nbclient (cells run in its folder;
-    an error in a cell raises), writes the executed copy under ARTIFACTS/notebooks (as
-    `artifact` when given, else under the notebook's own name) and returns it."""
+def run_notebook(path: pathlib.Path, timeout: int = 300, artifact: str | None = None,
+                 cwd: pathlib.Path | None = None):
+    """Executes the notebook at path on the loupe kernel with nbclient (cells run in its folder,
+    or in cwd when given; an error in a cell raises), writes the executed copy under
+    ARTIFACTS/notebooks (as `artifact` when given, else under the notebook's own name) and
+    returns it."""
     import nbformat
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
     NotebookClient(nb, kernel_name="loupe", timeout=timeout, allow_errors=False,
-                   resources={"metadata": {"path": str(path.parent)}}).execute()
+                   resources={"metadata": {"path": str(cwd or path.parent)}}).execute()
     out = ARTIFACTS / "notebooks" / (artifact or path.name)
     out.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, out)

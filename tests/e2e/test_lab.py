@@ -1,8 +1,8 @@
 """The lab's copy of the examples (install/lab_notebooks.py, what `install/setup lab`
 serves): made on the first run, refreshed when a shipped notebook changes and the copy is
-untouched, never overwriting a notebook the user changed; every example notebook runs in the
-copy (nbclient, the copy's folder as working directory) and leaves `git status` as it was;
-the README's first Lua block runs as written from the lab's working directory."""
+untouched, never overwriting a notebook the user changed; the README's first Lua block runs as
+written from the lab's working directory. Every example running in the copy's folder and
+leaving `git status` as it was is checked by tests/e2e/test_notebooks.py (one run each)."""
 from __future__ import annotations
 
 import json
@@ -29,11 +29,6 @@ def sync(examples, dest) -> str:
                        timeout=60)
     assert p.returncode == 0, p.stderr
     return p.stdout
-
-
-def git_status() -> str:
-    return subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=ku.ROOT,
-                          capture_output=True, text=True, check=True).stdout
 
 
 def test_copy_refresh_and_user_edits(tmp_path):
@@ -84,21 +79,3 @@ def test_readme_first_lua_block_runs_in_the_lab(isolated_env, tmp_path):
     outs = nb.cells[0].outputs
     assert not [o for o in outs if o.output_type == "error" or o.get("name") == "stderr"], outs
     assert [o for o in outs if o.output_type == "execute_result"], outs  # the patching sweep
-
-
-@pytest.mark.timeout(1200)
-def test_every_example_runs_in_the_copy_and_git_stays_clean(isolated_env):
-    """What `install/setup lab` does to the repository: the copy in notebooks/ (ignored, so
-    the lab's autosave of it shows nowhere), and every notebook run there writes nothing
-    tracked or unignored. The executed notebooks stay in memory: the developer's own copy
-    in notebooks/ is not changed by the test."""
-    before = git_status()
-    dest = ku.ROOT / "notebooks"
-    sync(EXAMPLES, dest)
-    for path in sorted(dest.glob("*.ipynb")):
-        nb = nbformat.read(path, as_version=4)
-        NotebookClient(nb, kernel_name="loupe", timeout=600, allow_errors=False,
-                       resources={"metadata": {"path": str(dest)}}).execute()
-    assert git_status() == before
-    ignored = subprocess.run(["git", "check-ignore", "-q", str(dest / SHIPPED[0])], cwd=ku.ROOT)
-    assert ignored.returncode == 0, "notebooks/ is not ignored by git"

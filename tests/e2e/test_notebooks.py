@@ -1,8 +1,14 @@
-"""End to end: every notebook in examples/ executed with nbclient on the loupe kernel,
-plus specific assertions on examples/01-welcome.ipynb."""
+"""End to end: every notebook in examples/ executed with nbclient on the loupe kernel, plus
+specific assertions on examples/01-welcome.ipynb. Each shipped notebook runs with the lab's
+copy (notebooks/, what `install/setup lab` serves, made by install/lab_notebooks.py) as its
+working directory, as a user of the lab runs it, and must leave `git status` as it was: what
+it writes lands in ignored places only. The shipped text is what runs, not the copy, so a
+developer's edited copy changes nothing here."""
 from __future__ import annotations
 
 import pathlib
+import subprocess
+import sys
 
 import nbformat
 import pytest
@@ -15,8 +21,27 @@ EXAMPLES = ku.ROOT / "examples"
 NOTEBOOKS = sorted(p for p in EXAMPLES.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
 
 
-def run_notebook(path: pathlib.Path, timeout: int = 300) -> nbformat.NotebookNode:
-    return ku.run_notebook(path, timeout, artifact=str(path.relative_to(EXAMPLES)))
+LAB = ku.ROOT / "notebooks"
+
+
+def git_status() -> str:
+    return subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=ku.ROOT,
+                          capture_output=True, text=True, check=True).stdout
+
+
+@pytest.fixture(scope="module")
+def lab_dir() -> pathlib.Path:
+    """The lab's copy of the examples, made (or refreshed) as install/setup lab does."""
+    p = subprocess.run([sys.executable, str(ku.ROOT / "install" / "lab_notebooks.py"), str(EXAMPLES), str(LAB)],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    ignored = subprocess.run(["git", "check-ignore", "-q", str(LAB)], cwd=ku.ROOT)
+    assert ignored.returncode == 0, "notebooks/ is not ignored by git"
+    return LAB
+
+
+def run_notebook(path: pathlib.Path, timeout: int = 300, cwd: pathlib.Path | None = None) -> nbformat.NotebookNode:
+    return ku.run_notebook(path, timeout, artifact=str(path.relative_to(EXAMPLES)), cwd=cwd)
 
 
 def test_there_are_example_notebooks():
@@ -25,8 +50,10 @@ def test_there_are_example_notebooks():
 
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[str(p.relative_to(EXAMPLES)) for p in NOTEBOOKS])
-def test_example_runs_without_errors(isolated_env, path):
-    nb = run_notebook(path)
+def test_example_runs_without_errors(isolated_env, lab_dir, path):
+    before = git_status()
+    nb = run_notebook(path, cwd=lab_dir)
+    assert git_status() == before, "the notebook wrote outside ignored places"
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
