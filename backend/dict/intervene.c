@@ -71,6 +71,7 @@ typedef struct layer_ctx {
     int l;
     int seen;  /* the input was captured in this run */
     float *x;  /* T x d_in: this run's input */
+    float *x0; /* T x d_in: the clean run's */
 } layer_ctx;
 
 struct ictx {
@@ -170,14 +171,14 @@ static int edit_out(void *ud, const char *name, const lp_tensor *act, lp_tensor 
     if (frozen) {
         char cname[160];
         snprintf(cname, sizeof cname, "%s", s->cfg.hook_out);
-        const lp_tensor *y = lp_run_get(&c->clean, cname), *xc = lp_run_get(&c->clean, in_hook(s));
-        if (!y || !xc) {
+        const lp_tensor *y = lp_run_get(&c->clean, cname);
+        if (!y) {
             free(g);
-            return lp_set_error("intervene: the clean run kept no '%s'", y ? in_hook(s) : cname);
+            return lp_set_error("intervene: the clean run kept no '%s'", cname);
         }
         o = lp_tensor_clone(y);
         if (o && s->W_skip) { /* the skip's response to the change of the input */
-            const float *W = s->W_skip->data, *x0 = xc->data;
+            const float *W = s->W_skip->data, *x0 = lc->x0;
             for (int p = 0; p < T; p++)
                 for (int od = 0; od < Dout; od++) {
                     double v = 0;
@@ -313,8 +314,9 @@ int lp_intervene(const lp_model *m, const lp_transcoder_set *tcs, const int32_t 
         const lp_sae *s = layer_sae(&c, l);
         int F = s->cfg.d_sae;
         out->acts[l] = mat(T, F), out->pre[l] = mat(T, F), out->clean_acts[l] = mat(T, F);
-        c.lc[l] = (layer_ctx){.c = &c, .l = l, .x = lp_malloc((size_t)T * s->cfg.d_in * sizeof(float), "inputs")};
-        if (!out->acts[l] || !out->pre[l] || !out->clean_acts[l] || !c.lc[l].x)
+        size_t nx = (size_t)T * s->cfg.d_in * sizeof(float);
+        c.lc[l] = (layer_ctx){.c = &c, .l = l, .x = lp_malloc(nx, "inputs"), .x0 = lp_malloc(nx, "inputs")};
+        if (!out->acts[l] || !out->pre[l] || !out->clean_acts[l] || !c.lc[l].x || !c.lc[l].x0)
             goto done;
         c.clean_f[l] = out->clean_acts[l]->data;
         const lp_tensor *x = lp_run_get(&c.clean, in_hook(s));
@@ -323,7 +325,7 @@ int lp_intervene(const lp_model *m, const lp_transcoder_set *tcs, const int32_t 
                          s->cfg.d_in, l);
             goto done;
         }
-        if (encode_x(s, x->data, T, out->pre[l]->data, c.clean_f[l]) < 0)
+        if (lp_tensor_to_host(x, c.lc[l].x0) < 0 || encode_x(s, c.lc[l].x0, T, out->pre[l]->data, c.clean_f[l]) < 0)
             goto done;
     }
     /* the intervened run */
@@ -365,7 +367,7 @@ done:
     lp_run_clear(&run);
     lp_run_clear(&c.clean);
     for (int l = 0; c.lc && l < L; l++)
-        free(c.lc[l].x);
+        free(c.lc[l].x), free(c.lc[l].x0);
     free(c.lc), free(c.clean_f), free(h), free(names);
     if (rc < 0)
         lp_intervention_clear(out);
