@@ -421,7 +421,13 @@ static int l_run(lua_State *L)
             }
             o.hooks = hooks, o.nhooks = n;
         }
-        read_saes(L, 3, &so);
+        lua_getfield(L, 3, "transcoders"); /* transcoders = tcs (with or without saes): lua_steer.c reads both */
+        int has_tcs = !lua_isnil(L, -1);
+        lua_pop(L, 1);
+        if (has_tcs)
+            lp_lua_read_dicts(L, 3, &so);
+        else
+            read_saes(L, 3, &so);
         int nfh;
         lp_lua_read_features(L, 3, T, INT_MAX, &so, &o, &nfh); /* features = {...}: lua_steer.c */
     }
@@ -610,6 +616,8 @@ void lp_lua_open_model(lua_State *L)
                    "names), positions from 1 (as r.tokens).\n"
                    "saes: {sae, transcoders, ...} splices reconstructions in (error_term = true adds x - x_hat\n"
                    "back); each caches <hook>.hook_sae_input, _acts_pre, _acts_post, _recons, _error, _output.\n"
+                   "transcoders = tcs splices a transcoder set too (as saes does); set = {{layer, pos, feature,\n"
+                   "value}, ...} sets its features (layers and features from 0, positions from 1).\n"
                    "features: {{sae = s [, layer = l], feature = i, set = v | add = v | ablate = true [, pos = p]}, ...}\n"
                    "edits spliced features at hook_sae_acts_post (pos from 1; nil: every position; layer picks a\n"
                    "transcoder of a set, from 0); the error term is then kept unless error_term = false, so only\n"

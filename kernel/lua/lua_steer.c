@@ -125,7 +125,7 @@ static const lp_sae *resolve(lua_State *L, int sae, int has_layer, lua_Integer l
             if (!strcmp(so->saes[j]->cfg.hook_out, t->cfg.hook_out) && so->saes[j]->cfg.d_sae == t->cfg.d_sae)
                 return so->saes[j];
         luaL_error(L, "%s: the transcoders (layer %d, on '%s') are not spliced into the run (give them in %s)", where,
-                   (int)layer, t->cfg.hook_out, so->n ? "saes or transcoders" : "saes = {...} or transcoders = ...");
+                   (int)layer, t->cfg.hook_out, "saes = {...} or transcoders = ...");
     }
     luaL_error(L, "%s: sae must be an SAE or transcoders (with layer = l), not %s", where, luaL_typename(L, sae));
     return NULL;

@@ -77,6 +77,8 @@ local ivT = m:intervene{transcoders = tcs, prompt = prompt, set = {{tl, 6, tf, 4
 local dT = maxabs(viaT.logits - ivT.logits) / scale0
 print(string.format("m:run features on transcoders vs m:intervene (free): rel %.3g", dT))
 assert(dT < 1e-5, "m:run with transcoder features differs from m:intervene: " .. dT)
+local viaSet = m:run(prompt, {transcoders = tcs, set = {{tl, 6, tf, 4 * tv + 2}}})
+assert(maxabs(viaSet.logits - viaT.logits) == 0, "m:run{transcoders, set} differs from features on the set")
 
 -- 3. generation: steering changes it, scale 0 leaves it, kv cache or not the same
 local n = 12
