@@ -134,3 +134,24 @@ end
     assert strong >= 5, f"only {strong} edges are strong: the check would be vacuous"
     assert worst <= 1e-4
     print(f"{len(picks)} features x {n_logits} logits, {strong} strong edges: worst relative difference {worst:.3g}")
+
+
+def test_intervention_and_comparison_display_in_the_kernel(kernel):
+    """A cell whose value is an intervention or a comparison shows its table (text/html and
+    text/plain, no script); hostile generated text is escaped."""
+    kernel.ok(
+        f"m = loupe.load({str(MODEL)!r})\n"
+        "tcs = loupe.transcoders.random{n_layers = m.n_layers, d_model = m.d_model, d_transcoder = 64, seed = 5}",
+        timeout=60,
+    )
+    for cell, want in (
+        (f"m:intervene{{transcoders = tcs, prompt = {PROMPT!r}, set = {{{{1, 3, 7, 5.0}}}}}}", "before"),
+        ('loupe.compare("<script>alert(1)</script>", "<img src=x onerror=alert(1)>")', "&lt;img"),
+    ):
+        msgs = kernel.ok(cell, timeout=60)
+        shown = [m["content"]["data"] for m in ku.of_type(msgs, "execute_result", "display_data")]
+        assert shown, msgs
+        html = shown[-1]["text/html"]
+        assert want in html, html[:2000]
+        assert "<script" not in html and "<img" not in html, html[:2000]
+        assert shown[-1]["text/plain"].strip(), shown[-1]
