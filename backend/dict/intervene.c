@@ -64,60 +64,131 @@ int lp_intervene_check_set(const lp_model *m, const lp_transcoder_set *tcs)
     return 0;
 }
 
+/* ---- the dictionary: a per-layer transcoder set or a CLT ---- */
+
+typedef struct dict {
+    const lp_transcoder_set *tcs; /* exactly one of the two */
+    const lp_clt *clt;
+    int n_layers;
+    char (*in)[128], (*out)[128]; /* hook names per layer */
+} dict;
+
+static int dict_F(const dict *d, int l)
+{
+    return d->tcs ? d->tcs->layers[l]->cfg.d_sae : d->clt->d_tc;
+}
+
+static int dict_D(const dict *d, int l, int out)
+{
+    if (!d->tcs)
+        return d->clt->d_model;
+    return out ? d->tcs->layers[l]->cfg.d_out : d->tcs->layers[l]->cfg.d_in;
+}
+
+/* z, f (T x F) of layer l's input x (T x d_in) */
+static int dict_encode(const dict *d, int l, const float *x, int T, float *z, float *f)
+{
+    if (d->tcs) {
+        const lp_sae *s = d->tcs->layers[l];
+        size_t n = (size_t)T * s->cfg.d_in;
+        float *xs = lp_malloc(n * sizeof *xs, "a transcoder's input");
+        if (!xs)
+            return -1;
+        for (size_t i = 0; i < n; i++)
+            xs[i] = x[i] * s->scale;
+        int rc = lp_sae_encode(z, f, s, xs, T, 0);
+        free(xs);
+        return rc;
+    }
+    const lp_clt *c = d->clt;
+    int D = c->d_model, F = c->d_tc;
+    const float *W = c->W_enc[l]->data, *b = c->b_enc[l]->data, *th = c->threshold ? c->threshold[l]->data : NULL;
+    double *acc = lp_malloc((size_t)F * sizeof *acc, "a CLT's pre-activations");
+    if (!acc)
+        return -1;
+    for (int p = 0; p < T; p++) {
+        for (int i = 0; i < F; i++)
+            acc[i] = b[i];
+        for (int k = 0; k < D; k++) {
+            double xv = x[(size_t)p * D + k];
+            const float *row = W + (size_t)k * F;
+            for (int i = 0; i < F; i++)
+                acc[i] += xv * row[i];
+        }
+        for (int i = 0; i < F; i++) {
+            float zi = (float)acc[i];
+            z[(size_t)p * F + i] = zi;
+            f[(size_t)p * F + i] = th ? (zi > th[i] ? zi : 0.0f) : (zi > 0 ? zi : 0.0f);
+        }
+    }
+    free(acc);
+    return 0;
+}
+
+/* out (T x D) += delta (T x F, features of layer src) decoded into layer dst (src <= dst) */
+static void dict_add_decoded(const dict *d, int src, int dst, const float *delta, int T, float *out)
+{
+    int F = dict_F(d, src), D = dict_D(d, dst, 1);
+    const float *Wd;
+    size_t stride;
+    float div = 1.0f;
+    if (d->tcs) {
+        if (src != dst)
+            return;
+        Wd = d->tcs->layers[src]->W_dec->data, stride = (size_t)D, div = d->tcs->layers[src]->scale;
+    } else {
+        /* W_dec[src]: [F, n_layers - src, D] */
+        stride = (size_t)(d->n_layers - src) * D;
+        Wd = d->clt->W_dec[src]->data + (size_t)(dst - src) * D;
+    }
+    for (int p = 0; p < T; p++)
+        for (int i = 0; i < F; i++) {
+            float v = delta[(size_t)p * F + i];
+            if (v == 0.0f)
+                continue;
+            const float *w = Wd + (size_t)i * stride;
+            float *row = out + (size_t)p * D;
+            for (int od = 0; od < D; od++)
+                row[od] += v * w[od] / div;
+        }
+}
+
+static const lp_tensor *dict_skip(const dict *d, int l)
+{
+    return d->tcs ? d->tcs->layers[l]->W_skip : NULL;
+}
+
 typedef struct ictx ictx;
 
 typedef struct layer_ctx {
     ictx *c;
     int l;
-    int seen;  /* the input was captured in this run */
-    float *x;  /* T x d_in: this run's input */
-    float *x0; /* T x d_in: the clean run's */
+    int seen;     /* the input was captured in this run */
+    float *x;     /* T x d_in: this run's input */
+    float *x0;    /* T x d_in: the clean run's */
+    float *delta; /* T x F: edit(f) - f of this layer in this run, or NULL (none) */
 } layer_ctx;
 
 struct ictx {
     const lp_model *m;
-    const lp_transcoder_set *tcs;
+    dict d;
     const lp_intervene_opts *o;
     lp_run clean;
     int T;
-    float **clean_f; /* n_layers of T x d_sae */
+    float **clean_f; /* n_layers of T x F */
     lp_tensor **acts, **pre;
     layer_ctx *lc;
 };
-
-static const lp_sae *layer_sae(const ictx *c, int l)
-{
-    return c->tcs->layers[l];
-}
-
-static const char *in_hook(const lp_sae *s)
-{
-    return s->cfg.transcoder ? s->cfg.hook_in : s->cfg.hook_out;
-}
-
-/* z, f (T x d_sae) of x (T x d_in) */
-static int encode_x(const lp_sae *s, const float *x, int T, float *z, float *f)
-{
-    size_t n = (size_t)T * s->cfg.d_in;
-    float *xs = lp_malloc(n * sizeof *xs, "a transcoder's input");
-    if (!xs)
-        return -1;
-    for (size_t i = 0; i < n; i++)
-        xs[i] = x[i] * s->scale;
-    int rc = lp_sae_encode(z, f, s, xs, T, 0);
-    free(xs);
-    return rc;
-}
 
 static int layer_constrained(const ictx *c, int l)
 {
     return c->o->constrained && l >= c->o->c_first && l <= c->o->c_last;
 }
 
-/* applies layer l's edits, in order, to g (T x d_sae) */
+/* applies layer l's edits, in order, to g (T x F) */
 static void apply_edits(const ictx *c, int l, float *g)
 {
-    int F = layer_sae(c, l)->cfg.d_sae;
+    int F = dict_F(&c->d, l);
     for (int k = 0; k < c->o->n_edits; k++) {
         const lp_feature_edit *e = &c->o->edits[k];
         if (e->layer != l)
@@ -134,10 +205,9 @@ static int capture(void *ud, const char *name, const lp_tensor *act, lp_tensor *
 {
     (void)out;
     layer_ctx *lc = ud;
-    const lp_sae *s = layer_sae(lc->c, lc->l);
-    if (act->ndim != 3 || act->shape[0] != 1 || act->shape[1] != lc->c->T || act->shape[2] != s->cfg.d_in)
-        return lp_set_error("intervene: '%s' does not have the %d dimensions transcoder %d reads", name, s->cfg.d_in,
-                            lc->l);
+    int D = dict_D(&lc->c->d, lc->l, 0);
+    if (act->ndim != 3 || act->shape[0] != 1 || act->shape[1] != lc->c->T || act->shape[2] != D)
+        return lp_set_error("intervene: '%s' does not have the %d dimensions transcoder %d reads", name, D, lc->l);
     if (lp_tensor_to_host(act, lc->x) < 0)
         return -1;
     lc->seen = 1;
@@ -148,37 +218,51 @@ static int edit_out(void *ud, const char *name, const lp_tensor *act, lp_tensor 
 {
     layer_ctx *lc = ud;
     ictx *c = lc->c;
+    const dict *d = &c->d;
     int l = lc->l, T = c->T;
-    const lp_sae *s = layer_sae(c, l);
-    int F = s->cfg.d_sae, Din = s->cfg.d_in, Dout = s->cfg.d_out;
+    int F = dict_F(d, l), Din = dict_D(d, l, 0), Dout = dict_D(d, l, 1);
     if (act->ndim != 3 || act->shape[0] != 1 || act->shape[1] != T || act->shape[2] != Dout)
         return lp_set_error("intervene: '%s' does not have the %d dimensions transcoder %d writes", name, Dout, l);
     if (!lc->seen)
-        return lp_set_error("intervene: transcoder %d did not see its input '%s' before '%s'", l, in_hook(s), name);
+        return lp_set_error("intervene: transcoder %d did not see its input '%s' before '%s'", l, d->in[l], name);
     float *pre = c->pre[l]->data, *f = c->acts[l]->data;
-    if (encode_x(s, lc->x, T, pre, f) < 0)
+    if (dict_encode(d, l, lc->x, T, pre, f) < 0)
         return -1;
     int frozen = layer_constrained(c, l);
     /* the features the edits start from: the clean run's (constrained) or this run's */
     size_t nf = (size_t)T * F;
-    float *ref = frozen ? c->clean_f[l] : f;
+    const float *ref = frozen ? c->clean_f[l] : f;
     float *g = lp_malloc(nf * sizeof *g, "edited features");
-    lp_tensor *o = NULL;
     if (!g)
         return -1;
     memcpy(g, ref, nf * sizeof *g);
     apply_edits(c, l, g);
+    /* g - ref, kept for the layers this one writes to (ref may be f: before f changes) */
+    int any = 0;
+    for (size_t i = 0; i < nf; i++) {
+        float v = g[i];
+        g[i] = v - ref[i];
+        any |= g[i] != 0.0f;
+        if (!frozen)
+            f[i] = v;
+    }
+    if (frozen)
+        apply_edits(c, l, f); /* what the features read: this run's, with the edits */
+    free(lc->delta);
+    lc->delta = NULL;
+    if (any)
+        lc->delta = g;
+    else
+        free(g);
+    lp_tensor *o = NULL;
     if (frozen) {
-        char cname[160];
-        snprintf(cname, sizeof cname, "%s", s->cfg.hook_out);
-        const lp_tensor *y = lp_run_get(&c->clean, cname);
-        if (!y) {
-            free(g);
-            return lp_set_error("intervene: the clean run kept no '%s'", cname);
-        }
+        const lp_tensor *y = lp_run_get(&c->clean, d->out[l]);
+        if (!y)
+            return lp_set_error("intervene: the clean run kept no '%s'", d->out[l]);
         o = lp_tensor_clone(y);
-        if (o && s->W_skip) { /* the skip's response to the change of the input */
-            const float *W = s->W_skip->data, *x0 = lc->x0;
+        const lp_tensor *sk = dict_skip(d, l);
+        if (o && sk) { /* the skip's response to the change of the input */
+            const float *W = sk->data, *x0 = lc->x0;
             for (int p = 0; p < T; p++)
                 for (int od = 0; od < Dout; od++) {
                     double v = 0;
@@ -187,28 +271,15 @@ static int edit_out(void *ud, const char *name, const lp_tensor *act, lp_tensor 
                     o->data[(size_t)p * Dout + od] += (float)v;
                 }
         }
-        /* what the features read: this run's, with the edits */
-        apply_edits(c, l, f);
     } else {
         o = lp_tensor_clone(act);
     }
-    if (!o) {
-        free(g);
+    if (!o)
         return -1;
-    }
-    const float *Wd = s->W_dec->data;
-    for (int p = 0; p < T; p++)
-        for (int i = 0; i < F; i++) {
-            float d = g[(size_t)p * F + i] - ref[(size_t)p * F + i];
-            if (d == 0.0f)
-                continue;
-            float *row = o->data + (size_t)p * Dout;
-            for (int od = 0; od < Dout; od++)
-                row[od] += d * Wd[(size_t)i * Dout + od] / s->scale;
-        }
-    if (!frozen)
-        memcpy(f, g, nf * sizeof *f);
-    free(g);
+    /* the edits of this layer and of the earlier layers that write here (a CLT) */
+    for (int src = 0; src <= l; src++)
+        if (c->lc[src].delta)
+            dict_add_decoded(d, src, l, c->lc[src].delta, T, o->data);
     *out = o;
     return 0;
 }
@@ -218,11 +289,9 @@ static int keep_clean(void *ud, const char *name)
     const ictx *c = ud;
     if (strstr(name, "attn.hook_pattern") || strstr(name, "hook_scale"))
         return 1;
-    for (int l = 0; l < c->tcs->n_layers; l++) {
-        const lp_sae *s = layer_sae(c, l);
-        if (!strcmp(name, in_hook(s)) || !strcmp(name, s->cfg.hook_out))
+    for (int l = 0; l < c->d.n_layers; l++)
+        if (!strcmp(name, c->d.in[l]) || !strcmp(name, c->d.out[l]))
             return 1;
-    }
     return 0;
 }
 
@@ -250,17 +319,17 @@ void lp_intervention_clear(lp_intervention *r)
     memset(r, 0, sizeof *r);
 }
 
-static int check_opts(const lp_transcoder_set *tcs, int T, const lp_intervene_opts *o)
+static int check_opts(const dict *d, int T, const lp_intervene_opts *o)
 {
-    int L = tcs->n_layers;
+    int L = d->n_layers;
     if (o->n_edits < 0 || (o->n_edits && !o->edits))
         return lp_set_error("intervene: no edits");
     for (int k = 0; k < o->n_edits; k++) {
         const lp_feature_edit *e = &o->edits[k];
         if (e->layer < 0 || e->layer >= L)
-            return lp_set_error("intervene: edit %d: layer %d is not a layer of the transcoder set (0..%d)", k + 1,
+            return lp_set_error("intervene: edit %d: layer %d is not a layer of the transcoders (0..%d)", k + 1,
                                 e->layer, L - 1);
-        int F = tcs->layers[e->layer]->cfg.d_sae;
+        int F = dict_F(d, e->layer);
         if (e->feature < 0 || e->feature >= F)
             return lp_set_error("intervene: edit %d: feature %d is out of range (layer %d has features 0..%d)", k + 1,
                                 e->feature, e->layer, F - 1);
@@ -275,21 +344,44 @@ static int check_opts(const lp_transcoder_set *tcs, int T, const lp_intervene_op
     return 0;
 }
 
-int lp_intervene(const lp_model *m, const lp_transcoder_set *tcs, const int32_t *tokens, int T,
-                 const lp_intervene_opts *o, lp_intervention *out)
+/* a CLT's hooks, relative to blocks.L (circuit-tracer's defaults when empty, as tc_io.c reads them) */
+static const char *clt_hook(const lp_clt *c, int out)
 {
-    memset(out, 0, sizeof *out);
-    if (lp_intervene_check_set(m, tcs) < 0)
-        return -1;
+    const char *h = out ? c->feature_output_hook : c->feature_input_hook;
+    return h[0] ? h : out ? "mlp.hook_out" : "mlp.hook_in";
+}
+
+int lp_intervene_check_clt(const lp_model *m, const lp_clt *clt)
+{
+    if (!clt || clt->n_layers < 1)
+        return lp_set_error("intervene: no transcoders");
+    if (clt->n_layers != m->cfg.n_layers)
+        return lp_set_error("intervene: the cross-layer transcoder has %d layers, the model %d", clt->n_layers,
+                            m->cfg.n_layers);
+    if (clt->d_model != m->cfg.d_model)
+        return lp_set_error("intervene: the cross-layer transcoder reads %d dimensions, the model has %d",
+                            clt->d_model, m->cfg.d_model);
+    char in[128], out[128];
+    snprintf(in, sizeof in, "blocks.0.%s", clt_hook(clt, 0));
+    snprintf(out, sizeof out, "blocks.0.%s", clt_hook(clt, 1));
+    if (!lp_model_has_hook(m, in) || !lp_model_has_hook(m, out))
+        return lp_set_error("intervene: the cross-layer transcoder reads '%s' and writes '%s', which this model does "
+                            "not have", in, out);
+    return 0;
+}
+
+static int run_intervention(const lp_model *m, dict *d, const int32_t *tokens, int T, const lp_intervene_opts *o,
+                            lp_intervention *out)
+{
     if (T < 1)
         return lp_set_error("intervene: an empty prompt");
     static const lp_intervene_opts none = {0};
     if (!o)
         o = &none;
-    if (check_opts(tcs, T, o) < 0)
+    if (check_opts(d, T, o) < 0)
         return -1;
-    int L = tcs->n_layers, rc = -1;
-    ictx c = {.m = m, .tcs = tcs, .o = o, .T = T};
+    int L = d->n_layers, rc = -1;
+    ictx c = {.m = m, .d = *d, .o = o, .T = T};
     lp_run run = {0};
     /* hooks: capture + edit per layer, a pattern per layer, ln1 + ln2 per layer, ln_final */
     size_t cap = 5 * (size_t)L + 1;
@@ -311,30 +403,26 @@ int lp_intervene(const lp_model *m, const lp_transcoder_set *tcs, const int32_t 
     if (lp_model_run(m, tokens, 1, T, &co, &c.clean) < 0)
         goto done;
     for (int l = 0; l < L; l++) {
-        const lp_sae *s = layer_sae(&c, l);
-        int F = s->cfg.d_sae;
+        int F = dict_F(d, l), Din = dict_D(d, l, 0);
         out->acts[l] = mat(T, F), out->pre[l] = mat(T, F), out->clean_acts[l] = mat(T, F);
-        size_t nx = (size_t)T * s->cfg.d_in * sizeof(float);
+        size_t nx = (size_t)T * Din * sizeof(float);
         c.lc[l] = (layer_ctx){.c = &c, .l = l, .x = lp_malloc(nx, "inputs"), .x0 = lp_malloc(nx, "inputs")};
         if (!out->acts[l] || !out->pre[l] || !out->clean_acts[l] || !c.lc[l].x || !c.lc[l].x0)
             goto done;
         c.clean_f[l] = out->clean_acts[l]->data;
-        const lp_tensor *x = lp_run_get(&c.clean, in_hook(s));
-        if (!x || x->ndim != 3 || x->shape[2] != s->cfg.d_in) {
-            lp_set_error("intervene: '%s' does not have the %d dimensions transcoder %d reads", in_hook(s),
-                         s->cfg.d_in, l);
+        const lp_tensor *x = lp_run_get(&c.clean, d->in[l]);
+        if (!x || x->ndim != 3 || x->shape[2] != Din) {
+            lp_set_error("intervene: '%s' does not have the %d dimensions transcoder %d reads", d->in[l], Din, l);
             goto done;
         }
-        if (lp_tensor_to_host(x, c.lc[l].x0) < 0 || encode_x(s, c.lc[l].x0, T, out->pre[l]->data, c.clean_f[l]) < 0)
+        if (lp_tensor_to_host(x, c.lc[l].x0) < 0 || dict_encode(d, l, c.lc[l].x0, T, out->pre[l]->data, c.clean_f[l]) < 0)
             goto done;
     }
     /* the intervened run */
     size_t n = 0;
     for (int l = 0; l < L; l++) {
-        const lp_sae *s = layer_sae(&c, l);
-        h[n++] = (lp_hook){.name = in_hook(s), .kind = LP_HOOK_FN, .fn = capture, .ud = &c.lc[l], .head = -1, .pos = -1};
-        h[n++] = (lp_hook){.name = s->cfg.hook_out, .kind = LP_HOOK_FN, .fn = edit_out, .ud = &c.lc[l], .head = -1,
-                           .pos = -1};
+        h[n++] = (lp_hook){.name = d->in[l], .kind = LP_HOOK_FN, .fn = capture, .ud = &c.lc[l], .head = -1, .pos = -1};
+        h[n++] = (lp_hook){.name = d->out[l], .kind = LP_HOOK_FN, .fn = edit_out, .ud = &c.lc[l], .head = -1, .pos = -1};
         char tmp[3][96];
         int k = 0;
         if (o->freeze_attention)
@@ -367,9 +455,52 @@ done:
     lp_run_clear(&run);
     lp_run_clear(&c.clean);
     for (int l = 0; c.lc && l < L; l++)
-        free(c.lc[l].x), free(c.lc[l].x0);
+        free(c.lc[l].x), free(c.lc[l].x0), free(c.lc[l].delta);
     free(c.lc), free(c.clean_f), free(h), free(names);
     if (rc < 0)
         lp_intervention_clear(out);
+    return rc;
+}
+
+int lp_intervene(const lp_model *m, const lp_transcoder_set *tcs, const int32_t *tokens, int T,
+                 const lp_intervene_opts *o, lp_intervention *out)
+{
+    memset(out, 0, sizeof *out);
+    if (lp_intervene_check_set(m, tcs) < 0)
+        return -1;
+    int L = tcs->n_layers;
+    dict d = {.tcs = tcs, .n_layers = L, .in = calloc((size_t)L, 128), .out = calloc((size_t)L, 128)};
+    if (!d.in || !d.out) {
+        free(d.in), free(d.out);
+        return lp_set_error_code(LP_ERR_NOMEM, "intervene: out of memory");
+    }
+    for (int l = 0; l < L; l++) {
+        const lp_sae_config *c = &tcs->layers[l]->cfg;
+        snprintf(d.in[l], 128, "%s", c->transcoder ? c->hook_in : c->hook_out);
+        snprintf(d.out[l], 128, "%s", c->hook_out);
+    }
+    int rc = run_intervention(m, &d, tokens, T, o, out);
+    free(d.in), free(d.out);
+    return rc;
+}
+
+int lp_intervene_clt(const lp_model *m, const lp_clt *clt, const int32_t *tokens, int T, const lp_intervene_opts *o,
+                     lp_intervention *out)
+{
+    memset(out, 0, sizeof *out);
+    if (lp_intervene_check_clt(m, clt) < 0)
+        return -1;
+    int L = clt->n_layers;
+    dict d = {.clt = clt, .n_layers = L, .in = calloc((size_t)L, 128), .out = calloc((size_t)L, 128)};
+    if (!d.in || !d.out) {
+        free(d.in), free(d.out);
+        return lp_set_error_code(LP_ERR_NOMEM, "intervene: out of memory");
+    }
+    for (int l = 0; l < L; l++) {
+        snprintf(d.in[l], 128, "blocks.%d.%s", l, clt_hook(clt, 0));
+        snprintf(d.out[l], 128, "blocks.%d.%s", l, clt_hook(clt, 1));
+    }
+    int rc = run_intervention(m, &d, tokens, T, o, out);
+    free(d.in), free(d.out);
     return rc;
 }

@@ -81,6 +81,14 @@ int lp_intervene_check_set(const lp_model *m, const lp_transcoder_set *tcs);
 
 int lp_intervene(const lp_model *m, const lp_transcoder_set *tcs, const int32_t *tokens, int T,
                  const lp_intervene_opts *o, lp_intervention *out);
+
+/* The same with a cross-layer transcoder: layer l's features read blocks.l.<feature_input_hook>
+ * and write every layer l' >= l (blocks.l'.<feature_output_hook>), so an edit of a layer-l
+ * feature moves the outputs of l and of every later layer by delta * W_dec[l][l' - l] (in
+ * free and constrained layers alike). */
+int lp_intervene_check_clt(const lp_model *m, const lp_clt *clt);
+int lp_intervene_clt(const lp_model *m, const lp_clt *clt, const int32_t *tokens, int T, const lp_intervene_opts *o,
+                     lp_intervention *out);
 void lp_intervention_clear(lp_intervention *r);
 
 /* A callback hook (lp_hook_fn) that edits one feature of a dictionary's features

@@ -633,9 +633,11 @@ static int model_intervene(lua_State *L)
     lua_settop(L, 2);
     lua_getfield(L, 2, "transcoders"); /* 3 */
     lp_transcoder_set *tcs = lp_lua_test_transcoder_set(L, 3);
-    if (!tcs)
-        return luaL_error(L, "intervene: transcoders must be a per-layer transcoder set (loupe.transcoders.load)");
-    if (lp_intervene_check_set(u->m, tcs) < 0)
+    lp_clt *clt = lp_lua_test_clt(L, 3);
+    if (!tcs && !clt)
+        return luaL_error(L, "intervene: transcoders must be a transcoder set or a cross-layer transcoder "
+                             "(loupe.transcoders.load)");
+    if ((tcs ? lp_intervene_check_set(u->m, tcs) : lp_intervene_check_clt(u->m, clt)) < 0)
         return lp_lua_backend_error(L, NULL);
     if (field(L, 2, "prompt", 1) == LUA_TNIL) /* 4 */
         return luaL_error(L, "intervene: no prompt (m:intervene{transcoders = tcs, prompt = \"...\", set = {...}})");
@@ -648,7 +650,7 @@ static int model_intervene(lua_State *L)
     if (!lua_isnil(L, -1))
         o.freeze_attention = lua_toboolean(L, -1);
     lua_pop(L, 1);
-    int L_ = tcs->n_layers;
+    int L_ = tcs ? tcs->n_layers : clt->n_layers;
     lua_getfield(L, 2, "constrained_layers");
     if (lua_isboolean(L, -1)) {
         o.constrained = lua_toboolean(L, -1), o.c_first = 0, o.c_last = L_ - 1;
@@ -689,7 +691,7 @@ static int model_intervene(lua_State *L)
             return luaL_error(L, "%s: needs layer and feature", where);
         if (layer < 0 || layer >= L_)
             return luaL_error(L, "%s: unknown layer %d (the transcoders have layers 0..%d)", where, (int)layer, L_ - 1);
-        int F = tcs->layers[layer]->cfg.d_sae;
+        int F = tcs ? tcs->layers[layer]->cfg.d_sae : clt->d_tc;
         if (feature < 0 || feature >= F)
             return luaL_error(L, "%s: feature %d is out of range (0..%d)", where, (int)feature, F - 1);
         if (hp && (pos < 1 || pos > T))
@@ -713,7 +715,7 @@ static int model_intervene(lua_State *L)
     }
     o.edits = e, o.n_edits = ne;
     lp_intervention r = {0};
-    if (lp_intervene(u->m, tcs, toks, T, &o, &r) < 0)
+    if ((tcs ? lp_intervene(u->m, tcs, toks, T, &o, &r) : lp_intervene_clt(u->m, clt, toks, T, &o, &r)) < 0)
         return lp_lua_backend_error(L, NULL);
     /* the result */
     int V = u->m->cfg.d_vocab;
@@ -803,7 +805,8 @@ void lp_lua_open_steer(lua_State *L)
             "those layers are frozen at their clean values plus the set features' direct effects (and a skip's\n"
             "response), and their norm scales too (ln_final's when the range ends at the last layer): the change\n"
             "propagates linearly, as the attribution graph's edges predict. Returns .logits, .acts[layer],\n"
-            ".pre[layer], .clean_logits, .clean_acts, shown as the top tokens before and after.");
+            ".pre[layer], .clean_logits, .clean_acts, shown as the top tokens before and after.\n"
+            "A cross-layer transcoder works too: a layer-l feature writes layer l and every later one.");
     lua_settop(L, loupe);
     lp_lua_setfunc(L, loupe, "compare", l_compare,
                    "loupe.compare(a, b [, {labels = {\"clean\", \"steered\"}, k = 10, model = m, title = s}]) -> "

@@ -179,6 +179,22 @@ end)
 fails("constrained_layers", function()
     m:intervene{transcoders = tcs, prompt = prompt, set = {}, constrained_layers = {2, 9}}
 end)
+-- a cross-layer transcoder: its own value changes nothing, another value does
+local clt = loupe.transcoders.random{n_layers = m.n_layers, d_model = D, d_transcoder = 48, clt = true,
+                                    activation = "jumprelu", seed = 6}
+local c0 = m:intervene{transcoders = clt, prompt = prompt, set = {}}
+local ca = c0.clean_acts[0]:totable()
+local cf = 0
+for i = 1, #ca[4] do if ca[4][i] > ca[4][cf + 1] then cf = i - 1 end end
+assert(ca[4][cf + 1] > 0, "no CLT feature fires at position 4")
+for _, cl in ipairs({false, true}) do
+    local same_c = m:intervene{transcoders = clt, prompt = prompt, set = {{0, 4, cf, ca[4][cf + 1]}},
+                               constrained_layers = cl}
+    assert(maxabs(same_c.logits - same_c.clean_logits) <= 1e-6, "CLT: own value changed the logits")
+    local new_c = m:intervene{transcoders = clt, prompt = prompt, set = {{0, 4, cf, 5 * ca[4][cf + 1] + 1}},
+                              constrained_layers = cl}
+    assert(maxabs(new_c.logits - new_c.clean_logits) > 1e-5, "CLT: a new value changed nothing")
+end
 fails("transcoders must be", function()
     m:intervene{transcoders = sae, prompt = prompt, set = {}}
 end)

@@ -274,3 +274,127 @@ Test(intervene, bad_input_is_an_error)
     lp_transcoder_set_free(tcs);
     lp_model_free(m);
 }
+
+/* ---- cross-layer transcoders ---- */
+
+/* a CLT whose layer l encodes as tcs's layer l and decodes into l as it does; into later
+ * layers with random weights when cross, zero otherwise (then it is the same dictionary) */
+static lp_clt *clt_like(const lp_transcoder_set *tcs, int cross, uint64_t seed)
+{
+    lp_clt *c = lp_clt_new(L_, D_, F_, 1);
+    cr_assert_not_null(c, "%s", lp_last_error());
+    lp_rng g;
+    lp_rng_seed(&g, seed);
+    for (int l = 0; l < L_; l++) {
+        const lp_sae *s = tcs->layers[l];
+        memcpy(c->W_enc[l]->data, s->W_enc->data, sizeof(float) * D_ * F_);
+        memcpy(c->b_enc[l]->data, s->b_enc->data, sizeof(float) * F_);
+        memcpy(c->threshold[l]->data, s->threshold->data, sizeof(float) * F_);
+        memcpy(c->b_dec[l]->data, s->b_dec->data, sizeof(float) * D_);
+        if (cross)
+            rm_jitter(c->W_dec[l], &g, 0.3f, 0);
+        for (int i = 0; i < F_; i++)
+            memcpy(c->W_dec[l]->data + (size_t)i * (L_ - l) * D_, s->W_dec->data + (size_t)i * D_, sizeof(float) * D_);
+    }
+    return c;
+}
+
+Test(intervene, a_clt_without_cross_terms_is_its_transcoder_set)
+{
+    lp_model *m = rm_model(0, L_, D_, 4, 4, V_, 31);
+    lp_transcoder_set *tcs = transcoders(L_, D_, 32);
+    for (int l = 0; l < L_; l++) { /* no skip: a CLT has none */
+        lp_tensor_free(tcs->layers[l]->W_skip);
+        tcs->layers[l]->W_skip = NULL;
+        tcs->layers[l]->cfg.skip = 0;
+    }
+    lp_clt *clt = clt_like(tcs, 0, 1);
+    int32_t toks[T_];
+    tokens(toks, 6);
+    lp_feature_edit e[2] = {{.layer = 0, .pos = 3, .feature = 5, .kind = LP_FEAT_ADD, .value = 2.0f},
+                            {.layer = 2, .pos = -1, .feature = 9, .kind = LP_FEAT_SET, .value = 1.5f}};
+    for (int mode = 0; mode < 3; mode++) {
+        lp_intervene_opts o = {.edits = e, .n_edits = 2, .freeze_attention = mode > 0, .constrained = mode == 2,
+                               .c_first = 0, .c_last = L_ - 1};
+        lp_intervention a = {0}, b = {0};
+        cr_assert_eq(lp_intervene(m, tcs, toks, T_, &o, &a), 0, "%s", lp_last_error());
+        cr_assert_eq(lp_intervene_clt(m, clt, toks, T_, &o, &b), 0, "%s", lp_last_error());
+        double d = 0, moved = 0;
+        for (int k = 0; k < T_ * V_; k++) {
+            d = fmax(d, fabsf(a.logits->data[k] - b.logits->data[k]));
+            moved = fmax(moved, fabsf(a.logits->data[k] - a.clean_logits->data[k]));
+        }
+        cr_assert_leq(d, 1e-5, "mode %d: the CLT differs from its set by %g", mode, d);
+        cr_assert_gt(moved, 1e-4, "mode %d", mode);
+        for (int l = 0; l < L_; l++)
+            for (int k = 0; k < T_ * F_; k++)
+                cr_assert_float_eq(a.acts[l]->data[k], b.acts[l]->data[k], 1e-5, "mode %d layer %d", mode, l);
+        lp_intervention_clear(&a);
+        lp_intervention_clear(&b);
+    }
+    lp_clt_free(clt);
+    lp_transcoder_set_free(tcs);
+    lp_model_free(m);
+}
+
+Test(intervene, a_clt_feature_writes_every_later_layer)
+{
+    lp_model *m = rm_model(0, L_, D_, 4, 4, V_, 41);
+    lp_transcoder_set *tcs = transcoders(L_, D_, 42);
+    lp_clt *clt = clt_like(tcs, 1, 43);
+    int32_t toks[T_];
+    tokens(toks, 8);
+    int src = 0, i = 11, pos = 4;
+    float s = 2.5f;
+    lp_feature_edit e = {.layer = src, .pos = pos, .feature = i, .kind = LP_FEAT_ADD, .value = s};
+    lp_intervene_opts o = {.edits = &e, .n_edits = 1};
+    lp_intervention r = {0};
+    cr_assert_eq(lp_intervene_clt(m, clt, toks, T_, &o, &r), 0, "%s", lp_last_error());
+    /* the oracle: s * W_dec[src][l - src][i] added at every layer l >= src, at pos */
+    lp_hook h[L_];
+    lp_tensor *vec[L_];
+    char names[L_][64];
+    int64_t sh[1] = {D_};
+    for (int l = src; l < L_; l++) {
+        vec[l] = lp_tensor_from_data(1, sh, clt->W_dec[src]->data + ((size_t)i * (L_ - src) + (l - src)) * D_,
+                                     LP_DEVICE_CPU);
+        snprintf(names[l], sizeof names[l], "blocks.%d.mlp.hook_out", l);
+        h[l - src] = (lp_hook){.name = names[l], .kind = LP_HOOK_ADD, .value = vec[l], .scale = s, .head = -1,
+                               .pos = pos};
+    }
+    lp_run_opts ro = {.hooks = h, .nhooks = (size_t)(L_ - src)};
+    lp_run ref = {0};
+    cr_assert_eq(lp_model_run(m, toks, 1, T_, &ro, &ref), 0, "%s", lp_last_error());
+    double d = 0, moved = 0;
+    for (int k = 0; k < T_ * V_; k++) {
+        d = fmax(d, fabsf(r.logits->data[k] - ref.logits->data[k]));
+        moved = fmax(moved, fabsf(r.logits->data[k] - r.clean_logits->data[k]));
+    }
+    cr_assert_leq(d, 1e-5 * moved + 1e-6, "%g from the plain hooks (moved %g)", d, moved);
+    cr_assert_gt(moved, 1e-3);
+    /* and only the later layers: without the cross terms the logits move less */
+    lp_run_clear(&ref);
+    for (int l = src; l < L_; l++)
+        lp_tensor_free(vec[l]);
+    lp_intervention_clear(&r);
+    /* its own value changes nothing, constrained or not */
+    lp_intervention c0 = {0};
+    cr_assert_eq(lp_intervene_clt(m, clt, toks, T_, NULL, &c0), 0, "%s", lp_last_error());
+    e.kind = LP_FEAT_SET, e.value = c0.clean_acts[src]->data[pos * F_ + i];
+    for (int mode = 0; mode < 2; mode++) {
+        o.constrained = mode, o.freeze_attention = mode, o.c_first = 0, o.c_last = L_ - 1;
+        cr_assert_eq(lp_intervene_clt(m, clt, toks, T_, &o, &r), 0, "%s", lp_last_error());
+        for (int k = 0; k < T_ * V_; k++)
+            cr_assert_leq(fabsf(r.logits->data[k] - r.clean_logits->data[k]), 1e-6f);
+        lp_intervention_clear(&r);
+    }
+    lp_intervention_clear(&c0);
+    /* a CLT that does not fit */
+    clt->n_layers = L_ - 1;
+    cr_assert_eq(lp_intervene_clt(m, clt, toks, T_, NULL, &r), -1);
+    cr_assert(strstr(lp_last_error(), "layers"), "%s", lp_last_error());
+    clt->n_layers = L_;
+    lp_clt_free(clt);
+    lp_transcoder_set_free(tcs);
+    lp_model_free(m);
+}
