@@ -1,6 +1,8 @@
 /* Interventions on dictionary features (the team's ATTRIBUTION.md, "Interventions";
  * DICTIONARY.md's steering): set, add to or ablate features of a per-layer transcoder set
- * at chosen positions and rerun the model.
+ * (or a cross-layer transcoder: lp_intervene_clt) at chosen positions and rerun the model.
+ * (Here rather than in attrib/ so that steering needs no attribution graph; the attribution
+ * engine's edges are what a constrained intervention reproduces: tests/unit/dict/test_intervene.c.)
  *
  *   lp_feature_edit e = {.layer = 1, .pos = 3, .feature = 17, .kind = LP_FEAT_SET, .value = 2.5f};
  *   lp_intervene_opts o = {.edits = &e, .n_edits = 1, .freeze_attention = 1,
