@@ -208,8 +208,8 @@ done:
     return rc;
 }
 
-int lp_model_run_spliced(const lp_model *m, const int32_t *tokens, int B, int T, const lp_splice_opts *so,
-                         const lp_run_opts *opts, lp_run *out)
+static int run_spliced(const lp_model *m, lp_kv_cache *kv, const int32_t *tokens, int B, int T,
+                       const lp_splice_opts *so, const lp_run_opts *opts, lp_run *out)
 {
     memset(out, 0, sizeof *out);
     int n = so ? so->n : 0;
@@ -257,11 +257,27 @@ int lp_model_run_spliced(const lp_model *m, const int32_t *tokens, int B, int T,
     lp_run_opts o = {.hooks = h, .nhooks = nh};
     if (opts)
         o.cache_all = opts->cache_all, o.filter = opts->filter, o.filter_ud = opts->filter_ud;
-    rc = lp_model_run(m, tokens, B, T, &o, out);
+    rc = kv ? lp_model_run_cached(m, kv, tokens, B, T, &o, out) : lp_model_run(m, tokens, B, T, &o, out);
 done:
     for (int i = 0; e && i < n; i++)
         lp_tensor_free(e[i].x_in);
     free(e);
     free(h);
     return rc;
+}
+
+int lp_model_run_spliced(const lp_model *m, const int32_t *tokens, int B, int T, const lp_splice_opts *so,
+                         const lp_run_opts *opts, lp_run *out)
+{
+    return run_spliced(m, NULL, tokens, B, T, so, opts, out);
+}
+
+int lp_model_run_spliced_cached(const lp_model *m, lp_kv_cache *kv, const int32_t *tokens, int B, int T,
+                                const lp_splice_opts *so, const lp_run_opts *opts, lp_run *out)
+{
+    if (!kv) {
+        memset(out, 0, sizeof *out);
+        return lp_set_error("saes: no key/value cache");
+    }
+    return run_spliced(m, kv, tokens, B, T, so, opts, out);
 }

@@ -50,4 +50,9 @@ int lp_splice_has_hook(const lp_splice_opts *so, const char *name);
 int lp_model_run_spliced(const lp_model *m, const int32_t *tokens, int B, int T, const lp_splice_opts *so,
                          const lp_run_opts *opts, lp_run *out);
 
+/* The same over a key/value cache (lp_model_run_cached): for generation, T new positions after
+ * those kv holds; the dictionaries see the new positions only. */
+int lp_model_run_spliced_cached(const lp_model *m, lp_kv_cache *kv, const int32_t *tokens, int B, int T,
+                                const lp_splice_opts *so, const lp_run_opts *opts, lp_run *out);
+
 #endif

@@ -329,6 +329,18 @@ static tc_ud *check_tc(lua_State *L, int idx)
     return u;
 }
 
+lp_transcoder_set *lp_lua_test_transcoder_set(lua_State *L, int idx)
+{
+    tc_ud *u = luaL_testudata(L, idx, LP_LUA_TRANSCODERS_MT);
+    return u ? u->set : NULL;
+}
+
+lp_clt *lp_lua_test_clt(lua_State *L, int idx)
+{
+    tc_ud *u = luaL_testudata(L, idx, LP_LUA_TRANSCODERS_MT);
+    return u ? u->clt : NULL;
+}
+
 static int tc_gc(lua_State *L)
 {
     tc_ud *u = luaL_checkudata(L, 1, LP_LUA_TRANSCODERS_MT);

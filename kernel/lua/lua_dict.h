@@ -30,4 +30,10 @@ void lp_lua_push_sae(lua_State *L, lp_sae *s);
 /* The SAE at idx (borrowed), or a Lua error. */
 lp_sae *lp_lua_check_sae(lua_State *L, int idx);
 
+/* The per-layer transcoder set of the loupe.Transcoders at idx (borrowed), or NULL when idx is
+ * not one (or holds a CLT, or was freed). */
+lp_transcoder_set *lp_lua_test_transcoder_set(lua_State *L, int idx);
+/* The cross-layer transcoder of the loupe.Transcoders at idx (borrowed), or NULL. */
+lp_clt *lp_lua_test_clt(lua_State *L, int idx);
+
 #endif

@@ -1,4 +1,5 @@
-/* m:generate: text continuation. The prompt runs once into a key/value cache, then each step
+/* m:generate: text continuation (with dictionaries spliced in and features steered when asked:
+ * saes, transcoders, features, steer, set as lua_steer.h reads them). The prompt runs once into a key/value cache, then each step
  * runs only the new token against it (lp_model_run_cached); {kv_cache = false} reruns the whole
  * sequence every step instead (the same tokens, slower: for checks). */
 #include <lauxlib.h>
@@ -8,6 +9,7 @@
 
 #include "lua_api.h"
 #include "lua_model_impl.h"
+#include "lua_steer.h"
 #include "rng.h"
 
 static lua_Number opt_num(lua_State *L, int t, const char *k, lua_Number def)
@@ -84,6 +86,16 @@ int lp_lua_model_generate(lua_State *L)
     int32_t *prompt = lp_lua_model_tokens(L, u, 2, &B, &T);
     if (B != 1)
         return luaL_error(L, "generate: one prompt at a time (got a batch of %d)", B);
+    /* dictionaries spliced in, and feature edits at the chosen positions and every generated
+     * token (lua_steer.h) */
+    lp_splice_opts so = {0};
+    lp_run_opts ro = {0};
+    lp_feature_hook *fh = NULL;
+    int nfh = 0;
+    if (lua_istable(L, opts)) {
+        lp_lua_read_dicts(L, opts, &so);
+        fh = lp_lua_read_features(L, opts, T, T, &so, &ro, &nfh);
+    }
     const lp_model_config *c = &u->m->cfg;
     int n_ctx = c->n_ctx > 0 ? c->n_ctx : T + max_tokens, V = c->d_vocab;
     size_t cap = (size_t)T + (size_t)max_tokens;
@@ -99,8 +111,15 @@ int lp_lua_model_generate(lua_State *L)
         return lp_lua_backend_error(L, "generate");
     for (int step = 0; step < max_tokens && n < n_ctx; step++) {
         lp_run r = {0};
-        int rc = kv ? lp_model_run_cached(u->m, kv, toks + fed, 1, n - fed, NULL, &r)
-                    : lp_model_run(u->m, toks, 1, n, NULL, &r);
+        for (int i = 0; i < nfh; i++)
+            fh[i].offset = kv ? fed : 0; /* the absolute position of the run's first row */
+        int rc;
+        if (so.n)
+            rc = kv ? lp_model_run_spliced_cached(u->m, kv, toks + fed, 1, n - fed, &so, &ro, &r)
+                    : lp_model_run_spliced(u->m, toks, 1, n, &so, &ro, &r);
+        else
+            rc = kv ? lp_model_run_cached(u->m, kv, toks + fed, 1, n - fed, &ro, &r)
+                    : lp_model_run(u->m, toks, 1, n, &ro, &r);
         if (rc == 0) { /* the last position's logits */
             int64_t rows = r.logits->shape[1], idx[3] = {0, rows - 1, 0};
             if (r.logits->device == LP_DEVICE_CPU && lp_tensor_is_contiguous(r.logits))

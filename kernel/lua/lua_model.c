@@ -2,6 +2,7 @@
  * a forward pass returns is in lua_run.c. */
 #include "lua_model.h"
 #include "lua_model_impl.h"
+#include "lua_steer.h"
 
 #include <lauxlib.h>
 #include <math.h>
@@ -420,7 +421,15 @@ static int l_run(lua_State *L)
             }
             o.hooks = hooks, o.nhooks = n;
         }
-        read_saes(L, 3, &so);
+        lua_getfield(L, 3, "transcoders"); /* transcoders = tcs (with or without saes): lua_steer.c reads both */
+        int has_tcs = !lua_isnil(L, -1);
+        lua_pop(L, 1);
+        if (has_tcs)
+            lp_lua_read_dicts(L, 3, &so);
+        else
+            read_saes(L, 3, &so);
+        int nfh;
+        lp_lua_read_features(L, 3, T, INT_MAX, &so, &o, &nfh); /* features = {...}: lua_steer.c */
     }
     run_ud *r = lua_newuserdatauv(L, sizeof *r, 1);
     memset(r, 0, sizeof *r);
@@ -606,14 +615,24 @@ void lp_lua_open_model(lua_State *L)
                    "hooks come from loupe.ablate, loupe.patch and loupe.steer. Heads count from 0 (as in the hook\n"
                    "names), positions from 1 (as r.tokens).\n"
                    "saes: {sae, transcoders, ...} splices reconstructions in (error_term = true adds x - x_hat\n"
-                   "back); each caches <hook>.hook_sae_input, _acts_pre, _acts_post, _recons, _error, _output.");
+                   "back); each caches <hook>.hook_sae_input, _acts_pre, _acts_post, _recons, _error, _output.\n"
+                   "transcoders = tcs splices a transcoder set too (as saes does); set = {{layer, pos, feature,\n"
+                   "value}, ...} sets its features (layers and features from 0, positions from 1).\n"
+                   "features: {{sae = s [, layer = l], feature = i, set = v | add = v | ablate = true [, pos = p]}, ...}\n"
+                   "edits spliced features at hook_sae_acts_post (pos from 1; nil: every position; layer picks a\n"
+                   "transcoder of a set, from 0); the error term is then kept unless error_term = false, so only\n"
+                   "the edits move the output.");
     lp_lua_setfunc(L, -1, "generate", lp_lua_model_generate,
                    "m:generate(prompt [, {max_tokens = 20, temperature = 0, top_k = 0, seed = 0, stop = true,\n"
                    "  kv_cache = true}]) -> text, {ids}\nContinues prompt (text or token ids) one token at a time: greedy when\n"
                    "temperature is 0, else sampled from softmax(logits / temperature) (over the top_k\n"
                    "tokens when top_k > 0) with a generator seeded by seed. Stops at max_tokens, at the\n"
                    "end-of-text token when stop is true, or at the model's context length. Keys and values of\n"
-                   "earlier positions are kept (kv_cache = false reruns the whole sequence every token).");
+                   "earlier positions are kept (kv_cache = false reruns the whole sequence every token).\n"
+                   "Steering: saes = {...} and/or transcoders = tcs splice dictionaries in; steer = {{sae, feature,\n"
+                   "scale [, pos = p, layer = l]}} adds scale to a feature (scale * W_dec,i at its hook), features =\n"
+                   "{...} as m:run's, set = {{layer, pos, feature, value}} sets transcoder features; each applies at\n"
+                   "its prompt position (all when pos is nil) and at every generated token. Error terms are kept.");
     /* registered again, with m:composition, m:patch_sweep and r:dla, by lp_lua_open_analysis */
     lp_lua_setfunc(L, -1, "head_scores", lp_lua_model_head_scores,
                    "m:head_scores([{seq_len = 50, batch = 4, seed = 0}]) -> figure\n"
