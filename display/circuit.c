@@ -116,7 +116,7 @@ static void node_desc(lp_buf *b, const ctx *x, int i, size_t max_chars)
     const lp_circuit_node *v = &x->nd[i];
     lp_buf t = LP_BUF_INIT;
     if (v->kind == LP_CIRCUIT_FEATURE && v->label && *v->label)
-        lp_buf_puts(&t, v->label);
+        lp_buf_printf(&t, "L%d %s", v->layer, v->label);
     else
         node_name(&t, x, i);
     lp_utf8_truncate(b, lp_buf_str(&t), max_chars);
