@@ -21,7 +21,7 @@ enum {
     MAX_EDGES = 5000, MAX_PER_CELL = 64, MAX_PATHS = 50, MAX_TABLE = 500, MAX_DATA_EDGES = 100000,
     MAX_DRAWN = 1000,   /* feature and error glyphs drawn at most (the most influential) */
     MAX_COLS = 256,     /* above this many positions, positions without nodes are collapsed */
-    MAX_LAYERS = 4096, MAX_TOKENS = 1 << 20,
+    MAX_LAYERS = 4096, MAX_TOKENS = 1 << 20, /* the picture's rows and columns at most */
     TOKEN_CHARS = 16, LOGIT_CHARS = 16, NAME_CHARS = 32, TABLE_CHARS = 120, DATA_CHARS = 160,
     TITLE_CHARS = 200
 };
@@ -151,7 +151,7 @@ static int row_of(const ctx *x, const lp_circuit_node *v)
 
 static double infl(const lp_circuit_node *v) { return isfinite(v->influence) ? v->influence : -INFINITY; }
 
-static const ctx *sort_ctx; /* qsort has no context argument; set around each sort */
+static _Thread_local const ctx *sort_ctx; /* qsort has no context argument: set before each sort */
 
 /* Order of nodes in a cell and in "most influential" lists: logits by probability, then
  * features before errors, by influence (descending), then index. */
@@ -180,6 +180,18 @@ static int by_influence(const void *a, const void *b)
     if (p != q)
         return p > q ? -1 : 1;
     return (i > j) - (i < j);
+}
+
+/* Drawn nodes by cell: row, then position, then importance. */
+static int by_cell(const void *a, const void *b)
+{
+    const cnode *u = &sort_ctx->cn[*(const int *)a], *v = &sort_ctx->cn[*(const int *)b];
+    int pu = sort_ctx->nd[*(const int *)a].pos, pv = sort_ctx->nd[*(const int *)b].pos;
+    if (u->row != v->row)
+        return u->row < v->row ? -1 : 1;
+    if (pu != pv)
+        return pu < pv ? -1 : 1;
+    return by_importance(a, b);
 }
 
 typedef struct sedge {
@@ -371,7 +383,7 @@ static void glyph(lp_buf *svg, int kind, double cx, double cy)
 
 static void html_cell(lp_buf *h, const char *s, int right)
 {
-    lp_buf_puts(h, right ? "<td style=\"padding:1px 6px;text-align:right\">" : "<td style=\"padding:1px 6px\">");
+    lp_buf_puts(h, right ? "<td style=\"padding:1px 6px;text-align:right\">" : "<td style=\"padding:1px 6px;text-align:left\">");
     lp_html_escape(h, s, strlen(s));
     lp_buf_puts(h, "</td>");
 }
@@ -450,23 +462,21 @@ json_t *lp_circuit_display(const lp_circuit *c, const lp_circuit_opts *o)
     int T = x.T > 0 ? x.T : 1;
     lp_buf svg = LP_BUF_INIT, html = LP_BUF_INIT, plain = LP_BUF_INIT, note = LP_BUF_INIT, tmp = LP_BUF_INIT;
     json_t *result = NULL, *data = NULL;
-    int *idx = NULL, *cell_start = NULL, *cell_n = NULL;
+    int *idx = NULL, *run_start = NULL, nruns = 0;
     sedge *se = NULL;
     double *colw = NULL, *colx = NULL;
     unsigned char *used = NULL;
     found_path *fp = NULL;
     int nfp = 0;
-    size_t ncells = (size_t)x.rows * T;
 
     x.cn = lp_calloc((size_t)x.n + 1, sizeof *x.cn, "circuit nodes");
     idx = lp_malloc(((size_t)x.n + 1) * sizeof *idx, "circuit nodes");
-    cell_start = lp_calloc(ncells + 1, sizeof *cell_start, "circuit cells");
-    cell_n = lp_calloc(ncells + 1, sizeof *cell_n, "circuit cells");
+    run_start = lp_calloc((size_t)x.n + 2, sizeof *run_start, "circuit cells");
     se = lp_malloc(((size_t)ne_in + 1) * sizeof *se, "circuit edges");
     colw = lp_calloc((size_t)T, sizeof *colw, "circuit columns");
     colx = lp_calloc((size_t)T + 1, sizeof *colx, "circuit columns");
     used = lp_calloc((size_t)T, 1, "circuit columns");
-    if (!x.cn || !idx || !cell_start || !cell_n || !se || !colw || !colx || !used)
+    if (!x.cn || !idx || !run_start || !se || !colw || !colx || !used)
         goto done;
 
     /* nodes: rows, counts by kind */
@@ -540,36 +550,36 @@ json_t *lp_circuit_display(const lp_circuit *c, const lp_circuit_opts *o)
             not_drawn++;
         }
 
-    /* cells: drawn nodes grouped by (row, position), each cell in order of importance */
+    /* cells: the drawn nodes sorted by (row, position), each cell (a run of that order) in
+     * order of importance; only cells that hold nodes exist */
+    int nd_drawn = 0;
     for (int i = 0; i < x.n; i++)
         if (x.cn[i].drawn)
-            cell_n[(size_t)x.cn[i].row * T + x.nd[i].pos]++;
-    for (size_t k = 0; k < ncells; k++)
-        cell_start[k + 1] = cell_start[k] + cell_n[k];
-    memset(cell_n, 0, ncells * sizeof *cell_n);
-    for (int i = 0; i < x.n; i++)
-        if (x.cn[i].drawn) {
-            size_t k = (size_t)x.cn[i].row * T + x.nd[i].pos;
-            idx[cell_start[k] + cell_n[k]++] = i;
-        }
-    for (size_t k = 0; k < ncells; k++)
-        qsort(idx + cell_start[k], (size_t)cell_n[k], sizeof *idx, by_importance);
+            idx[nd_drawn++] = i;
+    sort_ctx = &x;
+    qsort(idx, (size_t)nd_drawn, sizeof *idx, by_cell);
+    for (int t = 0; t < nd_drawn; t++) {
+        const cnode *u = &x.cn[idx[t]];
+        if (t == 0 || u->row != x.cn[idx[t - 1]].row || x.nd[idx[t]].pos != x.nd[idx[t - 1]].pos)
+            run_start[nruns++] = t;
+    }
+    run_start[nruns] = nd_drawn;
 
     /* column widths: the busiest cell, glyphs up to per_cell (then per_cell - 1 and "+N") */
     char more[32];
     int hidden = 0;
-    for (int p = 0; p < T; p++) {
-        double w = used[p] ? MIN_COL : COLLAPSED;
-        for (int r = 0; used[p] && r < x.rows; r++) {
-            int k = cell_n[(size_t)r * T + p];
-            double cw = k * SLOT;
-            if (k > per_cell) {
-                snprintf(more, sizeof more, "+%d", k - (per_cell - 1));
-                cw = (per_cell - 1) * SLOT + lp_text_width(more, SMALL) + 4;
-            }
-            w = fmax(w, cw + COL_PAD);
+    /* narrowed positions take 3 px each, and 2,000 px at most in all */
+    double narrow = collapsed ? fmin(COLLAPSED, 2000.0 / collapsed) : COLLAPSED;
+    for (int p = 0; p < T; p++)
+        colw[p] = used[p] ? MIN_COL : narrow;
+    for (int q = 0; q < nruns; q++) {
+        int k = run_start[q + 1] - run_start[q], p = x.nd[idx[run_start[q]]].pos;
+        double cw = k * SLOT;
+        if (k > per_cell) {
+            snprintf(more, sizeof more, "+%d", k - (per_cell - 1));
+            cw = (per_cell - 1) * SLOT + lp_text_width(more, SMALL) + 4;
         }
-        colw[p] = w;
+        colw[p] = fmax(colw[p], cw + COL_PAD);
     }
 
     /* token labels under the columns: across when each fits its column, else vertical */
@@ -605,24 +615,23 @@ json_t *lp_circuit_display(const lp_circuit *c, const lp_circuit_opts *o)
         colx[p + 1] = colx[p] + colw[p];
     double W = colx[T] + mr, H = mt + x.rows * ROW_H + mb;
     /* glyph centres */
-    for (int r = 0; r < x.rows; r++)
-        for (int p = 0; p < T; p++) {
-            size_t k = (size_t)r * T + p;
-            int cnt = cell_n[k], shown = cnt > per_cell ? per_cell - 1 : cnt;
-            double cw = cnt > per_cell ? per_cell * SLOT : cnt * SLOT;
-            double x0 = colx[p] + (colw[p] - cw) / 2 + SLOT / 2;
-            double y = mt + (x.rows - 1 - r) * ROW_H + ROW_H / 2;
-            for (int j = 0; j < cnt; j++) {
-                cnode *cn = &x.cn[idx[cell_start[k] + j]];
-                if (j < shown) {
-                    cn->x = round(x0 + j * SLOT); /* whole pixels: shorter SVG and data */
-                    cn->y = round(y);
-                } else {
-                    cn->drawn = 0;
-                    hidden++;
-                }
+    for (int q = 0; q < nruns; q++) {
+        int cnt = run_start[q + 1] - run_start[q], shown = cnt > per_cell ? per_cell - 1 : cnt;
+        int p = x.nd[idx[run_start[q]]].pos, r = x.cn[idx[run_start[q]]].row;
+        double cw = cnt > per_cell ? per_cell * SLOT : cnt * SLOT;
+        double x0 = colx[p] + (colw[p] - cw) / 2 + SLOT / 2;
+        double y = mt + (x.rows - 1 - r) * ROW_H + ROW_H / 2;
+        for (int j = 0; j < cnt; j++) {
+            cnode *cn = &x.cn[idx[run_start[q] + j]];
+            if (j < shown) {
+                cn->x = round(x0 + j * SLOT); /* whole pixels: shorter SVG and data */
+                cn->y = round(y);
+            } else {
+                cn->drawn = 0;
+                hidden++;
             }
         }
+    }
 
     /* ---- the SVG ---- */
     lp_svg_begin(&svg, W, H);
@@ -683,16 +692,16 @@ json_t *lp_circuit_display(const lp_circuit *c, const lp_circuit_opts *o)
         lp_buf_puts(&svg, "</g>");
     }
     /* "+N" where a cell holds more than per_cell nodes */
-    for (int r = 0; r < x.rows; r++)
-        for (int p = 0; p < T; p++) {
-            int cnt = cell_n[(size_t)r * T + p];
-            if (cnt <= per_cell)
-                continue;
-            double cw = per_cell * SLOT, x0 = colx[p] + (colw[p] - cw) / 2 + (per_cell - 1) * SLOT + 2;
-            snprintf(more, sizeof more, "+%d", cnt - (per_cell - 1));
-            lp_svg_text(&svg, x0, mt + (x.rows - 1 - r) * ROW_H + ROW_H / 2 + 3, "start", SMALL,
-                        LP_COLOR_INK, 0, more, 0);
-        }
+    for (int q = 0; q < nruns; q++) {
+        int cnt = run_start[q + 1] - run_start[q];
+        if (cnt <= per_cell)
+            continue;
+        int p = x.nd[idx[run_start[q]]].pos, r = x.cn[idx[run_start[q]]].row;
+        double cw = per_cell * SLOT, x0 = colx[p] + (colw[p] - cw) / 2 + (per_cell - 1) * SLOT + 2;
+        snprintf(more, sizeof more, "+%d", cnt - (per_cell - 1));
+        lp_svg_text(&svg, x0, mt + (x.rows - 1 - r) * ROW_H + ROW_H / 2 + 3, "start", SMALL,
+                    LP_COLOR_INK, 0, more, 0);
+    }
     /* logit labels */
     for (int i = 0; i < x.n; i++) {
         if (!x.cn[i].drawn || x.nd[i].kind != LP_CIRCUIT_LOGIT)
@@ -934,8 +943,11 @@ json_t *lp_circuit_display(const lp_circuit *c, const lp_circuit_opts *o)
         }
         for (int r = 0; r < x.rows; r++)
             json_array_append_new(jy, json_integer((json_int_t)round(mt + (x.rows - 1 - r) * ROW_H + ROW_H / 2)));
-        for (int p = 0; p < x.T && p < MAX_TOKENS; p++)
-        {
+        json_t *jtp = json_array();
+        for (int p = 0; p < x.T; p++) {
+            if (!used[p])
+                continue; /* narrowed positions: no token (size) */
+            json_array_append_new(jtp, json_integer(p));
             lp_buf_reset(&tmp);
             lp_utf8_truncate(&tmp, token_of(&x, p), DATA_CHARS);
             json_array_append_new(jtok, lp_json_str(lp_buf_str(&tmp)));
@@ -948,9 +960,9 @@ json_t *lp_circuit_display(const lp_circuit *c, const lp_circuit_opts *o)
             json_array_append_new(ew, fnum4(e->weight));
             json_array_append_new(esh, fnum4(se[k].share));
         }
-        data = json_pack("{s:i,s:f,s:f,s:i,s:o,s:o,s:o,s:o,s:{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o},"
+        data = json_pack("{s:i,s:f,s:f,s:i,s:o,s:i,s:o,s:o,s:o,s:o,s:{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o},"
                          "s:{s:o,s:o,s:o,s:o},s:i,s:i,s:i}",
-                         "v", 1, "W", W, "H", H, "L", x.L, "rowy", jy, "tokens", jtok,
+                         "v", 1, "W", W, "H", H, "L", x.L, "rowy", jy, "T", x.T, "tpos", jtp, "tokens", jtok,
                          "rs", fnum(c->replacement_score), "cs", fnum(c->completeness_score),
                          "nodes", "kind", jk, "layer", jl, "pos", jp, "feature", jf, "act", ja,
                          "infl", ji, "prob", jpr, "label", jlab, "x", jx,
@@ -983,8 +995,7 @@ done:
     lp_buf_free(&title_buf);
     free(x.cn);
     free(idx);
-    free(cell_start);
-    free(cell_n);
+    free(run_start);
     free(se);
     free(colw);
     free(colx);

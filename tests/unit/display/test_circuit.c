@@ -569,6 +569,22 @@ Test(circuit, degenerate_graphs_give_a_picture_with_a_note)
     free(svg);
     json_decref(b);
 
+    /* 100,000 positions, two of them with nodes, no token texts: a picture of bounded width */
+    static const lp_circuit_node far[] = {
+        {LP_CIRCUIT_FEATURE, 0, 5, 1, 1, 0.5f, 0, "early"},
+        {LP_CIRCUIT_LOGIT, 0, 99999, 2, 0, 1, 0.5f, " late"},
+    };
+    static const lp_circuit_edge far_e[] = {{0, 1, 1}};
+    c = (lp_circuit){2, far, 1, far_e, 100000, NULL, 1, 0.5, 0.5, 0, NULL, NULL};
+    b = lp_circuit_display(&c, NULL);
+    svg = check_picture(b, "100,000 positions");
+    double W = 0;
+    cr_assert(sscanf(strstr(svg, "viewBox=\"0 0 "), "viewBox=\"0 0 %lf", &W) == 1 && W < 2200, "%g px wide", W);
+    has_note(b, "99998 positions without nodes narrowed");
+    cr_assert(t_bundle_bytes(b) < 60000, "%zu bytes", t_bundle_bytes(b));
+    free(svg);
+    json_decref(b);
+
     /* nodes and edges out of range */
     memcpy(nodes, NODES, sizeof nodes);
     nodes[5].layer = 7;  /* only 2 layers */
