@@ -77,10 +77,15 @@ static const char *token_of(const ctx *x, int pos)
     return x->c->tokens[pos] ? x->c->tokens[pos] : "";
 }
 
-/* The token as every figure shows it (lp_token_show), into b. */
+/* The token as every figure shows it (lp_token_show), into b, with what escaping would
+ * still change made visible already (bidi controls as "\u202E", invalid UTF-8 as U+FFFD),
+ * so that its measured width is the drawn one. */
 static void put_token(lp_buf *b, const char *t)
 {
-    lp_token_show(b, t ? t : "", t ? strlen(t) : 0);
+    lp_buf s = LP_BUF_INIT;
+    lp_token_show(&s, t ? t : "", t ? strlen(t) : 0);
+    lp_utf8_sanitize(b, lp_buf_str(&s), s.len);
+    lp_buf_free(&s);
 }
 
 /* The token as shown, cut to max_chars code points. */

@@ -602,3 +602,50 @@ Test(circuit, degenerate_graphs_give_a_picture_with_a_note)
     has_note(b, "edges naming missing nodes left out");
     json_decref(b);
 }
+
+/* Random graphs with anything out of range (kinds, layers, positions, node indices,
+ * non-finite numbers, NULL labels and tokens, 0 or more layers and tokens): always a valid
+ * bundle whose texts stay inside its picture, and the same bytes twice. */
+Test(circuit, random_garbage_never_breaks_the_figure)
+{
+    unsigned s = 12345;
+    static const float odd[] = {0.0f, -1.0f, 1e30f, -1e-30f, NAN, INFINITY, -INFINITY, 0.5f};
+    static const char *const labels[] = {NULL, "", "x", "<b>\"'&", "\xff\xfe", "\xE2\x80\xAE" "rtl", " \n\t"};
+    for (int it = 0; it < 150; it++) {
+        int n = (int)(rnd(&s) % 60), ne = (int)(rnd(&s) % 200), T = (int)(rnd(&s) % 12) - 2,
+            L = (int)(rnd(&s) % 6) - 1;
+        lp_circuit_node *nodes = calloc((size_t)n + 1, sizeof *nodes);
+        lp_circuit_edge *edges = calloc((size_t)ne + 1, sizeof *edges);
+        const char *toks[12];
+        for (int p = 0; p < 12; p++)
+            toks[p] = labels[rnd(&s) % 8];
+        for (int i = 0; i < n; i++)
+            nodes[i] = (lp_circuit_node){(int)(rnd(&s) % 6) - 1, (int)(rnd(&s) % 8) - 1, (int)(rnd(&s) % 14) - 1,
+                                         (int)rnd(&s), odd[rnd(&s) % 8], odd[rnd(&s) % 8], odd[rnd(&s) % 8],
+                                         labels[rnd(&s) % 8]};
+        for (int k = 0; k < ne; k++)
+            edges[k] = (lp_circuit_edge){(int)(rnd(&s) % (unsigned)(n + 3)) - 1,
+                                         (int)(rnd(&s) % (unsigned)(n + 3)) - 1, odd[rnd(&s) % 8]};
+        lp_circuit c = {n, nodes, ne, edges, T, rnd(&s) % 3 ? toks : NULL, L, odd[rnd(&s) % 8],
+                        odd[rnd(&s) % 8], 0, NULL, labels[rnd(&s) % 8]};
+        lp_circuit_opts o = {(int)(rnd(&s) % 5) - 1, (int)(rnd(&s) % 4) - 1, (int)(rnd(&s) % 4) - 1,
+                             (int)(rnd(&s) % 4) - 1, (int)(rnd(&s) % 4) - 1};
+        json_t *b = lp_circuit_display(&c, &o);
+        cr_assert(b && t_bundle_valid(b), "iteration %d", it);
+        char *svg = t_svg_at(t_get(b, "text/html"), 0);
+        if (svg) {
+            char what[32];
+            snprintf(what, sizeof what, "random graph %d", it);
+            texts_inside(svg, what);
+            free(svg);
+        } else {
+            cr_assert(strstr(t_get(b, "text/plain"), "nothing to show"), "iteration %d: no picture", it);
+        }
+        json_t *b2 = lp_circuit_display(&c, &o);
+        cr_assert_str_eq(t_get(b, "text/html"), t_get(b2, "text/html"));
+        json_decref(b2);
+        json_decref(b);
+        free(nodes);
+        free(edges);
+    }
+}
