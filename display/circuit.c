@@ -12,6 +12,7 @@
 #include "color.h"
 #include "core/error.h"
 #include "figure.h"
+#include "figure_js.h"
 #include "html.h"
 #include "svg.h"
 #include "text.h"
@@ -978,6 +979,18 @@ json_t *lp_circuit_display(const lp_circuit *c, const lp_circuit_opts *o)
         lp_buf_puts(&html, "<script type=\"application/json\" data-lp-circuit=\"1\">");
         if (lp_html_json_script(&html, data) != 0)
             goto done;
+        lp_buf_puts(&html, "</script><script>");
+        /* the hover (display/js/circuit.js), with "@ID@" replaced by the figure's id */
+        for (const char *p = lp_js_circuit; *p;) {
+            const char *q = strstr(p, "@ID@");
+            if (!q) {
+                lp_buf_puts(&html, p);
+                break;
+            }
+            lp_buf_append(&html, p, (size_t)(q - p));
+            lp_buf_puts(&html, id);
+            p = q + 4;
+        }
         lp_buf_puts(&html, "</script>");
     }
     lp_fig_close(&html);

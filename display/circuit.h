@@ -33,7 +33,9 @@
  * points) only for drawn nodes; edges are the drawn_edges drawn ones, then the next
  * strongest by share, up to max_data_edges; numbers have 4 significant digits, non-finite
  * ones are null. Sizes: 2,000 nodes and 20,000 edges give about 235 KB in all.
- * No script is needed for the picture, the tables or the tooltips.
+ * No script is needed for the picture, the tables or the tooltips; where scripts run,
+ * display/js/circuit.js (embedded after the data) adds a tooltip for the glyph under the
+ * mouse: the node, its label, activation and influence.
  */
 #ifndef LP_DISPLAY_CIRCUIT_H
 #define LP_DISPLAY_CIRCUIT_H

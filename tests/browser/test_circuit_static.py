@@ -5,8 +5,9 @@ without edges). Run trusted in the lab, then saved and opened untrusted (an empt
 notebook-signature database: scripts stripped). Each time: every diagram shows its
 picture (an SVG decoded with a non-zero size), no <text> of the picture leaves its
 viewBox (measured with the real font), the tables are there with the hostile text as
-text, no dialog opened and the console is free of errors. Trusted, the embedded data for
-circuit.js (issue 18) parses and describes the graph. Screenshots go to
+text, no dialog opened and the console is free of errors. Trusted, the embedded data
+parses and describes the graph, and display/js/circuit.js shows a node's label and
+numbers on hover (untrusted: no script runs). Screenshots go to
 out/test-artifacts/circuit-static-*.png.
 """
 from __future__ import annotations
@@ -145,6 +146,30 @@ def check_diagrams(page, tag: str) -> None:
     assert "no edges to draw" in single and "a single token" in single, single
 
 
+def hover_node(page, r, d: dict, i: int, want: str) -> None:
+    """Moves the mouse onto node i's glyph until the diagram's tooltip shows want."""
+    import time
+
+    img = r.locator("img").first
+    tip = r.locator(":scope > div[style*='pointer-events']")
+    row = 0 if d["nodes"]["kind"][i] == 2 else d["L"] + 1 if d["nodes"]["kind"][i] == 3 else d["nodes"]["layer"][i] + 1
+    for _ in range(10):
+        img.scroll_into_view_if_needed()
+        time.sleep(0.1)
+        box = img.bounding_box()
+        page.mouse.move(1, 1)
+        x = box["x"] + d["nodes"]["x"][i] * box["width"] / d["W"]
+        y = box["y"] + d["rowy"][row] * box["height"] / d["H"]
+        page.mouse.move(x, y, steps=2)
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            if tip.count() and tip.first.is_visible() and want in (tip.first.text_content() or ""):
+                return
+            time.sleep(0.05)
+    raise AssertionError(f"no tooltip with {want!r} over node {i}; last: "
+                         f"{tip.first.text_content() if tip.count() else None!r}")
+
+
 def test_circuit_diagram_trusted_and_untrusted(isolated_env, tmp_path):
     write_notebook(tmp_path)
     with fu.lab_server(tmp_path, "circuit-static") as lab, fu.chromium() as browser:
@@ -160,6 +185,13 @@ def test_circuit_diagram_trusted_and_untrusted(isolated_env, tmp_path):
             assert d["tokens"][5] == HOSTILE_TOKEN and HOSTILE_LABEL in d["nodes"]["label"]
             assert len(d["edges"]["src"]) == 9 and d["drawn_edges"] == 9
             assert all(isinstance(x, (int, float)) for x in d["nodes"]["x"]), "every node drawn"
+            # where scripts run, display/js/circuit.js adds the hover: the "Norway" feature
+            for i in range(len(CELLS)):
+                assert root(page, i).get_attribute("data-lp-on") == "1", f"cell {i}: its script did not run"
+            hover_node(page, root(page, 0), d, d["nodes"]["label"].index("Norway"),
+                       "L0 feature 12 @4 \u2423Norway\nNorway\nactivation 3.5\ninfluence 0.6")
+            hover_node(page, root(page, 0), d, d["nodes"]["label"].index(HOSTILE_LABEL), HOSTILE_LABEL)
+            fu.shot(root(page, 0), "circuit-static-trusted-hover")
             fu.save(page)
             fu.wait_saved_with_outputs(tmp_path / NB, len(CELLS))
             fu.shot(page, "circuit-static-trusted-page")
@@ -180,6 +212,7 @@ def test_circuit_diagram_trusted_and_untrusted(isolated_env, tmp_path):
             fu.open_notebook(page, lab, NB)
             check_diagrams(page, "untrusted")
             assert page.locator(".jp-OutputArea-output script").count() == 0, "sanitized"
+            assert page.locator(".jp-OutputArea-output [data-lp-on]").count() == 0, "no script ran"
             fu.shot(page, "circuit-static-untrusted-page")
             assert watch.dialogs == []
             assert watch.errors == [], "console errors:\n" + "\n".join(watch.errors)
