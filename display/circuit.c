@@ -237,6 +237,9 @@ static int by_mag(const void *a, const void *b)
  * number found (<= K) into out, or -1 on OOM. */
 static int find_paths(const ctx *x, const sedge *se, int ne, int K, found_path *out)
 {
+    /* K entries per node: at most 8M entries in all (192 MB), fewer paths on huge graphs */
+    if (x->n > 0 && (size_t)x->n * (size_t)K > ((size_t)8 << 20))
+        K = (int)(((size_t)8 << 20) / (size_t)x->n) > 1 ? (int)(((size_t)8 << 20) / (size_t)x->n) : 1;
     const lp_circuit_edge *E = x->c->edges;
     int n = x->n, rc = -1, found = 0;
     int *order = lp_malloc((size_t)n * sizeof *order + 1, "circuit paths");
@@ -244,9 +247,9 @@ static int find_paths(const ctx *x, const sedge *se, int ne, int K, found_path *
     int *inc = lp_malloc((size_t)ne * sizeof *inc + 1, "circuit paths");
     int *cnt = lp_calloc((size_t)n + 1, sizeof *cnt, "circuit paths");
     pent *ent = lp_malloc((size_t)n * K * sizeof *ent + 1, "circuit paths");
-    pent *cand = NULL;
-    size_t ncap = 0;
-    if (!order || !start || !inc || !cnt || !ent)
+    size_t ncap = 5 * (size_t)K;
+    pent *cand = lp_malloc(ncap * sizeof *cand, "circuit paths");
+    if (!order || !start || !inc || !cnt || !ent || !cand)
         goto done;
     /* incoming edges per target (CSR), only those going up */
     for (int k = 0; k < ne; k++) {
@@ -267,11 +270,19 @@ static int find_paths(const ctx *x, const sedge *se, int ne, int K, found_path *
     }
     /* nodes by row (counting sort) */
     {
-        int m = 0;
+        int m = 0, *rs = lp_calloc((size_t)x->rows + 1, sizeof *rs, "circuit paths");
+        if (!rs)
+            goto done;
+        for (int i = 0; i < n; i++)
+            if (x->cn[i].row >= 0)
+                rs[x->cn[i].row + 1]++;
         for (int r = 0; r < x->rows; r++)
-            for (int i = 0; i < n; i++)
-                if (x->cn[i].row == r)
-                    order[m++] = i;
+            rs[r + 1] += rs[r];
+        for (int i = 0; i < n; i++)
+            if (x->cn[i].row >= 0)
+                order[rs[x->cn[i].row]++] = i;
+        m = rs[x->rows - 1]; /* after the fill, rs[r] is the end of row r */
+        free(rs);
         for (int oi = 0; oi < m; oi++) {
             int v = order[oi];
             pent *ev = ent + (size_t)v * K;
@@ -280,28 +291,24 @@ static int find_paths(const ctx *x, const sedge *se, int ne, int K, found_path *
                 cnt[v] = 1;
                 continue;
             }
-            size_t nc = 0;
-            for (int a = start[v]; a < start[v + 1]; a++)
-                nc += (size_t)cnt[x->c->edges[se[inc[a]].k].src];
-            if (nc == 0)
-                continue;
-            if (nc > ncap) {
-                pent *t = lp_realloc(cand, nc * sizeof *cand, "circuit paths");
-                if (!t)
-                    goto done;
-                cand = t;
-                ncap = nc;
-            }
+            /* candidates from every incoming edge, cut back to the best K whenever the
+             * buffer (5 K entries) fills: memory O(K) whatever the in-degree */
             size_t m2 = 0;
             for (int a = start[v]; a < start[v + 1]; a++) {
                 const sedge *s = &se[inc[a]];
                 const lp_circuit_edge *e = &x->c->edges[s->k];
                 int sg = e->weight < 0 ? -1 : 1;
+                if (m2 + (size_t)K > ncap) {
+                    qsort(cand, m2, sizeof *cand, by_mag);
+                    m2 = m2 < (size_t)K ? m2 : (size_t)K;
+                }
                 for (int q = 0; q < cnt[e->src]; q++) {
                     const pent *p = &ent[(size_t)e->src * K + q];
                     cand[m2++] = (pent){p->mag * s->share, p->sign * sg, e->src, q};
                 }
             }
+            if (m2 == 0)
+                continue;
             qsort(cand, m2, sizeof *cand, by_mag);
             cnt[v] = m2 < (size_t)K ? (int)m2 : K;
             memcpy(ev, cand, (size_t)cnt[v] * sizeof *ev);
