@@ -6,5 +6,6 @@
 
 extern const char lp_js_heatmap[]; /* heatmap.c: hover readout, click-to-zoom */
 extern const char lp_js_tokens[];  /* tokens.c: hover readout line */
+extern const char lp_js_circuit[]; /* circuit.c: hover a node for its label and numbers */
 
 #endif

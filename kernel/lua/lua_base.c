@@ -468,6 +468,7 @@ void lp_lua_open_all(lua_State *L)
     lp_lua_open_model(L);
     lp_lua_open_analysis(L);
     lp_lua_open_plot(L);
+    lp_lua_open_circuit(L); /* lua_plot.h: loupe.display.circuit */
     lp_lua_open_toy(L);
     lp_lua_open_train(L);
     lp_lua_open_acts(L);

@@ -37,6 +37,11 @@ static int push_figure(lua_State *L, json_t *bundle, const char *what)
     return 1;
 }
 
+int lp_lua_push_figure(lua_State *L, json_t *bundle, const char *what)
+{
+    return push_figure(L, bundle, what);
+}
+
 static void push_bundle_table(lua_State *L, const json_t *b)
 {
     lua_newtable(L);

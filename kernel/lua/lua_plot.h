@@ -7,10 +7,18 @@
 #ifndef LP_LUA_PLOT_H
 #define LP_LUA_PLOT_H
 
+#include <jansson.h>
 #include <lua.h>
 
 /* Called with the `loupe` table on top of the stack; adds loupe.plot, loupe.tokens and
  * loupe.table, and leaves the stack as it found it. */
 void lp_lua_open_plot(lua_State *L);
+
+/* Pushes a loupe.Figure that shows bundle (a MIME bundle, stolen), for other bindings that
+ * build figures (loupe.display.circuit). bundle NULL raises lp_last_error() as "what: ...". */
+int lp_lua_push_figure(lua_State *L, json_t *bundle, const char *what);
+/* Adds loupe.display.circuit (lua_circuit.c); called with `loupe` on top, after
+ * lp_lua_open_plot (it returns loupe.Figure objects). */
+void lp_lua_open_circuit(lua_State *L);
 
 #endif
