@@ -1,5 +1,6 @@
 #include "text.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -88,6 +89,29 @@ static double em(unsigned c)
     return 0.80;
 }
 
+/* Bidirectional controls, which every escaper (display/html.c) draws as "\uXXXX". */
+static int is_bidi(unsigned c)
+{
+    return c == 0x61C || c == 0x200E || c == 0x200F || (c >= 0x202A && c <= 0x202E) || (c >= 0x2066 && c <= 0x2069);
+}
+
+/* Width in em of one code point as it is drawn: what the escapers make visible (a bidi
+ * control as "\u202E", a control byte as "\x1B") is measured in that visible form. */
+static double drawn_em(unsigned c)
+{
+    char vis[8];
+    if (is_bidi(c))
+        snprintf(vis, sizeof vis, "\\u%04X", c);
+    else if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7F)
+        snprintf(vis, sizeof vis, "\\x%02X", c);
+    else
+        return em(c);
+    double w = 0;
+    for (const char *v = vis; *v; v++)
+        w += em((unsigned char)*v);
+    return w;
+}
+
 double lp_text_width_cut(const char *s, size_t max_chars, double size)
 {
     const unsigned char *p = (const unsigned char *)(s ? s : "");
@@ -99,7 +123,7 @@ double lp_text_width_cut(const char *s, size_t max_chars, double size)
             break;
         }
         size_t len;
-        w += em(decode(p + i, n - i, &len));
+        w += drawn_em(decode(p + i, n - i, &len));
         i += len;
         chars++;
     }

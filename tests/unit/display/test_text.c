@@ -68,6 +68,15 @@ Test(text_width, classes_order_and_scale)
     cr_assert(lp_text_width("Mary", 10) >= 27, "%g", lp_text_width("Mary", 10));
 }
 
+Test(text_width, escaped_characters_measured_as_drawn)
+{
+    /* the escapers draw a right-to-left override as the six characters \u202E and a control
+     * byte as \x1B: the measure must be theirs, or a label runs past its picture */
+    cr_assert_float_eq(lp_text_width("a\xE2\x80\xAE", 10), lp_text_width("a\\u202E", 10), 1e-9);
+    cr_assert_float_eq(lp_text_width("\xD8\x9C", 10), lp_text_width("\\u061C", 10), 1e-9);
+    cr_assert_float_eq(lp_text_width("\x1b", 10), lp_text_width("\\x1B", 10), 1e-9);
+}
+
 Test(text_width, cut_counts_the_ellipsis)
 {
     double full = lp_text_width("abcdefgh", 10), cut = lp_text_width_cut("abcdefgh", 3, 10);
