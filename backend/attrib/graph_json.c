@@ -518,6 +518,8 @@ lp_graph *lp_graph_load_json(const char *path)
 {
     json_error_t e;
     json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &e);
+    if (!root && e.line < 1)
+        return lp_set_error("graph file '%s': %s", path, e.text), NULL;
     if (!root)
         return lp_set_error("graph file '%s': %s (line %d, column %d)", path, e.text, e.line, e.column), NULL;
     reader r = {path};
