@@ -383,8 +383,8 @@ static void summary(lp_buf *b, const lp_graph *g)
             lp_buf_printf(b, "%s \"%s\" %.3f", k++ ? "," : "", g->nodes[i].text ? g->nodes[i].text : "?",
                           (double)g->nodes[i].prob);
     lp_buf_putc(b, '\n');
-    lp_graph_path *p;
-    int n = lp_graph_paths(g, 3, -1, -1, &p);
+    lp_graph_path *p = NULL;
+    int n = g->n_nodes <= 4000 ? lp_graph_paths(g, 3, -1, -1, &p) : 0; /* quadratic: small graphs only */
     for (int i = 0; i < n; i++) {
         lp_buf_printf(b, "path %d (%.3g): ", i + 1, p[i].score);
         for (int j = 0; j < p[i].n; j++)
