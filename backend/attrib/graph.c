@@ -383,6 +383,8 @@ static lp_graph *subgraph(const lp_graph *g, const int *idx, int n)
 static int full_layout(const lp_graph *g, int *p, int *F, int *K, int *N)
 {
     int L = g->n_layers, T = g->n_tokens, f = 0, k = 0;
+    if ((int64_t)(L + 1) * T + g->n_nodes > (int64_t)1 << 30)
+        return lp_set_error("graph: %d layers x %d tokens is too large to prune", L, T);
     for (int i = 0; i < g->n_nodes; i++)
         f += g->nodes[i].kind == LP_NODE_FEATURE, k += g->nodes[i].kind == LP_NODE_LOGIT;
     int base_e = f, base_t = f + L * T, base_l = base_t + T, fi = 0, ki = 0;

@@ -23,6 +23,7 @@
 #ifndef LP_ATTRIB_GRAPH_H
 #define LP_ATTRIB_GRAPH_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "attrib/replace.h"
@@ -142,6 +143,8 @@ int lp_graph_save_json(const lp_graph *g, const char *path);
 /* Reads a graph JSON file (loupe's, circuit-tracer's, Neuronpedia's): unknown fields are
  * ignored; a missing or wrong required field is an error naming it. NULL with an error. */
 lp_graph *lp_graph_load_json(const char *path);
+/* The same from text[0..len) in memory; label names it in errors. */
+lp_graph *lp_graph_parse_json(const char *text, size_t len, const char *label);
 
 /* internal: an empty graph of n nodes and T tokens with a zero adjacency (graph.c) */
 lp_graph *lp_graph_alloc(int n, int T);

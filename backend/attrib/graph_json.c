@@ -445,6 +445,10 @@ static lp_graph *load(const reader *r, json_t *root)
     json_t *lo = json_object_get(meta, "loupe");
     int nl = opt_int(lo, "n_layers");
     g->n_layers = nl > 0 ? nl : logit_layer > 0 ? logit_layer - 1 : max_layer + 1;
+    if (g->n_layers > 10000) {
+        lp_set_error("graph file '%s': %d layers is not a model's count", r->path, g->n_layers);
+        goto fail;
+    }
     if (max_layer >= g->n_layers) {
         lp_set_error("graph file '%s': a node's layer %d is not below the logits' layer %d", r->path, max_layer,
                      g->n_layers + 1);
@@ -523,6 +527,18 @@ lp_graph *lp_graph_load_json(const char *path)
     if (!root)
         return lp_set_error("graph file '%s': %s (line %d, column %d)", path, e.text, e.line, e.column), NULL;
     reader r = {path};
+    lp_graph *g = load(&r, root);
+    json_decref(root);
+    return g;
+}
+
+lp_graph *lp_graph_parse_json(const char *text, size_t len, const char *label)
+{
+    json_error_t e;
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &e);
+    if (!root)
+        return lp_set_error("graph file '%s': %s (line %d, column %d)", label, e.text, e.line, e.column), NULL;
+    reader r = {label};
     lp_graph *g = load(&r, root);
     json_decref(root);
     return g;
