@@ -208,22 +208,34 @@ int lp_graph_save_json(const lp_graph *g, const char *path)
         rc |= dump(f, node_json(g, &g->nodes[i]));
     }
     fputs("\n],\n\"links\":[", f);
+    /* links: millions of lines in a large graph, written without a JSON value each: the ids
+     * encoded once, weights as jansson writes reals (%.9g, with ".0" when it looks integral) */
+    char **ids = rc ? NULL : lp_calloc(g->n_nodes ? (size_t)g->n_nodes : 1, sizeof(char *), "node ids");
+    if (!rc && !ids)
+        rc = -1;
+    for (int i = 0; i < g->n_nodes && !rc; i++) {
+        json_t *j = jstr(g->nodes[i].id);
+        ids[i] = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
+        json_decref(j);
+        if (!ids[i])
+            rc = lp_set_error_code(LP_ERR_NOMEM, "graph: cannot encode the node ids");
+    }
     int first = 1;
     for (int t = 0; t < g->n_nodes && !rc; t++)
-        for (int s = 0; s < g->n_nodes && !rc; s++) {
+        for (int s = 0; s < g->n_nodes; s++) {
             float w = lp_graph_edge(g, t, s);
             if (w == 0.0f)
                 continue;
-            fputs(first ? "\n" : ",\n", f), first = 0;
-            json_t *l = json_object();
-            if (l && (json_object_set_new(l, "source", jstr(g->nodes[s].id)) ||
-                      json_object_set_new(l, "target", jstr(g->nodes[t].id)) ||
-                      json_object_set_new(l, "weight", json_real(w)))) {
-                json_decref(l);
-                l = NULL;
-            }
-            rc |= dump(f, l);
+            char num[40];
+            int k = snprintf(num, sizeof num, "%.9g", (double)w);
+            if (!strpbrk(num, ".eE") && k < (int)sizeof num - 2)
+                strcat(num, ".0");
+            fprintf(f, "%s{\"source\":%s,\"target\":%s,\"weight\":%s}", first ? "\n" : ",\n", ids[s], ids[t], num);
+            first = 0;
         }
+    for (int i = 0; ids && i < g->n_nodes; i++)
+        free(ids[i]);
+    free(ids);
     fputs("\n]}\n", f);
     if (ferror(f))
         rc = rc ? rc : lp_set_error("graph: cannot write '%s'", path);
@@ -236,6 +248,9 @@ int lp_graph_save_json(const lp_graph *g, const char *path)
 
 typedef struct reader {
     const char *path;
+    const char *text;      /* the whole file */
+    size_t len;
+    size_t links, links_end; /* the links array: text[links] == '[', up to links_end; links_end 0: none */
 } reader;
 
 #define FAIL(...) (lp_set_error(__VA_ARGS__), -1)
@@ -395,13 +410,141 @@ static int lookup(const id_item *ix, int n, const char *id)
     return lo < n && !strcmp(ix[lo].id, id) ? ix[lo].i : -1;
 }
 
+/* ---- the top level, walked here so that links are never one big JSON value ---- */
+
+static size_t skip_ws(const reader *r, size_t pos)
+{
+    while (pos < r->len && (r->text[pos] == ' ' || r->text[pos] == '\n' || r->text[pos] == '\r' || r->text[pos] == '\t'))
+        pos++;
+    return pos;
+}
+
+static void syntax(const reader *r, size_t pos, const char *what)
+{
+    int line = 1;
+    for (size_t i = 0; i < pos && i < r->len; i++)
+        line += r->text[i] == '\n';
+    lp_set_error("graph file '%s': invalid JSON at line %d (byte %zu): %s", r->path, line, pos, what);
+}
+
+/* The end of the value at pos (a string, a number or literal, an object or array: brackets
+ * matched, strings skipped), or 0 when the text ends first. */
+static size_t skip_value(const reader *r, size_t pos)
+{
+    int depth = 0;
+    for (size_t i = pos; i < r->len; i++) {
+        char c = r->text[i];
+        if (c == '"') {
+            for (i++; i < r->len && r->text[i] != '"'; i++)
+                i += r->text[i] == '\\';
+            if (i >= r->len)
+                return 0;
+            if (!depth)
+                return i + 1;
+        } else if (c == '{' || c == '[') {
+            depth++;
+        } else if (c == '}' || c == ']') {
+            if (!depth)
+                return i; /* the end of a scalar before the enclosing bracket */
+            if (--depth == 0)
+                return i + 1;
+        } else if (!depth && (c == ',' || c == ' ' || c == '\n' || c == '\r' || c == '\t')) {
+            return i;
+        }
+    }
+    return 0;
+}
+
+/* The top-level object as a jansson object of its members, except links, whose span goes to
+ * r->links..links_end. NULL with an error. */
+static json_t *top_level(reader *r)
+{
+    size_t pos = skip_ws(r, 0);
+    if (pos >= r->len || r->text[pos] != '{')
+        return syntax(r, pos, pos >= r->len ? "the file is empty" : "the top level is not an object"), NULL;
+    json_t *root = json_object();
+    if (!root)
+        return lp_set_error_code(LP_ERR_NOMEM, "graph: out of memory"), NULL;
+    pos = skip_ws(r, pos + 1);
+    for (int first = 1; pos < r->len && r->text[pos] != '}'; first = 0) {
+        if (!first) {
+            if (r->text[pos] != ',')
+                goto bad;
+            pos = skip_ws(r, pos + 1);
+        }
+        size_t end = pos < r->len && r->text[pos] == '"' ? skip_value(r, pos) : 0;
+        json_error_t e;
+        json_t *key = end ? json_loadb(r->text + pos, end - pos, JSON_DECODE_ANY, &e) : NULL;
+        if (!json_is_string(key)) {
+            json_decref(key);
+            goto bad;
+        }
+        char name[64];
+        snprintf(name, sizeof name, "%s", json_string_value(key));
+        json_decref(key);
+        pos = skip_ws(r, end);
+        if (pos >= r->len || r->text[pos] != ':')
+            goto bad;
+        pos = skip_ws(r, pos + 1);
+        if (!strcmp(name, "links") && pos < r->len && r->text[pos] == '[') {
+            if (r->links_end || json_object_get(root, "links"))
+                goto dup;
+            end = skip_value(r, pos);
+            if (!end)
+                goto bad;
+            r->links = pos, r->links_end = end;
+            pos = skip_ws(r, end);
+            continue;
+        }
+        json_t *v = NULL;
+        if (pos < r->len && (r->text[pos] == '{' || r->text[pos] == '[')) {
+            v = json_loadb(r->text + pos, r->len - pos, JSON_DISABLE_EOF_CHECK | JSON_REJECT_DUPLICATES, &e);
+            if (!v) {
+                syntax(r, pos + (size_t)(e.position > 0 ? e.position : 0), e.text);
+                json_decref(root);
+                return NULL;
+            }
+            end = pos + (size_t)e.position;
+        } else { /* a scalar: decoded from exactly its text */
+            end = skip_value(r, pos);
+            v = end > pos ? json_loadb(r->text + pos, end - pos, JSON_DECODE_ANY, &e) : NULL;
+            if (!v)
+                goto bad;
+        }
+        if (json_object_get(root, name) || (!strcmp(name, "links") && r->links_end)) {
+            json_decref(v);
+            goto dup;
+        }
+        if (json_object_set_new(root, name, v) < 0) {
+            json_decref(root);
+            return lp_set_error_code(LP_ERR_NOMEM, "graph: out of memory"), NULL;
+        }
+        pos = skip_ws(r, end);
+    }
+    if (pos >= r->len || skip_ws(r, pos + 1) != r->len) {
+        syntax(r, pos, pos >= r->len ? "the file ends inside the top-level object" : "text after the top-level object");
+        json_decref(root);
+        return NULL;
+    }
+    return root;
+bad:
+    syntax(r, pos, "a member of the top-level object is malformed");
+    json_decref(root);
+    return NULL;
+dup:
+    lp_set_error("graph file '%s': a top-level member appears twice", r->path);
+    json_decref(root);
+    return NULL;
+}
+
 static lp_graph *load(const reader *r, json_t *root)
 {
     if (!json_is_object(root))
         return lp_set_error("graph file '%s': the top level is not an object", r->path), NULL;
-    json_t *meta = need(r, root, "", "metadata", JSON_OBJECT), *nodes = meta ? need(r, root, "", "nodes", JSON_ARRAY) : NULL,
-           *links = nodes ? need(r, root, "", "links", JSON_ARRAY) : NULL,
-           *ptoks = links ? need(r, meta, "metadata", "prompt_tokens", JSON_ARRAY) : NULL;
+    json_t *meta = need(r, root, "", "metadata", JSON_OBJECT), *nodes = meta ? need(r, root, "", "nodes", JSON_ARRAY) : NULL;
+    if (nodes && !r->links_end)
+        return need(r, root, "", "links", JSON_ARRAY), NULL; /* missing or not an array */
+    json_t *ptoks = nodes ? need(r, meta, "metadata", "prompt_tokens", JSON_ARRAY) : NULL;
     if (!ptoks)
         return NULL;
     size_t n = json_array_size(nodes), T = json_array_size(ptoks);
@@ -490,25 +633,42 @@ static lp_graph *load(const reader *r, json_t *root)
     for (size_t i = 0; i < n; i++)
         ix[i] = (id_item){g->nodes[i].id, (int)i};
     qsort(ix, n, sizeof *ix, id_cmp);
-    for (size_t k = 0; k < json_array_size(links); k++) {
-        json_t *l = json_array_get(links, k);
+    /* one link at a time: the array's text, element by element through jansson */
+    size_t pos = r->links + 1;
+    for (size_t k = 0;; k++) {
         char where[48];
         snprintf(where, sizeof where, "links[%zu]", k);
-        if (!json_is_object(l)) {
+        pos = skip_ws(r, pos);
+        if (r->text[pos] == ']')
+            break;
+        if (k) {
+            if (r->text[pos] != ',') {
+                syntax(r, pos, "',' or ']' expected in links");
+                goto fail;
+            }
+            pos = skip_ws(r, pos + 1);
+        }
+        if (r->text[pos] != '{') {
             lp_set_error("graph file '%s': %s is not an object", r->path, where);
             goto fail;
         }
-        json_t *s = need(r, l, where, "source", JSON_STRING), *t = s ? need(r, l, where, "target", JSON_STRING) : NULL,
-               *w = t ? need(r, l, where, "weight", JSON_REAL) : NULL;
-        if (!w)
-            goto fail;
-        int si = lookup(ix, (int)n, json_string_value(s)), ti = lookup(ix, (int)n, json_string_value(t));
-        if (si < 0 || ti < 0) {
-            lp_set_error("graph file '%s': %s: no node '%s'", r->path, where,
-                         json_string_value(si < 0 ? s : t));
+        json_error_t e;
+        json_t *l = json_loadb(r->text + pos, r->links_end - pos, JSON_DISABLE_EOF_CHECK | JSON_REJECT_DUPLICATES, &e);
+        if (!l) {
+            syntax(r, pos + (size_t)(e.position > 0 ? e.position : 0), e.text);
             goto fail;
         }
-        lp_graph_set_edge(g, ti, si, (float)json_number_value(w));
+        pos += (size_t)e.position;
+        json_t *s = need(r, l, where, "source", JSON_STRING), *t = s ? need(r, l, where, "target", JSON_STRING) : NULL,
+               *w = t ? need(r, l, where, "weight", JSON_REAL) : NULL;
+        int si = w ? lookup(ix, (int)n, json_string_value(s)) : -1, ti = w ? lookup(ix, (int)n, json_string_value(t)) : -1;
+        if (w && (si < 0 || ti < 0))
+            lp_set_error("graph file '%s': %s: no node '%s'", r->path, where, json_string_value(si < 0 ? s : t));
+        if (si >= 0 && ti >= 0)
+            lp_graph_set_edge(g, ti, si, (float)json_number_value(w));
+        json_decref(l);
+        if (si < 0 || ti < 0)
+            goto fail;
     }
     free(ix);
     return g;
@@ -518,28 +678,38 @@ fail:
     return NULL;
 }
 
-lp_graph *lp_graph_load_json(const char *path)
+lp_graph *lp_graph_parse_json(const char *text, size_t len, const char *label)
 {
-    json_error_t e;
-    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &e);
-    if (!root && e.line < 1)
-        return lp_set_error("graph file '%s': %s", path, e.text), NULL;
+    reader r = {.path = label, .text = text, .len = len};
+    json_t *root = top_level(&r);
     if (!root)
-        return lp_set_error("graph file '%s': %s (line %d, column %d)", path, e.text, e.line, e.column), NULL;
-    reader r = {path};
+        return NULL;
     lp_graph *g = load(&r, root);
     json_decref(root);
     return g;
 }
 
-lp_graph *lp_graph_parse_json(const char *text, size_t len, const char *label)
+lp_graph *lp_graph_load_json(const char *path)
 {
-    json_error_t e;
-    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &e);
-    if (!root)
-        return lp_set_error("graph file '%s': %s (line %d, column %d)", label, e.text, e.line, e.column), NULL;
-    reader r = {label};
-    lp_graph *g = load(&r, root);
-    json_decref(root);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return lp_set_error("graph file '%s': %s", path, strerror(errno)), NULL;
+    char *text = NULL;
+    long n = -1;
+    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
+        (text = lp_malloc((size_t)n + 1, "graph file")) && fread(text, 1, (size_t)n, f) != (size_t)n) {
+        free(text);
+        text = NULL;
+        lp_set_error("graph file '%s': cannot read it", path);
+    }
+    fclose(f);
+    if (!text) {
+        if (n < 0)
+            lp_set_error("graph file '%s': cannot read it", path);
+        return NULL;
+    }
+    text[n] = 0;
+    lp_graph *g = lp_graph_parse_json(text, (size_t)n, path);
+    free(text);
     return g;
 }

@@ -434,6 +434,17 @@ Test(graph, a_circuit_tracer_file_loads)
                                  "{\"source\":\"1_7_2\",\"target\":\"3_9_2\",\"weight\":2}]}");
     lp_graph *g = lp_graph_load_json(path);
     cr_assert_not_null(g, "%s", lp_last_error());
+    /* members in another order, scalars among them: the same graph */
+    const char *p2 = write_tmp("{\"links\":[{\"source\":\"1_7_2\",\"target\":\"3_9_2\",\"weight\":2}],\"n\":1.5,"
+                               "\"s\":\"]}\\\"\", \"t\":true ," NODES "," META "}");
+    lp_graph *g2 = lp_graph_load_json(p2);
+    cr_assert_not_null(g2, "%s", lp_last_error());
+    cr_assert(g2->n_nodes == 4 && lp_graph_edge(g2, 3, 0) == 2.0f && lp_graph_n_edges(g2) == 1);
+    lp_graph_free(g2);
+    path = write_tmp("{" META ",\"qParams\":{\"pinnedIds\":[]}," NODES ",\"links\":["
+                     "{\"source\":\"E_5_1\",\"target\":\"0_0_1\",\"weight\":0.25},"
+                     "{\"source\":\"0_0_1\",\"target\":\"1_7_2\",\"weight\":-0.5},"
+                     "{\"source\":\"1_7_2\",\"target\":\"3_9_2\",\"weight\":2}]}");
     cr_assert_eq(g->n_nodes, 4);
     cr_assert_eq(g->n_layers, 2);
     cr_assert_eq(g->n_tokens, 3);
@@ -491,6 +502,11 @@ Test(graph, bad_files_are_clear_errors)
     bad("{" META "," NODES ",\"links\":[{\"source\":\"E_5_1\",\"target\":\"0_0_1\"}]}", "'weight' is missing");
     bad("{" META "," NODES ",\"links\":[{\"source\":\"E_5_1\",\"target\":\"0_0_1\",\"weight\":\"1\"}]}",
         "'weight' has the wrong type");
+    bad("{" META "," NODES ",\"links\":{}}", "'links' has the wrong type");
+    bad("{" META "," NODES ",\"links\":[],\"links\":[]}", "appears twice");
+    bad("{" META "," NODES ",\"links\":[]} x", "text after");
+    bad("{" META "," NODES ",\"links\":[{\"source\":\"E_5_1\",\"target\":\"0_0_1\",\"weight\":1} {}]}", "',' or ']'");
+    bad("{" META "," NODES ",\"links\":[{\"source\":\"E_5_1\",\"target\":\"0_0_1\",\"weight\":1}", "invalid JSON");
     cr_assert_null(lp_graph_load_json("/nonexistent/graph.json"));
     cr_assert(strstr(lp_last_error(), "/nonexistent/graph.json"), "%s", lp_last_error());
 }
