@@ -9,6 +9,7 @@
 #include "attrib/graph.h"
 #include "attrib/prune.h"
 #include "core/error.h"
+#include "core/interrupt.h"
 
 const char *lp_node_kind_name(lp_node_kind k)
 {
@@ -440,9 +441,12 @@ lp_graph *lp_graph_prune(const lp_graph *g, double node_threshold, double edge_t
     keep = lp_malloc((n ? (size_t)n : 1) * sizeof(int), "kept nodes");
     if (!P || !probs || !keep)
         goto done;
-    for (int t = 0; t < n; t++)
+    for (int t = 0; t < n; t++) {
+        if (lp_interrupt_check() < 0)
+            goto done;
         for (int s = 0; s < n; s++)
             P[(size_t)p[t] * N + p[s]] = lp_graph_edge(g, t, s);
+    }
     for (int i = 0; i < n; i++)
         if (g->nodes[i].kind == LP_NODE_LOGIT)
             probs[p[i] - (N - K)] = g->nodes[i].prob;

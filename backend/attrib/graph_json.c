@@ -21,6 +21,7 @@
 #include "attrib/graph.h"
 #include "core/buf.h"
 #include "core/error.h"
+#include "core/interrupt.h"
 
 #define DUMP_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(9))
 
@@ -194,9 +195,19 @@ int lp_graph_save_json(const lp_graph *g, const char *path)
         if (!isfinite(g->adj_[i]))
             return lp_set_error("graph: edge %s -> %s is not finite", g->nodes[i % g->n_nodes].id,
                                 g->nodes[i / g->n_nodes].id);
-    FILE *f = fopen(path, "wb");
-    if (!f)
-        return lp_set_error("graph: cannot write '%s': %s", path, strerror(errno));
+    /* written beside the target and renamed at the end: a failure leaves no half file */
+    size_t pl = strlen(path);
+    char *tmp = lp_malloc(pl + 8, "file name");
+    if (!tmp)
+        return -1;
+    memcpy(tmp, path, pl);
+    memcpy(tmp + pl, ".part", 6);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        lp_set_error("graph: cannot write '%s': %s", path, strerror(errno));
+        free(tmp);
+        return -1;
+    }
     int rc = 0;
     fputs("{\"metadata\":", f);
     rc |= dump(f, metadata_json(g));
@@ -222,7 +233,7 @@ int lp_graph_save_json(const lp_graph *g, const char *path)
     }
     int first = 1;
     for (int t = 0; t < g->n_nodes && !rc; t++)
-        for (int s = 0; s < g->n_nodes; s++) {
+        for (int s = 0; s < g->n_nodes && !(rc = lp_interrupt_check()); s++) {
             float w = lp_graph_edge(g, t, s);
             if (w == 0.0f)
                 continue;
@@ -241,6 +252,11 @@ int lp_graph_save_json(const lp_graph *g, const char *path)
         rc = rc ? rc : lp_set_error("graph: cannot write '%s'", path);
     if (fclose(f) != 0 && !rc)
         rc = lp_set_error("graph: cannot write '%s': %s", path, strerror(errno));
+    if (!rc && rename(tmp, path) != 0)
+        rc = lp_set_error("graph: cannot write '%s': %s", path, strerror(errno));
+    if (rc)
+        remove(tmp);
+    free(tmp);
     return rc ? -1 : 0;
 }
 
@@ -641,6 +657,8 @@ static lp_graph *load(const reader *r, json_t *root)
         pos = skip_ws(r, pos);
         if (r->text[pos] == ']')
             break;
+        if ((k & 4095) == 0 && lp_interrupt_check() < 0)
+            goto fail;
         if (k) {
             if (r->text[pos] != ',') {
                 syntax(r, pos, "',' or ']' expected in links");

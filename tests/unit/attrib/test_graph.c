@@ -13,6 +13,7 @@
 #include "attrib/graph.h"
 #include "attrib/prune.h"
 #include "core/error.h"
+#include "core/interrupt.h"
 #include "../model/random_model.h"
 
 enum { L_ = 3, D_ = 16, V_ = 29, F_ = 40, T_ = 7 };
@@ -400,6 +401,18 @@ Test(graph, json_round_trip_is_byte_identical)
         lp_graph_free(h);
         unlink(a), unlink(b);
     }
+    /* failures: a clear error, no file left behind */
+    cr_assert_lt(lp_graph_save_json(g, "/nonexistent/dir/g.json"), 0);
+    cr_assert(strstr(lp_last_error(), "/nonexistent/dir/g.json"), "%s", lp_last_error());
+    char c[64], cp[72];
+    snprintf(c, sizeof c, "%s/c.json", d);
+    snprintf(cp, sizeof cp, "%s.part", c);
+    lp_interrupt_request();
+    int rc = lp_graph_save_json(g, c);
+    lp_interrupt_clear();
+    cr_assert_lt(rc, 0);
+    cr_assert_eq(lp_last_error_code(), LP_ERR_INTERRUPTED, "%s", lp_last_error());
+    cr_assert(access(c, F_OK) != 0 && access(cp, F_OK) != 0, "an interrupted save left a file");
     rmdir(d);
     lp_graph_free(p);
     lp_graph_free(g);
