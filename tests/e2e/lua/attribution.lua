@@ -127,6 +127,22 @@ end)()})
 fails("transcoders is missing", {model = m, prompt = prompt})
 local ok, err = pcall(loupe.graph.load, WORK .. "/tokens.txt")
 assert(not ok and tostring(err):find("graph file", 1, true), tostring(err))
+-- the display escapes what a file or a model says
+local hostile = WORK .. "/hostile.json"
+f = io.open(hostile, "w")
+f:write([[{"metadata":{"prompt_tokens":["<b>","<img src=x onerror=alert(1)>"],"scan":"<script>x</script>"},
+"nodes":[{"node_id":"E_5_1","feature":1,"layer":"E","ctx_idx":1,"feature_type":"embedding"},
+{"node_id":"2_9_1","feature":9,"layer":"2","ctx_idx":1,"feature_type":"logit","token_prob":0.5,
+"clerp":"Output \"<script>alert(1)</script>\" (p=0.500)"}],
+"links":[{"source":"E_5_1","target":"2_9_1","weight":1}]}]])
+f:close()
+local hg = loupe.graph.load(hostile)
+assert(hg.logits[1].text == "<script>alert(1)</script>", tostring(hg.logits[1].text))
+local bundle = getmetatable(hg).__display(hg)
+local html = bundle["text/html"]
+assert(html:find("&lt;script&gt;", 1, true) and not html:find("<script", 1, true), html)
+assert(not html:find("onerror", 1, true) or not html:find("<img", 1, true), html)
+
 print(string.format("graph: %d nodes, %d edges; full %d nodes; replacement %.4f completeness %.4f",
                     g.n_nodes, g.n_edges, full.n_nodes, g.scores.replacement, g.scores.completeness))
 print("ok")
