@@ -400,6 +400,7 @@ void lp_lua_open_sae_codec(lua_State *L); /* lua_sae_codec.c: after lp_lua_open_
 void lp_lua_open_sae_train(lua_State *L); /* lua_sae_train.c: after lp_lua_open_dict */
 void lp_lua_open_analysis(lua_State *L); /* lua_analysis.h: after lp_lua_open_model */
 void lp_lua_open_steer(lua_State *L);    /* lua_steer.h: m:intervene, loupe.compare; after lp_lua_open_model */
+void lp_lua_open_graph(lua_State *L);    /* lua_graph.c: loupe.attribute, loupe.graph */
 
 static void lp_lua_open_base(lua_State *L)
 {
@@ -477,5 +478,6 @@ void lp_lua_open_all(lua_State *L)
     lp_lua_open_sae_codec(L);
     lp_lua_open_sae_train(L);
     lp_lua_open_steer(L);
+    lp_lua_open_graph(L);
     lua_pop(L, 1);
 }

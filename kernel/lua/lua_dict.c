@@ -341,6 +341,12 @@ lp_clt *lp_lua_test_clt(lua_State *L, int idx)
     return u ? u->clt : NULL;
 }
 
+void lp_lua_check_transcoders(lua_State *L, int idx, lp_transcoder_set **set, lp_clt **clt)
+{
+    tc_ud *u = check_tc(L, idx);
+    *set = u->set, *clt = u->clt;
+}
+
 static int tc_gc(lua_State *L)
 {
     tc_ud *u = luaL_checkudata(L, 1, LP_LUA_TRANSCODERS_MT);

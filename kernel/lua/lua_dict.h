@@ -29,6 +29,8 @@ void lp_lua_open_dict(lua_State *L);
 void lp_lua_push_sae(lua_State *L, lp_sae *s);
 /* The SAE at idx (borrowed), or a Lua error. */
 lp_sae *lp_lua_check_sae(lua_State *L, int idx);
+/* The loupe.Transcoders at idx (borrowed): *set or *clt (the other NULL), or a Lua error. */
+void lp_lua_check_transcoders(lua_State *L, int idx, lp_transcoder_set **set, lp_clt **clt);
 
 /* The per-layer transcoder set of the loupe.Transcoders at idx (borrowed), or NULL when idx is
  * not one (or holds a CLT, or was freed). */
