@@ -19,9 +19,12 @@
 
 #include "attrib/graph.h"
 #include "core/buf.h"
+#include "circuit.h"
+#include "core/error.h"
 #include "html.h"
 #include "lua_api.h"
 #include "lua_dict.h"
+#include "lua_plot.h"
 #include "lua_model_impl.h"
 #include "lua_tensor.h"
 
@@ -352,7 +355,7 @@ static int graph_load(lua_State *L)
     return 1;
 }
 
-/* ---- display: a short summary until the circuit diagram is wired ---- */
+/* ---- display: a summary, and the circuit diagram (display/circuit.h) ---- */
 
 static void summary(lp_buf *b, const lp_graph *g)
 {
@@ -407,22 +410,104 @@ static int graph_tostring(lua_State *L)
     return 1;
 }
 
+/* The graph as display/circuit.h's plain description, drawn. Influence: the graph keeps the
+ * cumulative share at a node's rank (lower = more important), the diagram wants larger =
+ * more important. The edges are every non-zero entry; the diagram draws the strongest. */
+static json_t *graph_diagram(const lp_graph *g, const lp_circuit_opts *o)
+{
+    json_t *bundle = NULL;
+    int n = g->n_nodes;
+    int64_t ne = lp_graph_n_edges(g), k = 0;
+    lp_circuit_node *nodes = lp_calloc((size_t)(n ? n : 1), sizeof *nodes, "the diagram's nodes");
+    lp_circuit_edge *edges = lp_calloc((size_t)(ne ? ne : 1), sizeof *edges, "the diagram's edges");
+    lp_graph_path *p = NULL;
+    lp_circuit_path *cp = NULL;
+    int np = 0;
+    if (!nodes || !edges || ne > INT32_MAX)
+        goto out;
+    for (int i = 0; i < n; i++) {
+        const lp_graph_node *gn = &g->nodes[i];
+        lp_circuit_node *c = &nodes[i];
+        c->kind = gn->kind == LP_NODE_FEATURE ? LP_CIRCUIT_FEATURE
+                  : gn->kind == LP_NODE_ERROR ? LP_CIRCUIT_ERROR
+                  : gn->kind == LP_NODE_EMBEDDING ? LP_CIRCUIT_EMBEDDING
+                                                  : LP_CIRCUIT_LOGIT;
+        c->layer = gn->layer, c->pos = gn->pos;
+        c->feature = gn->kind == LP_NODE_FEATURE ? gn->feature : gn->kind == LP_NODE_ERROR ? -1 : (int)gn->token;
+        c->activation = gn->activation;
+        c->influence = isfinite(gn->influence) ? 1.0f - gn->influence : 0.0f;
+        c->prob = gn->prob;
+        c->label = gn->kind == LP_NODE_LOGIT || gn->kind == LP_NODE_EMBEDDING ? gn->text : gn->label;
+    }
+    for (int t = 0; t < n; t++)
+        for (int s = 0; s < n && k < ne; s++) {
+            float w = lp_graph_edge(g, t, s);
+            if (w != 0)
+                edges[k++] = (lp_circuit_edge){.src = s, .dst = t, .weight = w};
+        }
+    if (n <= 4000) { /* the graph's own path search is quadratic; beyond, the diagram's */
+        np = lp_graph_paths(g, o && o->max_paths > 0 ? o->max_paths : 10, -1, -1, &p);
+        if (np < 0)
+            goto out;
+        cp = lp_calloc((size_t)(np ? np : 1), sizeof *cp, "the diagram's paths");
+        if (!cp)
+            goto out;
+        for (int i = 0; i < np; i++)
+            cp[i] = (lp_circuit_path){.n = p[i].n, .nodes = p[i].nodes, .score = p[i].score * p[i].sign};
+    }
+    lp_circuit c = {.n_nodes = n, .nodes = nodes, .n_edges = (int)k, .edges = edges, .n_tokens = g->n_tokens,
+                    .tokens = (const char *const *)g->token_text, .n_layers = g->n_layers,
+                    .replacement_score = g->replacement, .completeness_score = g->completeness,
+                    .n_paths = np, .paths = cp, .title = g->prompt};
+    bundle = lp_circuit_display(&c, o);
+out:
+    if (np > 0)
+        lp_graph_paths_free(p, np);
+    free(cp), free(nodes), free(edges);
+    return bundle;
+}
+
+/* g's display: the circuit diagram (with its scores and tables), under a line saying what
+ * the graph is; text/plain the summary. */
 static int graph_display(lua_State *L)
 {
+    lp_graph *g = check_graph(L, 1);
     lp_buf b = LP_BUF_INIT, h = LP_BUF_INIT;
-    summary(&b, check_graph(L, 1));
+    summary(&b, g);
     char *s = lp_buf_finish(&b);
-    if (!s)
-        return lp_lua_backend_error(L, NULL);
-    lp_buf_puts(&h, "<pre style=\"margin:0\">");
-    lp_html_escape(&h, s, strlen(s));
-    lp_buf_puts(&h, "</pre>");
+    json_t *d = s ? graph_diagram(g, NULL) : NULL;
+    if (!d) {
+        free(s);
+        return lp_lua_backend_error(L, "the graph's display");
+    }
+    const char *first = strchr(s, '\n');
+    lp_buf_puts(&h, "<div style=\"font-family:sans-serif;font-size:12px;margin:0 0 4px 0\">");
+    lp_html_escape(&h, s, first ? (size_t)(first - s) : strlen(s));
+    lp_buf_puts(&h, "</div>");
+    const char *dh = json_string_value(json_object_get(d, "text/html"));
+    lp_buf_puts(&h, dh ? dh : "");
     char *hs = lp_buf_finish(&h);
     lua_createtable(L, 0, 2);
     lua_pushstring(L, s), lua_setfield(L, -2, "text/plain");
     lua_pushstring(L, hs ? hs : ""), lua_setfield(L, -2, "text/html");
     free(s), free(hs);
+    json_decref(d);
     return 1;
+}
+
+/* g:diagram{max_edges, max_per_cell, max_paths, max_table_nodes} -> Figure */
+static int graph_diagram_fig(lua_State *L)
+{
+    lp_graph *g = check_graph(L, 1);
+    lp_circuit_opts o = {0};
+    if (!lua_isnoneornil(L, 2)) {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        o.max_edges = (int)opt_num(L, 2, "max_edges", 0, 0, 1 << 20);
+        o.max_per_cell = (int)opt_num(L, 2, "max_per_cell", 0, 0, 1 << 20);
+        o.max_paths = (int)opt_num(L, 2, "max_paths", 0, 0, 1 << 20);
+        o.max_table_nodes = (int)opt_num(L, 2, "max_table_nodes", 0, 0, 1 << 20);
+    }
+    return lp_lua_push_figure(L, graph_diagram(g, &o), "g:diagram");
 }
 
 /* ---- loupe.attribute ---- */
@@ -576,6 +661,11 @@ void lp_lua_open_graph(lua_State *L)
     lp_lua_setfunc(L, -1, "node", graph_node,
                    "g:node(node) -> {index, id, kind, layer, pos, ctx_idx, feature, activation, token, text, prob, "
                    "is_target, influence, label}\nOne node (by 1-based index or id).");
+    lp_lua_setfunc(L, -1, "diagram", graph_diagram_fig,
+                   "g:diagram{max_edges = 300, max_per_cell = 8, max_paths = 10, max_table_nodes = 20} -> Figure\n"
+                   "The circuit diagram (what a graph displays as): positions left to right, embeddings at the "
+                   "bottom, layers, logits at the top; the strongest edges by share of their target's input, "
+                   "green positive, purple negative; the scores, the top paths and the top nodes by influence.");
     lp_lua_setfunc(L, -1, "save", graph_save,
                    "g:save(path) -> g\nWrites the graph JSON (circuit-tracer's schema 1: metadata, qParams, nodes, "
                    "links) that circuit-tracer's viewer and Neuronpedia open.");
