@@ -29,5 +29,9 @@ void lp_lua_open_dict(lua_State *L);
 void lp_lua_push_sae(lua_State *L, lp_sae *s);
 /* The SAE at idx (borrowed), or a Lua error. */
 lp_sae *lp_lua_check_sae(lua_State *L, int idx);
+/* Pushes c as a loupe.Transcoders (taking it; NULL raises lp_last_error()); the CLT of the
+ * Transcoders at idx (borrowed), or a Lua error (a transcoder set is not one). */
+void lp_lua_push_clt(lua_State *L, lp_clt *c);
+lp_clt *lp_lua_check_clt(lua_State *L, int idx);
 
 #endif
