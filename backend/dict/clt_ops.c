@@ -5,6 +5,7 @@
  * layer's backward d loss / d y_hat of the layers it writes. */
 #include "dict/clt_ops.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -297,4 +298,41 @@ int lp_clt_init_random(lp_clt *c, uint64_t seed, float dec_norm, float threshold
         memset(c->b_dec[l]->data, 0, (size_t)c->d_model * sizeof(float));
     }
     return 0;
+}
+
+void lp_clt_activate_layer(float *f, const float *z, const lp_clt *c, int l, int N)
+{
+    const int T = c->d_tc;
+    const float *th = c->threshold ? c->threshold[l]->data : NULL;
+    for (size_t p = 0; p < (size_t)N * T; p++) {
+        float t = th ? th[p % T] : 0.0f;
+        f[p] = z[p] > t ? z[p] : 0.0f;
+    }
+}
+
+int lp_clt_encode_layer(float *z, float *f, const lp_clt *c, int l, const float *x, int N)
+{
+    const int d = c->d_model, T = c->d_tc;
+    if (l < 0 || l >= c->n_layers || N < 1)
+        return lp_set_error("cross-layer transcoder: layer %d of %d, %d rows", l, c->n_layers, N);
+    float *zz = z ? z : lp_malloc((size_t)N * T * sizeof(float), "CLT pre-activations");
+    if (!zz)
+        return -1;
+    for (int n = 0; n < N; n++)
+        memcpy(zz + (size_t)n * T, c->b_enc[l]->data, (size_t)T * sizeof(float));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, T, d, 1.0f, x, d, c->W_enc[l]->data, T, 1.0f, zz, T);
+    lp_clt_activate_layer(f, zz, c, l, N);
+    if (!z)
+        free(zz);
+    return 0;
+}
+
+void lp_clt_decode_layer(float *y, const lp_clt *c, int l2, const float *const *f, int N)
+{
+    const int L = c->n_layers, d = c->d_model, T = c->d_tc;
+    for (int n = 0; n < N; n++)
+        memcpy(y + (size_t)n * d, c->b_dec[l2]->data, (size_t)d * sizeof(float));
+    for (int l = 0; l <= l2; l++) /* W_dec[l][:, l2-l, :]: rows (L-l)*d apart */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, d, T, 1.0f, f[l], T,
+                    c->W_dec[l]->data + (size_t)(l2 - l) * d, (L - l) * d, 1.0f, y, d);
 }

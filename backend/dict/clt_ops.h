@@ -56,7 +56,8 @@ void lp_clt_grads_free(lp_clt_grads *g);
 typedef struct lp_clt_work lp_clt_work;
 lp_clt_work *lp_clt_work_new(const lp_clt *c, int N);
 void lp_clt_work_free(lp_clt_work *w);
-/* What the last forward saved, borrowed: y_hat (L,N,d); layer l's z and f (N,T). */
+/* What the last forward saved, borrowed: y_hat (L,N,d) (until a backward, which writes its
+ * gradient there); layer l's z and f (N,T). */
 const float *lp_clt_work_y_hat(const lp_clt_work *w);
 const float *lp_clt_work_z(const lp_clt_work *w, int l);
 const float *lp_clt_work_f(const lp_clt_work *w, int l);
@@ -77,6 +78,14 @@ int lp_clt_backward(lp_clt_grads *g, lp_clt_work *w, const lp_clt *c, const floa
 
 /* Inference in one call: f (L,N,T) the features and/or y_hat (L,N,d) (either may be NULL). */
 int lp_clt_run(float *f, float *y_hat, const lp_clt *c, const float *x, int N);
+
+/* Inference of one layer (a splice's hook, clt_ops.c): z (may be NULL) and f (N,T) of layer l
+ * from its input x (N,d); f from a given z (relu, or z * 1[z > threshold]); layer l2's
+ * prediction y (N,d) = b_dec[l2] + sum_{l <= l2} f[l] W_dec[l][:, l2-l, :] from the features
+ * f[0..l2] (N,T) of the layers up to l2. */
+int lp_clt_encode_layer(float *z, float *f, const lp_clt *c, int l, const float *x, int N);
+void lp_clt_activate_layer(float *f, const float *z, const lp_clt *c, int l, int N);
+void lp_clt_decode_layer(float *y, const lp_clt *c, int l2, const float *const *f, int N);
 
 /* The references (clt_ref.c), stateless: losses (out may be NULL; o NULL: no losses), and
  * optionally f (L,N,T) and y_hat (L,N,d); the backward recomputes the forward. */

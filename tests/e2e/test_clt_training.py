@@ -1,4 +1,4 @@
-"""End to end: a cross-layer transcoder trained on the default model
+"""End to end: a cross-layer transcoder trained on the default model, and one spliced into a run
 (loupe.sae.train{arch = "clt"}: every layer's blocks.L.mlp.hook_in and hook_out harvested at
 once).
 
@@ -42,3 +42,19 @@ def test_clt_training(tmp_path):
     assert p.stdout.rstrip().endswith("ok"), out[-3000:]
     assert "held-out explained variance" in out
     assert (tmp_path / "clt" / "config.yaml").exists()
+
+
+SPLICE = ku.ROOT / "tests" / "e2e" / "lua" / "clt_splice.lua"
+
+
+def test_clt_splice(tmp_path):
+    """tests/e2e/lua/clt_splice.lua: a CLT spliced into m:run (saes = {clt}): logits unchanged
+    with the error term; without it each layer's mlp.hook_out and hook_sae_* parts equal
+    clt:forward / clt:encode of the run's own mlp.hook_in; layer 0's features reach later layers."""
+    script = tmp_path / "splice.lua"
+    script.write_text(f"MODEL = {str(MODEL)!r}\n" + SPLICE.read_text())
+    p = subprocess.run([str(ku.LOUPE), "run", str(script)], capture_output=True, text=True, timeout=300)
+    out = p.stdout + p.stderr
+    assert p.returncode == 0, f"loupe run failed ({p.returncode}):\n{out[-3000:]}"
+    assert p.stdout.rstrip().endswith("ok"), out[-3000:]
+    assert "clt error_term logits rel diff" in out
