@@ -102,6 +102,19 @@ static int run(lua_State *L, int features, const char *what)
 static int l_encode(lua_State *L) { return run(L, 1, "clt:encode"); }
 static int l_forward(lua_State *L) { return run(L, 0, "clt:forward"); }
 
+static const lp_lua_field TC_FIELDS[] = {
+    {"kind", "string: transcoder_set or cross_layer_transcoder"},
+    {"n_layers", "integer: the layers (#t too)"},
+    {"d_model", "integer: the model's width"},
+    {"d_transcoder", "integer: features per layer"},
+    {"feature_input_hook", "string: the hook each layer reads (mlp.hook_in)"},
+    {"feature_output_hook", "string: the hook each layer predicts (mlp.hook_out)"},
+    {"history", "table of lists after loupe.sae.train{arch = \"clt\"}: step, tokens, loss, mse, sparsity, l0 (mean "
+                "per layer), explained_variance (pooled over layers), dead"},
+    {"layer_explained_variance", "list: after training, the last step's explained variance of each layer's MLP output"},
+    {"layer_l0", "list: after training, the last step's active features per token of each layer"},
+    {NULL, NULL}};
+
 void lp_lua_open_clt(lua_State *L)
 {
     luaL_getmetatable(L, LP_LUA_TRANSCODERS_MT);
@@ -115,5 +128,11 @@ void lp_lua_open_clt(lua_State *L)
                    "clt:forward(x) -> predictions\nA cross-layer transcoder's predictions of every layer's MLP output "
                    "(blocks.L.mlp.hook_out: the sum of the decoders of layers <= L, plus b_dec): x as for "
                    "clt:encode; the result (n_layers, N, d_model) in the same form.");
-    lua_pop(L, 2);
+    lua_pop(L, 1);
+    lp_lua_settype(L, lua_gettop(L),
+                   "Transcoders: a per-layer transcoder set or a cross-layer transcoder (loupe.transcoders.load, "
+                   "loupe.sae.train{arch = \"clt\"}); t:save(dir), t[l] (a set's layer), clt:encode(x), "
+                   "clt:forward(x); m:run(prompt, {saes = {clt}}) splices a CLT in.",
+                   TC_FIELDS);
+    lua_pop(L, 1);
 }
