@@ -59,7 +59,8 @@ HOT static void loss_range(void *p, size_t lo, size_t hi)
                 t[T_L0] += 1;
                 t[T_MIN] = (t[T_MIN] == 0 || f[i] < t[T_MIN]) ? f[i] : t[T_MIN];
                 if (c->arch == LP_SAE_STANDARD)
-                    t[T_SP] += (double)f[i] * w->norms[i];
+                    t[T_SP] += o->sparsity == LP_SPARSITY_TANH ? tanh(o->tanh_c * f[i] * w->norms[i])
+                                                                : (double)f[i] * w->norms[i];
                 else if (c->arch == LP_SAE_JUMPRELU)
                     t[T_SP] += o->sparsity == LP_SPARSITY_TANH ? tanh(o->tanh_c * f[i] * w->norms[i]) : 1.0;
             }
@@ -69,7 +70,8 @@ HOT static void loss_range(void *p, size_t lo, size_t hi)
                 t[T_MIN] = (t[T_MIN] == 0 || f[i] < t[T_MIN]) ? f[i] : t[T_MIN];
             }
             if (c->arch == LP_SAE_STANDARD)
-                t[T_SP] += (double)f[i] * w->norms[i];
+                t[T_SP] += o->sparsity == LP_SPARSITY_TANH ? tanh(o->tanh_c * f[i] * w->norms[i])
+                                                            : (double)f[i] * w->norms[i];
             else if (c->arch == LP_SAE_JUMPRELU) {
                 t[T_SP] += o->sparsity == LP_SPARSITY_TANH ? tanh(o->tanh_c * f[i] * w->norms[i]) : (z[i] > th[i]);
                 if (o->pre_act > 0 && z[i] < th[i])
@@ -194,7 +196,13 @@ static float pair_dz(const struct bw_ctx *b, int i, float z, float f, float dc, 
     const lp_sae_loss_opts *o = b->o;
     double nr = b->w->norms[i], dF = dc;
     *dth = 0, *dnrm = 0;
-    if (c->arch == LP_SAE_STANDARD) {
+    if (c->arch == LP_SAE_STANDARD && o->sparsity == LP_SPARSITY_TANH) { /* CLTs' ReLU */
+        if (f != 0) {
+            double t = tanh(o->tanh_c * f * nr);
+            dF += o->l1 / b->N * o->tanh_c * nr * (1 - t * t);
+            *dnrm = (float)(o->l1 / b->N * o->tanh_c * f * (1 - t * t));
+        }
+    } else if (c->arch == LP_SAE_STANDARD) {
         if (f != 0)
             dF += o->l1 * nr / b->N, *dnrm = (float)(o->l1 * f / b->N);
     } else if (c->arch == LP_SAE_JUMPRELU) {
@@ -327,8 +335,12 @@ int lp_sae_backward(lp_sae_grads *g, lp_sae_work *w, const lp_sae *s, const floa
     if (N != w->N)
         return lp_set_error("dictionary: backward of %d tokens after a forward of %d", N, w->N);
     size_t ND = (size_t)N * dout;
-    for (size_t p = 0; p < ND; p++)
-        w->G[p] = 2.0f / N * (w->x_hat[p] - y[p]);
+    if (o->dxhat) { /* the caller's d loss / d x_hat (a CLT's sum over layers); may be w->G itself */
+        if (o->dxhat != w->G)
+            memcpy(w->G, o->dxhat, ND * sizeof(float));
+    } else
+        for (size_t p = 0; p < ND; p++)
+            w->G[p] = 2.0f / N * (w->x_hat[p] - y[p]);
     for (int p = np - 1; p >= 0; p--) { /* cumulative: slot p+1 = G_full + sum_{q >= p} G_q */
         float *Gp = w->G + (size_t)(p + 1) * ND;
         const float *px = w->px + (size_t)p * ND, *prev = w->G + (size_t)(p + 2 <= np ? p + 2 : 0) * ND;

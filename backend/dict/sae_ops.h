@@ -13,7 +13,7 @@
  *
  * Losses (each a mean over tokens of a sum over dimensions or features):
  *   mse      sum_d (x_hat - y)^2, y the target (x for an SAE)
- *   sparsity standard: l1 sum_i f_i ||W_dec,i||; jumprelu step: l1 sum_i H(z_i - theta_i);
+ *   sparsity standard: l1 sum_i f_i ||W_dec,i|| (tanh: as jumprelu tanh); jumprelu step: l1 sum_i H(z_i - theta_i);
  *            jumprelu tanh: l1 sum_i tanh(tanh_c f_i ||W_dec,i||)
  *   pre_act  jumprelu: pre_act sum_i ReLU(theta_i - z_i) ||W_dec,i||
  *   aux      topk AuxK: aux_alpha * min(n_dead / k_aux, 1) * sum_d (a W_dec - e)^2, a the
@@ -54,6 +54,10 @@ typedef struct lp_sae_loss_opts {
     int batch_mode;           /* batchtopk / matryoshka: 1 = top k*N over the batch, 0 = threshold */
     int n_prefix;             /* matryoshka: prefix widths, ascending, each in 1..d_sae */
     int prefix[LP_SAE_MAX_PREFIX];
+    /* backward only: d loss / d x_hat (N,d_out) given by the caller instead of the MSE's
+     * 2/N (x_hat - y), y then unread (a CLT's layers sum into one prediction: clt_ops.c);
+     * NULL: the MSE. Not with prefixes. */
+    const float *dxhat;
 } lp_sae_loss_opts;
 
 /* Defaults for an architecture: l1 5 (standard) / 1e-3 (jumprelu), tanh_c 4, bandwidth

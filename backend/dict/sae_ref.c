@@ -217,7 +217,12 @@ static void ref_losses(lp_sae_losses *L, lp_sae_grads *g, const ref_state *r, co
                 }
             }
             double dF = dc;
-            if (c->arch == LP_SAE_STANDARD) {
+            if (c->arch == LP_SAE_STANDARD && o->sparsity == LP_SPARSITY_TANH) { /* CLTs' ReLU */
+                double t = tanh(o->tanh_c * fn[i] * r->nrm[i]);
+                L->sparsity += o->l1 * t / N;
+                dF += an[i] ? o->l1 / N * o->tanh_c * r->nrm[i] * (1 - t * t) : 0;
+                dnrm[i] += o->l1 / N * o->tanh_c * fn[i] * (1 - t * t);
+            } else if (c->arch == LP_SAE_STANDARD) {
                 L->sparsity += o->l1 * fn[i] * r->nrm[i] / N;
                 dF += an[i] ? o->l1 * r->nrm[i] / N : 0;
                 dnrm[i] += o->l1 * fn[i] / N;

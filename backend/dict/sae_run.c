@@ -54,6 +54,12 @@ static int check(lp_sae_trainer **t, int n, const lp_sae_run_opts *o)
         return lp_set_error("SAE training: give either an activation stream or a source of batches");
     if (o->batch < 1 || o->d_in < 1 || o->d_out < 0)
         return lp_set_error("SAE training: batch (%d) and d_in (%d) must be at least 1", o->batch, o->d_in);
+    if (o->layers < 0 || (o->layers > 0 && o->d_out < 1))
+        return lp_set_error("SAE training: a CLT's run needs layers >= 1 and d_out");
+    for (int i = 0; i < n; i++)
+        if (lp_sae_trainer_layers(t[i]) != o->layers)
+            return lp_set_error("SAE training: trainer %d is for %d layers, the run for %d", i + 1,
+                                lp_sae_trainer_layers(t[i]), o->layers);
     long s0 = lp_sae_trainer_steps(t[0]);
     for (int i = 1; i < n; i++)
         if (lp_sae_trainer_steps(t[i]) != s0)
@@ -61,15 +67,15 @@ static int check(lp_sae_trainer **t, int n, const lp_sae_run_opts *o)
                                 i + 1, lp_sae_trainer_steps(t[i]), s0);
     if (o->stream) {
         lp_act_stream *s = o->stream;
-        size_t want = o->d_out ? 2 : 1;
+        size_t want = o->layers ? 2 * (size_t)o->layers : o->d_out ? 2 : 1;
         if (lp_act_stream_nhooks(s) != want)
             return lp_set_error("SAE training: the activation stream has %zu hook points, the %s needs %zu",
-                                lp_act_stream_nhooks(s), o->d_out ? "transcoder" : "SAE", want);
+                                lp_act_stream_nhooks(s), o->layers ? "CLT" : o->d_out ? "transcoder" : "SAE", want);
         if (lp_act_stream_batch(s) != o->batch)
             return lp_set_error("SAE training: the activation stream serves batches of %lld, not %d",
                                 (long long)lp_act_stream_batch(s), o->batch);
         for (size_t h = 0; h < want; h++) {
-            int d = h ? o->d_out : o->d_in;
+            int d = o->layers ? (h < (size_t)o->layers ? o->d_in : o->d_out) : h ? o->d_out : o->d_in;
             if (lp_act_stream_dim(s, h) != d)
                 return lp_set_error("SAE training: %s has %lld dimensions, the dictionary %s %d",
                                     lp_act_stream_hook(s, h), (long long)lp_act_stream_dim(s, h),
@@ -86,7 +92,7 @@ lp_sae_run *lp_sae_run_new(lp_sae_trainer **trainers, int n, const lp_sae_run_op
             free_trainers(trainers, n);
         return NULL;
     }
-    size_t rows = (size_t)o->batch * (size_t)(o->d_in + o->d_out);
+    size_t rows = (size_t)o->batch * (size_t)(o->d_in + o->d_out) * (size_t)(o->layers ? o->layers : 1);
     lp_sae_run *r = lp_calloc(1, sizeof *r, "an SAE training run");
     lp_sae_trainer **t = lp_calloc((size_t)n, sizeof *t, "an SAE training run");
     hist *h = lp_calloc((size_t)n, sizeof *h, "an SAE training history");
@@ -102,7 +108,7 @@ lp_sae_run *lp_sae_run_new(lp_sae_trainer **trainers, int n, const lp_sae_run_op
     }
     memcpy(t, trainers, (size_t)n * sizeof *t);
     r->o = *o, r->n = n, r->t = t, r->h = h, r->stats = st, r->x = x;
-    r->y = o->d_out ? x + (size_t)o->batch * o->d_in : NULL;
+    r->y = o->d_out ? x + (size_t)o->batch * o->d_in * (o->layers ? o->layers : 1) : NULL;
     return r;
 }
 
@@ -160,6 +166,19 @@ static int draw(lp_sae_run *r)
 {
     if (lp_interrupt_check() < 0)
         return -1;
+    if (r->o.stream && r->o.layers) { /* a CLT: every layer's input, then every layer's output */
+        const int L = r->o.layers;
+        float **rows = lp_malloc(2 * (size_t)L * sizeof *rows, "a CLT's batch");
+        if (!rows)
+            return -1;
+        for (int l = 0; l < L; l++) {
+            rows[l] = r->x + (size_t)l * r->o.batch * r->o.d_in;
+            rows[L + l] = r->y + (size_t)l * r->o.batch * r->o.d_out;
+        }
+        int rc = lp_act_stream_next(r->o.stream, rows);
+        free(rows);
+        return rc;
+    }
     if (r->o.stream) {
         float *rows[2] = {r->x, r->y};
         return lp_act_stream_next(r->o.stream, rows);

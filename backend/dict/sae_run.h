@@ -41,6 +41,9 @@ typedef struct lp_sae_run_opts {
     int batch;               /* tokens per step: the stream's batch; at most each trainer's */
     int d_in, d_out;         /* the trainers' SAEs' (d_out 0: an SAE, y not drawn); a
                                 stream's hooks must have these dimensions */
+    int layers;              /* > 0: CLT trainers (lp_clt_trainer_new) of this many layers: the
+                                stream's hooks are the layers' inputs then their outputs, a
+                                batch x and y (layers, batch, d) layer-major; 0 otherwise */
 } lp_sae_run_opts;
 
 /* What the callback sees after each step: the step's statistics of every trainer. */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "dict/clt_ops.h"
 #include "dict/sae_work.h"
 
 struct lp_sae_trainer {
@@ -19,6 +20,15 @@ struct lp_sae_trainer {
     uint8_t *dead;    /* (d_sae) */
     double *tokloss;  /* (batch) resampling's weights */
     lp_rng rng;
+    /* a CLT's trainer (s NULL): its work, gradients and moments in lp_clt_grads' layout,
+     * the parameter list, the last step's explained variance and L0 per layer;
+     * since_fired and dead then hold n_layers x d_tc (layer-major) */
+    lp_clt *clt;
+    lp_clt_work *cw;
+    lp_clt_grads *cg, *cm, *cv;
+    float **pp;
+    size_t *pn;
+    double *layer_ev, *layer_l0;
 };
 
 lp_sae_train_opts lp_sae_train_defaults(const lp_sae_config *c)
@@ -34,19 +44,26 @@ void lp_sae_trainer_free(lp_sae_trainer *t)
     if (!t)
         return;
     lp_sae_grads_free(t->g), lp_sae_grads_free(t->m), lp_sae_grads_free(t->v), lp_sae_work_free(t->w);
+    lp_clt_grads_free(t->cg), lp_clt_grads_free(t->cm), lp_clt_grads_free(t->cv), lp_clt_work_free(t->cw);
+    free(t->pp), free(t->pn), free(t->layer_ev), free(t->layer_l0);
     free(t->since_fired), free(t->dead), free(t->tokloss), free(t);
+}
+
+static int check_opts(const lp_sae_train_opts *o)
+{
+    if (!(o->lr > 0) || !(o->beta1 >= 0 && o->beta1 < 1) || !(o->beta2 >= 0 && o->beta2 < 1) || !(o->clip >= 0) ||
+        o->batch < 1 || o->dead_window < 1 || o->warmup < 0 || o->l1_warmup < 0 || o->steps < 0)
+        return lp_set_error("SAE training: lr must be positive, betas in [0, 1), clip >= 0, batch and dead_window >= 1 "
+                            "(got lr %g, betas %g %g, clip %g, batch %d, dead_window %d)",
+                            o->lr, o->beta1, o->beta2, o->clip, o->batch, o->dead_window);
+    return 0;
 }
 
 lp_sae_trainer *lp_sae_trainer_new(lp_sae *s, const lp_sae_train_opts *o)
 {
     const lp_sae_config *c = &s->cfg;
-    if (!(o->lr > 0) || !(o->beta1 >= 0 && o->beta1 < 1) || !(o->beta2 >= 0 && o->beta2 < 1) || !(o->clip >= 0) ||
-        o->batch < 1 || o->dead_window < 1 || o->warmup < 0 || o->l1_warmup < 0 || o->steps < 0) {
-        lp_set_error("SAE training: lr must be positive, betas in [0, 1), clip >= 0, batch and dead_window >= 1 "
-                     "(got lr %g, betas %g %g, clip %g, batch %d, dead_window %d)",
-                     o->lr, o->beta1, o->beta2, o->clip, o->batch, o->dead_window);
+    if (check_opts(o) < 0)
         return NULL;
-    }
     lp_sae_trainer *t = lp_calloc(1, sizeof *t, "an SAE trainer");
     if (!t)
         return NULL;
@@ -66,8 +83,52 @@ lp_sae_trainer *lp_sae_trainer_new(lp_sae *s, const lp_sae_train_opts *o)
     return t;
 }
 
+lp_sae_trainer *lp_clt_trainer_new(lp_clt *c, const lp_sae_train_opts *o)
+{
+    if (check_opts(o) < 0)
+        return NULL;
+    if (o->loss.pre_act > 0 && !c->threshold) {
+        lp_set_error("CLT training: the pre-activation loss is for a JumpReLU CLT");
+        return NULL;
+    }
+    lp_sae_trainer *t = lp_calloc(1, sizeof *t, "a CLT trainer");
+    if (!t)
+        return NULL;
+    const int L = c->n_layers;
+    size_t nf = (size_t)L * c->d_tc;
+    t->clt = c, t->o = *o;
+    t->o.loss.dead = NULL, t->o.loss.dxhat = NULL, t->o.loss.n_prefix = 0, t->o.loss.aux_alpha = 0;
+    lp_rng_seed(&t->rng, o->seed);
+    int ok = (t->cg = lp_clt_grads_new(c)) && (t->cm = lp_clt_grads_new(c)) && (t->cv = lp_clt_grads_new(c)) &&
+             (t->cw = lp_clt_work_new(c, o->batch)) &&
+             (t->pp = lp_calloc((size_t)L * 5, sizeof *t->pp, "a CLT trainer")) &&
+             (t->pn = lp_calloc((size_t)L * 5, sizeof *t->pn, "a CLT trainer")) &&
+             (t->layer_ev = lp_calloc((size_t)L, sizeof(double), "a CLT trainer")) &&
+             (t->layer_l0 = lp_calloc((size_t)L, sizeof(double), "a CLT trainer")) &&
+             (t->since_fired = lp_calloc(nf, sizeof(int), "dead-feature counters")) &&
+             (t->dead = lp_calloc(nf, 1, "dead-feature flags"));
+    if (!ok) {
+        lp_error_prefix("CLT training (batch %d, %d layers, d_tc %d): ", o->batch, L, c->d_tc);
+        lp_sae_trainer_free(t);
+        return NULL;
+    }
+    return t;
+}
+
+int lp_sae_trainer_layers(const lp_sae_trainer *t) { return t->clt ? t->clt->n_layers : 0; }
+
+void lp_clt_trainer_layer_stats(const lp_sae_trainer *t, int l, double *ev, double *l0)
+{
+    *ev = t->clt && l >= 0 && l < t->clt->n_layers ? t->layer_ev[l] : NAN;
+    *l0 = t->clt && l >= 0 && l < t->clt->n_layers ? t->layer_l0[l] : NAN;
+}
+
 lp_sae_trainer *lp_sae_trainer_clone(const lp_sae_trainer *t, lp_sae *s)
 {
+    if (t->clt) {
+        lp_set_error("SAE training: a CLT's trainer cannot be cloned");
+        return NULL;
+    }
     lp_sae_trainer *c = lp_sae_trainer_new(s, &t->o);
     if (!c)
         return NULL;
@@ -167,8 +228,111 @@ static int resample(lp_sae_trainer *t, const float *x, const float *y, int N)
     return done;
 }
 
+/* Adam, bias-corrected, on the gradients clipped to norm clip (gn their norm), over the k
+ * parameters p (np floats each) laid end to end in g, m, v. The learning rate used. */
+static float adam(lp_sae_trainer *t, float **p, const size_t *np, int k, const float *g, float *m, float *v, double gn,
+                  long step)
+{
+    float lr = schedule_lr(&t->o, t->step);
+    float sc = t->o.clip > 0 && gn > t->o.clip ? (float)(t->o.clip / gn) : 1.0f;
+    float b1 = t->o.beta1, b2 = t->o.beta2, eps = t->o.adam_eps;
+    float c1 = 1.0f - powf(b1, (float)step), c2 = 1.0f - powf(b2, (float)step);
+    size_t off = 0;
+    for (int q = 0; q < k; q++) {
+        const float *gq = g + off;
+        float *mq = m + off, *vq = v + off, *pq = p[q];
+        for (size_t i = 0; i < np[q]; i++) {
+            float gi = gq[i] * sc;
+            mq[i] = b1 * mq[i] + (1 - b1) * gi;
+            vq[i] = b2 * vq[i] + (1 - b2) * gi * gi;
+            pq[i] -= lr * (mq[i] / c1) / (sqrtf(vq[i] / c2) + eps);
+        }
+        off += np[q];
+    }
+    return lr;
+}
+
+/* Steps since each feature of s's work last fired: +1, 0 for those active in the batch. */
+static void count_fired(int *since, const lp_sae_work *w, int N, int ds)
+{
+    for (int i = 0; i < ds; i++)
+        since[i]++;
+    if (!w->dense) /* the active lists: every feature that fired, and few others */
+        for (int q = 0; q < w->rowptr[N]; q++)
+            if (w->cval[q] != 0)
+                since[w->idx[q]] = 0;
+    for (int n = 0; w->dense && n < N; n++) {
+        const float *f = w->f + (size_t)n * ds;
+        for (int i = 0; i < ds; i++)
+            if (f[i] != 0)
+                since[i] = 0;
+    }
+}
+
+/* A CLT's step: x and y (n_layers, N, d_model). */
+static int clt_step(lp_sae_trainer *t, const float *x, const float *y, int N, lp_sae_step_stats *st)
+{
+    lp_clt *c = t->clt;
+    const int L = c->n_layers, T = c->d_tc;
+    long step = t->step + 1;
+    if (N < 1 || N > t->o.batch)
+        return lp_set_error("CLT training: step %ld got %d tokens (1..%d)", step, N, t->o.batch);
+    if (!y)
+        return lp_set_error("CLT training: a CLT needs its targets (step %ld)", step);
+    lp_sae_loss_opts lo = t->o.loss;
+    float l1 = lo.l1;
+    if (t->o.l1_warmup > 0 && t->step < t->o.l1_warmup)
+        l1 *= (float)(t->step + 1) / (float)t->o.l1_warmup;
+    lo.l1 = l1;
+    lp_clt_losses Lc;
+    if (lp_clt_forward(&Lc, t->cw, c, x, y, N, &lo) < 0)
+        return lp_error_prefix("CLT training, step %ld: ", step);
+    if (!isfinite(Lc.total))
+        return lp_set_error("CLT training: the loss is %g at step %ld (NaN or Inf); the weights are kept as of step %ld",
+                            Lc.total, step, t->step);
+    double sse[L], sst[L], l0[L];
+    for (int l = 0; l < L; l++)
+        lp_clt_work_layer(t->cw, l, &sse[l], &sst[l], &l0[l], NULL);
+    lp_clt_grads_zero(t->cg);
+    if (lp_clt_backward(t->cg, t->cw, c, x, y, N, &lo) < 0)
+        return lp_error_prefix("CLT training, step %ld: ", step);
+    double gn = 0;
+    for (size_t i = 0; i < t->cg->n; i++)
+        gn += (double)t->cg->mem[i] * t->cg->mem[i];
+    gn = sqrt(gn);
+    if (!isfinite(gn))
+        return lp_set_error("CLT training: the gradient norm is %g at step %ld (NaN or Inf); the weights are kept as "
+                            "of step %ld", gn, step, t->step);
+    int k = 0;
+    for (int l = 0; l < L; l++) { /* lp_clt_grads' order */
+        lp_tensor *P[] = {c->W_enc[l], c->b_enc[l], c->W_dec[l], c->b_dec[l], c->threshold ? c->threshold[l] : NULL};
+        for (int q = 0; q < 5; q++)
+            if (P[q])
+                t->pp[k] = P[q]->data, t->pn[k++] = (size_t)lp_tensor_numel(P[q]);
+    }
+    float lr = adam(t, t->pp, t->pn, k, t->cg->mem, t->cm->mem, t->cv->mem, gn, step);
+    int ndead = 0;
+    for (int l = 0; l < L; l++) {
+        count_fired(t->since_fired + (size_t)l * T, lp_clt_work_layer_work(t->cw, l), N, T);
+        t->layer_ev[l] = sst[l] > 0 ? 1.0 - sse[l] / sst[l] : 0.0, t->layer_l0[l] = l0[l];
+    }
+    for (size_t i = 0; i < (size_t)L * T; i++)
+        ndead += t->since_fired[i] >= t->o.dead_window;
+    t->step = step;
+    if (st) {
+        memset(&st->loss, 0, sizeof st->loss);
+        st->loss.mse = Lc.mse, st->loss.sparsity = Lc.sparsity, st->loss.pre_act = Lc.pre_act;
+        st->loss.total = Lc.total, st->loss.l0 = Lc.l0, st->loss.sse = Lc.sse, st->loss.sst = Lc.sst;
+        st->explained_variance = Lc.sst > 0 ? 1.0 - Lc.sse / Lc.sst : 0.0;
+        st->dead = ndead, st->resampled = 0, st->step = step, st->lr = lr, st->l1 = l1;
+    }
+    return 0;
+}
+
 int lp_sae_trainer_step(lp_sae_trainer *t, const float *x, const float *y, int N, lp_sae_step_stats *st)
 {
+    if (t->clt)
+        return clt_step(t, x, y, N, st);
     lp_sae *s = t->s;
     const lp_sae_config *c = &s->cfg;
     const int ds = c->d_sae, dout = c->d_out;
@@ -202,25 +366,10 @@ int lp_sae_trainer_step(lp_sae_trainer *t, const float *x, const float *y, int N
     if (!isfinite(gn))
         return lp_set_error("SAE training: the gradient norm is %g at step %ld (NaN or Inf); the weights are kept as "
                             "of step %ld", gn, step, t->step);
-    /* Adam, bias-corrected, on the clipped gradients */
-    float lr = schedule_lr(&t->o, t->step);
-    float sc = t->o.clip > 0 && gn > t->o.clip ? (float)(t->o.clip / gn) : 1.0f;
-    float b1 = t->o.beta1, b2 = t->o.beta2, eps = t->o.adam_eps;
-    float c1 = 1.0f - powf(b1, (float)step), c2 = 1.0f - powf(b2, (float)step);
     float *p[6];
     size_t np[6];
     int k = params(t, p, np);
-    size_t off = 0;
-    for (int q = 0; q < k; q++) {
-        float *gq = t->g->mem + off, *mq = t->m->mem + off, *vq = t->v->mem + off, *pq = p[q];
-        for (size_t i = 0; i < np[q]; i++) {
-            float gi = gq[i] * sc;
-            mq[i] = b1 * mq[i] + (1 - b1) * gi;
-            vq[i] = b2 * vq[i] + (1 - b2) * gi * gi;
-            pq[i] -= lr * (mq[i] / c1) / (sqrtf(vq[i] / c2) + eps);
-        }
-        off += np[q];
-    }
+    float lr = adam(t, p, np, k, t->g->mem, t->m->mem, t->v->mem, gn, step);
     if ((c->arch == LP_SAE_BATCHTOPK || c->arch == LP_SAE_MATRYOSHKA) && lo.batch_mode && L.min_active > 0)
         for (int i = 0; i < ds; i++)
             s->threshold->data[i] = 0.99f * s->threshold->data[i] + 0.01f * L.min_active;
@@ -235,19 +384,7 @@ int lp_sae_trainer_step(lp_sae_trainer *t, const float *x, const float *y, int N
                     r[d] = (float)(r[d] / sqrt(a));
         }
     /* dead-feature counters from this batch's features */
-    for (int i = 0; i < ds; i++)
-        t->since_fired[i]++;
-    const lp_sae_work *w = t->w;
-    if (!w->dense) /* the active lists: every feature that fired, and few others */
-        for (int q = 0; q < w->rowptr[N]; q++)
-            if (w->cval[q] != 0)
-                t->since_fired[w->idx[q]] = 0;
-    for (int n = 0; w->dense && n < N; n++) {
-        const float *f = t->w->f + (size_t)n * ds;
-        for (int i = 0; i < ds; i++)
-            if (f[i] != 0)
-                t->since_fired[i] = 0;
-    }
+    count_fired(t->since_fired, t->w, N, ds);
     int resampled = 0;
     if (c->arch == LP_SAE_STANDARD && t->o.resample_every > 0 && step % t->o.resample_every == 0) {
         ndead = 0;

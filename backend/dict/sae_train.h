@@ -61,6 +61,18 @@ typedef struct lp_sae_trainer lp_sae_trainer;
 lp_sae_trainer *lp_sae_trainer_new(lp_sae *s, const lp_sae_train_opts *o);
 /* One step on x (N,d_in) and y (N,d_out; NULL for an SAE), 1 <= N <= batch. 0 or -1. */
 int lp_sae_trainer_step(lp_sae_trainer *t, const float *x, const float *y, int N, lp_sae_step_stats *st);
+/* A trainer of a cross-layer transcoder (borrowed), clt_ops.h's losses with o->loss (l1,
+ * sparsity, tanh_c, bandwidth, pre_act; AuxK, prefixes and resampling do not apply): each
+ * step takes x and y of (n_layers, N, d_model), layer-major; the statistics are the sums
+ * over layers (explained variance pooled: 1 - sum sse / sum sst; l0 the mean per layer),
+ * the dead features those of every layer. The same lp_sae_trainer_* functions step it and
+ * free it (no clone). */
+lp_sae_trainer *lp_clt_trainer_new(lp_clt *c, const lp_sae_train_opts *o);
+/* The CLT's n_layers for a CLT's trainer, 0 for an SAE's. */
+int lp_sae_trainer_layers(const lp_sae_trainer *t);
+/* A CLT trainer's last step, layer l: explained variance of its MLP output and its L0. */
+void lp_clt_trainer_layer_stats(const lp_sae_trainer *t, int l, double *ev, double *l0);
+
 /* A trainer of s (a copy of the first one's SAE) in the state of t: moments, step, dead
  * counters, random state. Resuming from it equals going on with t. */
 lp_sae_trainer *lp_sae_trainer_clone(const lp_sae_trainer *t, lp_sae *s);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "dict/clt_ops.h"
 #include "dict/sae_ops.h"
 #include "dict/splice.h"
 
@@ -13,10 +14,20 @@ enum { P_INPUT, P_PRE, P_POST, P_RECONS, P_ERROR, P_OUTPUT, N_PARTS };
 const char *const lp_splice_suffixes[N_PARTS] = {"hook_sae_input",  "hook_sae_acts_pre", "hook_sae_acts_post",
                                                   "hook_sae_recons", "hook_sae_error",    "hook_sae_output"};
 
+/* A CLT's features of the layers done so far in this run: as encoded, and after the hooks. */
+typedef struct clt_state {
+    const lp_clt *clt;
+    lp_tensor **fclean, **fpost; /* n_layers each, NULL until the layer is reached */
+} clt_state;
+
 typedef struct entry {
     const lp_sae *s;
     lp_tensor *x_in; /* a transcoder's input of this run (a copy), or NULL */
     struct ctx *c;
+    const char *hook;  /* <hook> of the part names */
+    clt_state *cs;     /* a CLT's layer (s NULL): the CLT's state, and the layer */
+    int layer;
+    char buf[2][128];  /* a CLT layer's hook names: the one read, the one written */
 } entry;
 
 typedef struct ctx {
@@ -27,19 +38,37 @@ typedef struct ctx {
 } ctx;
 
 /* The name <hook>.<suffix> into buf. */
-static void part_name(char *buf, size_t cap, const lp_sae *s, int part)
+static void part_name(char *buf, size_t cap, const entry *e, int part)
 {
-    snprintf(buf, cap, "%s.%s", s->cfg.hook_out, lp_splice_suffixes[part]);
+    snprintf(buf, cap, "%s.%s", e->hook, lp_splice_suffixes[part]);
+}
+
+/* blocks.<l>.<hook> into buf */
+static void layer_hook(char *buf, size_t cap, int l, const char *hook)
+{
+    snprintf(buf, cap, "blocks.%d.%s", l, hook);
 }
 
 int lp_splice_has_hook(const lp_splice_opts *so, const char *name)
 {
     char buf[160];
+    entry e = {0};
     for (int i = 0; so && i < so->n; i++)
         for (int p = 0; p < N_PARTS; p++) {
-            part_name(buf, sizeof buf, so->saes[i], p);
+            e.hook = so->saes[i]->cfg.hook_out;
+            part_name(buf, sizeof buf, &e, p);
             if (!strcmp(buf, name))
                 return 1;
+        }
+    for (int i = 0; so && i < so->nclt; i++)
+        for (int l = 0; l < so->clts[i]->n_layers; l++) {
+            layer_hook(e.buf[1], sizeof e.buf[1], l, so->clts[i]->feature_output_hook);
+            e.hook = e.buf[1];
+            for (int p = 0; p < N_PARTS; p++) {
+                part_name(buf, sizeof buf, &e, p);
+                if (!strcmp(buf, name))
+                    return 1;
+            }
         }
     return 0;
 }
@@ -48,7 +77,7 @@ int lp_splice_has_hook(const lp_splice_opts *so, const char *name)
 static int part_hooks(entry *e, int part, lp_tensor *t)
 {
     char name[160];
-    part_name(name, sizeof name, e->s, part);
+    part_name(name, sizeof name, e, part);
     const lp_run_opts *o = e->c->user;
     for (size_t i = 0; o && i < o->nhooks; i++)
         if (!strcmp(o->hooks[i].name, name) && lp_hook_apply(&o->hooks[i], t, -1, 1) < 0)
@@ -140,7 +169,7 @@ static int refeature(float *f, const float *z, const lp_sae *s, int N)
 static int part_hooked(const entry *e, int part)
 {
     char name[160];
-    part_name(name, sizeof name, e->s, part);
+    part_name(name, sizeof name, e, part);
     const lp_run_opts *o = e->c->user;
     for (size_t i = 0; o && i < o->nhooks; i++)
         if (!strcmp(o->hooks[i].name, name))
@@ -208,12 +237,96 @@ done:
     return rc;
 }
 
+/* A CLT's layer: x captured at its input; its features (kept for the later layers), the
+ * prediction from every layer's so far, the error against the features as encoded. */
+static int replace_clt(void *ud, const char *name, const lp_tensor *act, lp_tensor **out)
+{
+    entry *e = ud;
+    clt_state *cs = e->cs;
+    const lp_clt *c = cs->clt;
+    const int l2 = e->layer, d = c->d_model, T = c->d_tc;
+    if (act->ndim != 3 || act->shape[2] != d)
+        return lp_set_error("saes: '%s' has %lld dimensions, the cross-layer transcoder writes %d", name,
+                            (long long)act->shape[act->ndim - 1], d);
+    int64_t B = act->shape[0], Tn = act->shape[1];
+    int N = (int)(B * Tn);
+    if (!e->x_in)
+        return lp_set_error("saes: the cross-layer transcoder on '%s' did not see its input '%s'", name, e->buf[0]);
+    for (int l = 0; l < l2; l++)
+        if (!cs->fpost[l] || cs->fpost[l]->shape[0] * cs->fpost[l]->shape[1] != N)
+            return lp_set_error("saes: the cross-layer transcoder reached '%s' before layer %d's features", name, l);
+    lp_tensor *y = lp_tensor_contiguous(act), *x = lp_tensor_clone(e->x_in);
+    lp_tensor *z = btd(B, Tn, T), *f = btd(B, Tn, T), *fc = btd(B, Tn, T), *r = btd(B, Tn, d);
+    lp_tensor *err = btd(B, Tn, d), *o = btd(B, Tn, d);
+    const float **fl = calloc((size_t)l2 + 1, sizeof *fl);
+    int rc = -1;
+    if (!y || !x || !z || !f || !fc || !r || !err || !o || !fl)
+        goto done;
+    if (x->ndim != 3 || x->shape[2] != d || x->shape[0] != B || x->shape[1] != Tn) {
+        rc = lp_set_error("saes: '%s' does not have the %d dimensions the cross-layer transcoder reads", e->buf[0], d);
+        goto done;
+    }
+    if (part_hooks(e, P_INPUT, x) < 0 || lp_clt_encode_layer(z->data, fc->data, c, l2, x->data, N) < 0)
+        goto done;
+    memcpy(f->data, fc->data, (size_t)N * T * sizeof(float));
+    for (int l = 0; l < l2; l++)
+        fl[l] = cs->fclean[l]->data;
+    fl[l2] = fc->data;
+    lp_clt_decode_layer(r->data, c, l2, fl, N);
+    size_t nout = (size_t)N * d;
+    for (size_t i = 0; i < nout; i++)
+        err->data[i] = y->data[i] - r->data[i];
+    int pre = part_hooked(e, P_PRE);
+    if (part_hooks(e, P_PRE, z) < 0)
+        goto done;
+    if (pre)
+        lp_clt_activate_layer(f->data, z->data, c, l2, N);
+    if (part_hooks(e, P_POST, f) < 0)
+        goto done;
+    for (int l = 0; l < l2; l++)
+        fl[l] = cs->fpost[l]->data;
+    fl[l2] = f->data;
+    lp_clt_decode_layer(r->data, c, l2, fl, N);
+    if (part_hooks(e, P_RECONS, r) < 0 || part_hooks(e, P_ERROR, err) < 0)
+        goto done;
+    for (size_t i = 0; i < nout; i++)
+        o->data[i] = r->data[i] + (e->c->error_term ? err->data[i] : 0.0f);
+    if (part_hooks(e, P_OUTPUT, o) < 0)
+        goto done;
+    lp_tensor_free(cs->fclean[l2]), lp_tensor_free(cs->fpost[l2]);
+    cs->fclean[l2] = fc, cs->fpost[l2] = f;
+    fc = f = NULL;
+    *out = o;
+    o = NULL;
+    rc = 0;
+done:
+    lp_tensor_free(y), lp_tensor_free(x), lp_tensor_free(z), lp_tensor_free(f), lp_tensor_free(fc);
+    lp_tensor_free(r), lp_tensor_free(err), lp_tensor_free(o);
+    free(fl);
+    return rc;
+}
+
 static int run_spliced(const lp_model *m, lp_kv_cache *kv, const int32_t *tokens, int B, int T,
                        const lp_splice_opts *so, const lp_run_opts *opts, lp_run *out)
 {
     memset(out, 0, sizeof *out);
-    int n = so ? so->n : 0;
+    int n = so ? so->n : 0, nc = so ? so->nclt : 0, ncl = 0; /* ncl: every CLT's layers */
     size_t nuser = opts ? opts->nhooks : 0;
+    for (int i = 0; i < nc; i++) {
+        const lp_clt *cl = so->clts[i];
+        char in[128], outh[128];
+        if (cl->n_layers != m->cfg.n_layers)
+            return lp_set_error("saes: cross-layer transcoder %d has %d layers, the model %d", i + 1, cl->n_layers,
+                                m->cfg.n_layers);
+        for (int l = 0; l < cl->n_layers; l++) {
+            layer_hook(in, sizeof in, l, cl->feature_input_hook);
+            layer_hook(outh, sizeof outh, l, cl->feature_output_hook);
+            if (!lp_model_has_hook(m, in) || !lp_model_has_hook(m, outh))
+                return lp_set_error("saes: cross-layer transcoder %d reads '%s' and writes '%s', which this model "
+                                    "does not have", i + 1, in, outh);
+        }
+        ncl += cl->n_layers;
+    }
     for (int i = 0; i < n; i++) {
         const lp_sae_config *c = &so->saes[i]->cfg;
         const char *in = c->transcoder ? c->hook_in : c->hook_out;
@@ -231,22 +344,41 @@ static int run_spliced(const lp_model *m, lp_kv_cache *kv, const int32_t *tokens
                                 name);
     }
     ctx c = {.user = opts, .out = out, .error_term = so ? so->error_term : 0};
-    entry *e = calloc(n ? (size_t)n : 1, sizeof *e);
-    lp_hook *h = calloc(2 * (size_t)n + nuser + 1, sizeof *h);
+    entry *e = calloc((size_t)n + ncl + 1, sizeof *e);
+    lp_hook *h = calloc(2 * ((size_t)n + ncl) + nuser + 1, sizeof *h);
+    clt_state *cs = calloc((size_t)nc + 1, sizeof *cs);
     int rc = -1;
-    if (!e || !h) {
+    if (!e || !h || !cs) {
         lp_set_error_code(LP_ERR_NOMEM, "saes: out of memory");
         goto done;
+    }
+    for (int i = 0; i < nc; i++) {
+        cs[i].clt = so->clts[i];
+        if (!(cs[i].fclean = calloc((size_t)so->clts[i]->n_layers, sizeof *cs[i].fclean)) ||
+            !(cs[i].fpost = calloc((size_t)so->clts[i]->n_layers, sizeof *cs[i].fpost))) {
+            lp_set_error_code(LP_ERR_NOMEM, "saes: out of memory");
+            goto done;
+        }
     }
     c.e = e;
     size_t nh = 0;
     /* replacements first, so the user's hooks on a spliced hook point see the output; the
      * transcoders' captures last, so they read what the MLP would */
     for (int i = 0; i < n; i++) {
-        e[i].s = so->saes[i], e[i].c = &c;
+        e[i].s = so->saes[i], e[i].c = &c, e[i].hook = so->saes[i]->cfg.hook_out;
         h[nh++] = (lp_hook){.name = so->saes[i]->cfg.hook_out, .kind = LP_HOOK_FN, .head = -1, .pos = -1,
                             .fn = replace, .ud = &e[i]};
     }
+    for (int i = 0, k = n; i < nc; i++)
+        for (int l = 0; l < so->clts[i]->n_layers; l++, k++) {
+            entry *el = &e[k];
+            el->c = &c, el->cs = &cs[i], el->layer = l;
+            layer_hook(el->buf[0], sizeof el->buf[0], l, so->clts[i]->feature_input_hook);
+            layer_hook(el->buf[1], sizeof el->buf[1], l, so->clts[i]->feature_output_hook);
+            el->hook = el->buf[1];
+            h[nh++] = (lp_hook){.name = el->buf[1], .kind = LP_HOOK_FN, .head = -1, .pos = -1, .fn = replace_clt,
+                                .ud = el};
+        }
     for (size_t i = 0; i < nuser; i++)
         if (lp_model_has_hook(m, opts->hooks[i].name))
             h[nh++] = opts->hooks[i];
@@ -254,13 +386,25 @@ static int run_spliced(const lp_model *m, lp_kv_cache *kv, const int32_t *tokens
         if (so->saes[i]->cfg.transcoder)
             h[nh++] = (lp_hook){.name = so->saes[i]->cfg.hook_in, .kind = LP_HOOK_FN, .head = -1, .pos = -1,
                                 .fn = capture, .ud = &e[i]};
+    for (int k = n; k < n + ncl; k++)
+        h[nh++] = (lp_hook){.name = e[k].buf[0], .kind = LP_HOOK_FN, .head = -1, .pos = -1, .fn = capture, .ud = &e[k]};
     lp_run_opts o = {.hooks = h, .nhooks = nh};
     if (opts)
         o.cache_all = opts->cache_all, o.filter = opts->filter, o.filter_ud = opts->filter_ud;
     rc = kv ? lp_model_run_cached(m, kv, tokens, B, T, &o, out) : lp_model_run(m, tokens, B, T, &o, out);
 done:
-    for (int i = 0; e && i < n; i++)
+    for (int i = 0; e && i < n + ncl; i++)
         lp_tensor_free(e[i].x_in);
+    for (int i = 0; cs && i < nc; i++) {
+        for (int l = 0; l < so->clts[i]->n_layers; l++) {
+            if (cs[i].fclean)
+                lp_tensor_free(cs[i].fclean[l]);
+            if (cs[i].fpost)
+                lp_tensor_free(cs[i].fpost[l]);
+        }
+        free(cs[i].fclean), free(cs[i].fpost);
+    }
+    free(cs);
     free(e);
     free(h);
     return rc;

@@ -36,6 +36,14 @@
 typedef struct lp_splice_opts {
     const lp_sae *const *saes; /* SAEs and transcoders, borrowed */
     int n;
+    /* cross-layer transcoders, borrowed: each reads blocks.L.<feature_input_hook> of every
+     * layer and replaces blocks.L.<feature_output_hook> with the sum of the decoders of the
+     * features of layers <= L; its parts are named per layer, <hook> = blocks.L.<feature_
+     * output_hook> (acts_pre / acts_post: layer L's features; recons: layer L's prediction;
+     * error: y - the prediction from the features as encoded). A hook on layer l's acts_post
+     * changes every later layer's recons. */
+    const lp_clt *const *clts;
+    int nclt;
     int error_term; /* 1: add y - x_hat back (the model computes what it would without) */
 } lp_splice_opts;
 

@@ -364,6 +364,21 @@ static void push_tc(lua_State *L, lp_transcoder_set *set, lp_clt *clt)
     luaL_setmetatable(L, LP_LUA_TRANSCODERS_MT);
 }
 
+void lp_lua_push_clt(lua_State *L, lp_clt *c)
+{
+    if (!c)
+        lp_lua_backend_error(L, NULL);
+    push_tc(L, NULL, c);
+}
+
+lp_clt *lp_lua_check_clt(lua_State *L, int idx)
+{
+    tc_ud *u = check_tc(L, idx);
+    if (!u->clt)
+        luaL_error(L, "a cross-layer transcoder is needed here (this is a transcoder set)");
+    return u->clt;
+}
+
 static void tc_summary(lp_buf *b, const tc_ud *u)
 {
     if (u->set) {
@@ -423,7 +438,13 @@ static int tc_index(lua_State *L)
         lua_pushstring(L, u->set ? u->set->feature_input_hook : u->clt->feature_input_hook);
     else if (!strcmp(k, "feature_output_hook"))
         lua_pushstring(L, u->set ? u->set->feature_output_hook : u->clt->feature_output_hook);
-    else
+    else if (lua_getfield(L, LUA_REGISTRYINDEX, LP_LUA_SAE_EXTRA) == LUA_TTABLE) { /* history, ... */
+        lua_pushvalue(L, 1);
+        if (lua_rawget(L, -2) == LUA_TTABLE)
+            lua_getfield(L, -1, k);
+        else
+            lua_pushnil(L);
+    } else
         lua_pushnil(L);
     return 1;
 }

@@ -37,5 +37,9 @@ void lp_lua_check_transcoders(lua_State *L, int idx, lp_transcoder_set **set, lp
 lp_transcoder_set *lp_lua_test_transcoder_set(lua_State *L, int idx);
 /* The cross-layer transcoder of the loupe.Transcoders at idx (borrowed), or NULL. */
 lp_clt *lp_lua_test_clt(lua_State *L, int idx);
+/* Pushes c as a loupe.Transcoders (taking it; NULL raises lp_last_error()); the CLT of the
+ * Transcoders at idx (borrowed), or a Lua error (a transcoder set is not one). */
+void lp_lua_push_clt(lua_State *L, lp_clt *c);
+lp_clt *lp_lua_check_clt(lua_State *L, int idx);
 
 #endif

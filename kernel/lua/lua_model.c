@@ -323,10 +323,18 @@ static void read_saes(lua_State *L, int opts, lp_splice_opts *so)
     }
     luaL_argexpected(L, lua_istable(L, t), opts, "saes: a list of SAEs and transcoders");
     lua_newtable(L); /* every lp_sae, kept alive */
-    int all = lua_gettop(L), n = 0;
+    int all = lua_gettop(L), n = 0, nclt = 0;
+    lua_newtable(L); /* every CLT (kept alive by the list t) */
+    int clts = lua_gettop(L);
     for (lua_Integer i = 1; lua_rawgeti(L, t, i) != LUA_TNIL; i++) {
         int v = lua_gettop(L);
-        if (luaL_testudata(L, v, LP_LUA_TRANSCODERS_MT)) {
+        if (luaL_testudata(L, v, LP_LUA_TRANSCODERS_MT) && lua_getfield(L, v, "kind") == LUA_TSTRING &&
+            !strcmp(lua_tostring(L, -1), "cross_layer_transcoder")) {
+            lua_pop(L, 1);
+            lua_pushvalue(L, v);
+            lua_rawseti(L, clts, ++nclt);
+        } else if (luaL_testudata(L, v, LP_LUA_TRANSCODERS_MT)) {
+            lua_settop(L, v);
             lua_Integer nl = luaL_len(L, v);
             for (lua_Integer l = 1; l <= nl; l++) {
                 if (lua_geti(L, v, l) != LUA_TUSERDATA)
@@ -348,6 +356,13 @@ static void read_saes(lua_State *L, int opts, lp_splice_opts *so)
         lua_pop(L, 1);
     }
     so->saes = list, so->n = n;
+    const lp_clt **cl = lua_newuserdatauv(L, (nclt ? nclt : 1) * sizeof *cl, 0);
+    for (int i = 0; i < nclt; i++) {
+        lua_rawgeti(L, clts, i + 1);
+        cl[i] = lp_lua_check_clt(L, -1);
+        lua_pop(L, 1);
+    }
+    so->clts = cl, so->nclt = nclt;
 }
 
 static int l_run(lua_State *L)
@@ -441,7 +456,7 @@ static int l_run(lua_State *L)
         return lp_lua_backend_error(L, "run");
     memcpy(r->tokens, tokens, (size_t)B * T * sizeof *tokens);
     r->B = B, r->T = T;
-    if ((so.n ? lp_model_run_spliced(u->m, tokens, B, T, &so, &o, &r->run) : lp_model_run(u->m, tokens, B, T, &o, &r->run)) < 0)
+    if ((so.n || so.nclt ? lp_model_run_spliced(u->m, tokens, B, T, &so, &o, &r->run) : lp_model_run(u->m, tokens, B, T, &o, &r->run)) < 0)
         return lp_lua_backend_error(L, "run");
     if (fcb.failed)
         return lp_lua_raise(L, fcb.code, "run: %s", fcb.err);
@@ -615,7 +630,9 @@ void lp_lua_open_model(lua_State *L)
                    "hooks come from loupe.ablate, loupe.patch and loupe.steer. Heads count from 0 (as in the hook\n"
                    "names), positions from 1 (as r.tokens).\n"
                    "saes: {sae, transcoders, ...} splices reconstructions in (error_term = true adds x - x_hat\n"
-                   "back); each caches <hook>.hook_sae_input, _acts_pre, _acts_post, _recons, _error, _output.\n"
+                   "back); each caches <hook>.hook_sae_input, _acts_pre, _acts_post, _recons, _error, _output\n"
+                   "(a cross-layer transcoder: per layer, <hook> = blocks.L.mlp.hook_out, recons the sum over\n"
+                   "layers <= L).\n"
                    "transcoders = tcs splices a transcoder set too (as saes does); set = {{layer, pos, feature,\n"
                    "value}, ...} sets its features (layers and features from 0, positions from 1).\n"
                    "features: {{sae = s [, layer = l], feature = i, set = v | add = v | ablate = true [, pos = p]}, ...}\n"

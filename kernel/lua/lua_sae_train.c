@@ -16,6 +16,7 @@
 
 #include "core/error.h"
 #include "core/interrupt.h"
+#include "dict/clt_ops.h"
 #include "lua_acts.h"
 #include "lua_api.h"
 #include "lua_dict.h"
@@ -124,10 +125,44 @@ static void check_memory(lua_State *L, int d_in, int d_out, long width, int batc
     }
 }
 
+/* A CLT's extra fields: layer_explained_variance and layer_l0 of the last step (1-based lists). */
+static void clt_layer_stats(lua_State *L, sae_training *tr)
+{
+    lp_sae_trainer *t = lp_sae_run_trainer(tr->run, 0);
+    int nl = lp_sae_trainer_layers(t);
+    if (nl < 1 || lp_sae_run_steps(tr->run) < 1)
+        return;
+    if (lua_getfield(L, LUA_REGISTRYINDEX, LP_LUA_SAE_EXTRA) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return;
+    }
+    lua_pushvalue(L, -2); /* the CLT */
+    if (lua_rawget(L, -2) != LUA_TTABLE) {
+        lua_pop(L, 2);
+        return;
+    }
+    for (int w = 0; w < 2; w++) {
+        lua_createtable(L, nl, 0);
+        for (int l = 0; l < nl; l++) {
+            double ev, l0;
+            lp_clt_trainer_layer_stats(t, l, &ev, &l0);
+            lua_pushnumber(L, w ? l0 : ev);
+            lua_rawseti(L, -2, l + 1);
+        }
+        lua_setfield(L, -2, w ? "layer_l0" : "layer_explained_variance");
+    }
+    lua_pop(L, 2);
+}
+
 static int push_result(lua_State *L, int ti)
 {
     sae_training *tr = luaL_checkudata(L, ti, SAE_TRAINING_MT);
     lua_getiuservalue(L, ti, UV_SAES);
+    if (lp_sae_trainer_layers(lp_sae_run_trainer(tr->run, 0)) > 0) {
+        lua_rawgeti(L, -1, 1);
+        clt_layer_stats(L, tr);
+        return 1;
+    }
     if (lp_sae_run_count(tr->run) == 1)
         lua_rawgeti(L, -1, 1);
     return 1;
@@ -152,7 +187,8 @@ static int resume_training(lua_State *L)
         if (lua_getfield(L, LUA_REGISTRYINDEX, LAST_KEY) == LUA_TNIL)
             return luaL_error(L, "loupe.sae.train: no SAE training to resume");
     } else {
-        lp_lua_check_sae(L, -1);
+        if (!luaL_testudata(L, -1, LP_LUA_TRANSCODERS_MT))
+            lp_lua_check_sae(L, -1);
         lua_getfield(L, LUA_REGISTRYINDEX, REGISTRY_KEY);
         lua_pushvalue(L, -2);
         if (!lua_istable(L, -2) || lua_rawget(L, -2) == LUA_TNIL)
@@ -170,8 +206,10 @@ static int resume_training(lua_State *L)
     return push_result(L, ti);
 }
 
-/* Pushes loupe.activations{model, hook | hooks, data, ctx, batch, seed, normalize, buffer}. */
-static void push_stream(lua_State *L, const char *hook_in, const char *hook_out, int batch, int normalize)
+/* Pushes loupe.activations{model, hook | hooks, data, ctx, batch, seed, normalize, buffer};
+ * hooks: a list of nhooks names (a CLT's), or NULL for hook_in [and hook_out]. */
+static void push_stream_of(lua_State *L, const char *hook_in, const char *hook_out, char (*hooks)[96], int nhooks,
+                           int batch, int normalize)
 {
     lua_getglobal(L, "loupe");
     lua_getfield(L, -1, "activations");
@@ -180,7 +218,12 @@ static void push_stream(lua_State *L, const char *hook_in, const char *hook_out,
     static const char *const pass[] = {"model", "data", "ctx", "seed", "buffer", "prepend_bos", NULL};
     for (int i = 0; pass[i]; i++)
         lua_getfield(L, 1, pass[i]), lua_setfield(L, -2, pass[i]);
-    if (hook_out) {
+    if (hooks) {
+        lua_createtable(L, nhooks, 0);
+        for (int h = 0; h < nhooks; h++)
+            lua_pushstring(L, hooks[h]), lua_rawseti(L, -2, h + 1);
+        lua_setfield(L, -2, "hooks");
+    } else if (hook_out) {
         lua_createtable(L, 2, 0);
         lua_pushstring(L, hook_in), lua_rawseti(L, -2, 1);
         lua_pushstring(L, hook_out), lua_rawseti(L, -2, 2);
@@ -191,6 +234,11 @@ static void push_stream(lua_State *L, const char *hook_in, const char *hook_out,
     lua_pushinteger(L, batch), lua_setfield(L, -2, "batch");
     lua_pushboolean(L, normalize), lua_setfield(L, -2, "normalize");
     lua_call(L, 1, 1);
+}
+
+static void push_stream(lua_State *L, const char *hook_in, const char *hook_out, int batch, int normalize)
+{
+    push_stream_of(L, hook_in, hook_out, NULL, 0, batch, normalize);
 }
 
 /* "blocks.L...." -> L, else -1 */
@@ -269,6 +317,9 @@ static lp_sae_train_opts read_train_opts(lua_State *L, const lp_sae_config *c, l
 /* loupe.sae.train{model, hook | hook_in, hook_out | transcoder = true, layer, data, arch,
  * width | expansion, k, l1, l0, steps | tokens, batch, lr, warmup, decay, ctx, seed,
  * normalize, sweep, live} */
+static int start_training(lua_State *L, int live);
+static int train_clt(lua_State *L);
+
 static int l_train(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
@@ -280,6 +331,11 @@ static int l_train(lua_State *L)
         return luaL_error(L, "loupe.sae.train: no model (model = m)");
     check_model(L, -1);
     lua_pop(L, 1);
+    lua_getfield(L, 1, "arch");
+    int clt = lua_type(L, -1) == LUA_TSTRING && !strcmp(lua_tostring(L, -1), "clt");
+    lua_pop(L, 1);
+    if (clt)
+        return train_clt(L);
     int transcoder = lp_lua_opt_bool(L, 1, "transcoder", 0);
     int layer = (int)opt_int(L, 1, "layer", -1, -1, 1 << 20);
     char hin[96], hout[96];
@@ -359,6 +415,13 @@ static int l_train(lua_State *L)
     lp_sae_run_opts ro = {.stream = stream, .batch = batch, .d_in = d_in, .d_out = transcoder ? d_out : 0};
     if (!(tr->run = lp_sae_run_new(ts, n, &ro)))
         return lp_lua_backend_error(L, "loupe.sae.train");
+    return start_training(L, live);
+}
+
+/* With the options at 1, the stream at 2, the dictionaries at 3 and the training at 4 (its
+ * run made): registers it for resume, runs it, pushes the result. */
+static int start_training(lua_State *L, int live)
+{
     if (lua_getfield(L, LUA_REGISTRYINDEX, REGISTRY_KEY) != LUA_TTABLE) {
         lua_pop(L, 1);
         lua_newtable(L);
@@ -376,6 +439,106 @@ static int l_train(lua_State *L)
     lua_setfield(L, LUA_REGISTRYINDEX, LAST_KEY);
     lp_lua_sae_training_run(L, 4, live);
     return push_result(L, 4);
+}
+
+/* ---- cross-layer transcoders ------------------------------------------------------------ */
+
+/* loupe.sae.train{model, arch = "clt", activation = "jumprelu" | "relu", data, width |
+ * expansion, l1, pre_act, steps | tokens, batch, lr, warmup, decay, l1_warmup, ctx, seed,
+ * buffer, live}: every layer's blocks.L.mlp.hook_in and hook_out harvested at once. */
+static int train_clt(lua_State *L)
+{
+    lua_getfield(L, 1, "model");
+    const lp_model *m = check_model(L, -1)->m;
+    lua_pop(L, 1);
+    const int nl = m->cfg.n_layers;
+    static const char *const refused[] = {"sweep", "normalize", "transcoder", "hook", "hook_in", "hook_out", "k",
+                                          "l0", NULL};
+    for (int i = 0; refused[i]; i++) {
+        if (lua_getfield(L, 1, refused[i]) != LUA_TNIL && !(lua_isboolean(L, -1) && !lua_toboolean(L, -1)))
+            return luaL_error(L, "loupe.sae.train: %s is not an option of a CLT (arch = \"clt\" reads every layer's "
+                                 "blocks.L.mlp.hook_in and predicts every hook_out)", refused[i]);
+        lua_pop(L, 1);
+    }
+    if (nl < 1 || nl > 256)
+        return luaL_error(L, "loupe.sae.train: a CLT over %d layers (1..256)", nl);
+    lua_getfield(L, 1, "activation");
+    const char *act = luaL_optstring(L, -1, "jumprelu");
+    int jump = !strcmp(act, "jumprelu");
+    if (!jump && strcmp(act, "relu"))
+        return luaL_error(L, "loupe.sae.train: a CLT's activation is jumprelu or relu (got '%s')", act);
+    lua_pop(L, 1);
+    int batch = (int)opt_int(L, 1, "batch", 4096, 1, 1 << 24);
+    long steps = total_steps(L, 1, batch, 1000);
+    int live = lp_lua_opt_bool(L, 1, "live", 1);
+    char(*hooks)[96] = lua_newuserdatauv(L, (size_t)2 * nl * 96, 0);
+    for (int l = 0; l < nl; l++) {
+        snprintf(hooks[l], 96, "blocks.%d.mlp.hook_in", l);
+        snprintf(hooks[nl + l], 96, "blocks.%d.mlp.hook_out", l);
+    }
+    push_stream_of(L, NULL, NULL, hooks, 2 * nl, batch, 0);
+    lua_remove(L, -2);
+    lp_act_stream *stream = lp_lua_check_act_stream(L, 2);
+    int d = (int)lp_act_stream_dim(stream, 0);
+    long width = (long)opt_int(L, 1, "width", 0, 0, LUA_MAXINTEGER);
+    if (!width)
+        width = (long)(opt_num(L, 1, "expansion", 4) * d + 0.5);
+    if (width < 1 || width > 1L << 28)
+        return luaL_error(L, "loupe.sae.train: width must be in 1..2^28 (features per layer)");
+    /* weights, gradients, two moments: every layer's encoder and decoders; a batch's z, f,
+     * and predictions per layer (as check_memory for one transcoder) */
+    double tri = (double)nl * (nl + 1) / 2;
+    double bytes = 4.0 * (5.0 * (double)width * d * (nl + tri) + 3.0 * batch * (double)width * nl +
+                          3.0 * batch * (double)d * tri);
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    double have = pages > 0 && page > 0 ? (double)pages * page : 0;
+    if (have > 0 && bytes > have) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "cannot allocate %.1f GB for a CLT of %d layers x %ld features at batch %d (this "
+                 "machine has %.1f GB)", bytes / 1e9, nl, width, batch, have / 1e9);
+        return lp_lua_raise(L, LP_ERR_NOMEM, "loupe.sae.train: %s", msg);
+    }
+    lp_sae_config sc = {.arch = jump ? LP_SAE_JUMPRELU : LP_SAE_STANDARD, .d_in = d, .d_sae = (int)width, .d_out = d,
+                        .transcoder = 1};
+    lp_sae_train_opts o = lp_sae_train_defaults(&sc);
+    o.lr = (float)opt_num(L, 1, "lr", 3e-4);
+    o.steps = steps, o.batch = batch;
+    o.warmup = (long)opt_int(L, 1, "warmup", 0, 0, steps);
+    o.decay = lp_lua_opt_bool(L, 1, "decay", 0);
+    o.l1_warmup = (long)opt_int(L, 1, "l1_warmup", steps / 20, 0, steps);
+    o.seed = (uint64_t)opt_int(L, 1, "seed", 1, 0, LUA_MAXINTEGER);
+    o.loss.sparsity = LP_SPARSITY_TANH, o.loss.tanh_c = 4.0f;
+    o.loss.l1 = (float)opt_num(L, 1, "l1", 1e-3);
+    o.loss.bandwidth = (float)opt_num(L, 1, "bandwidth", 2.0);
+    o.loss.pre_act = (float)opt_num(L, 1, "pre_act", 0);
+    if (o.loss.l1 < 0 || o.loss.pre_act < 0 || !(o.loss.bandwidth > 0))
+        return luaL_error(L, "loupe.sae.train: l1 and pre_act must be non-negative, bandwidth positive");
+    if (o.loss.pre_act > 0 && !jump)
+        return luaL_error(L, "loupe.sae.train: pre_act is for a jumprelu CLT");
+    float theta0 = (float)opt_num(L, 1, "threshold", 0.1);
+    lua_createtable(L, 1, 0); /* 3: the CLT */
+    lp_clt *c = lp_clt_new(nl, d, (int)width, jump);
+    if (!c || lp_clt_init_random(c, o.seed, 0.1f, theta0) < 0) {
+        lp_clt_free(c);
+        return lp_lua_backend_error(L, "loupe.sae.train");
+    }
+    snprintf(c->feature_input_hook, sizeof c->feature_input_hook, "mlp.hook_in");
+    snprintf(c->feature_output_hook, sizeof c->feature_output_hook, "mlp.hook_out");
+    lp_lua_push_clt(L, c);
+    lua_rawseti(L, 3, 1);
+    sae_training *tr = lua_newuserdatauv(L, sizeof *tr, UV_N); /* 4 */
+    memset(tr, 0, sizeof *tr);
+    luaL_setmetatable(L, SAE_TRAINING_MT);
+    tr->total = steps, tr->batch = batch;
+    lua_pushvalue(L, 3), lua_setiuservalue(L, 4, UV_SAES);
+    lua_pushvalue(L, 2), lua_setiuservalue(L, 4, UV_STREAM);
+    lp_sae_trainer *t = lp_clt_trainer_new(c, &o);
+    if (!t)
+        return lp_lua_backend_error(L, "loupe.sae.train");
+    lp_sae_run_opts ro = {.stream = stream, .batch = batch, .d_in = d, .d_out = d, .layers = nl};
+    if (!(tr->run = lp_sae_run_new(&t, 1, &ro)))
+        return lp_lua_backend_error(L, "loupe.sae.train");
+    return start_training(L, live);
 }
 
 /* ---- registration ----------------------------------------------------------------------- */
@@ -415,12 +578,20 @@ void lp_lua_open_sae_train(lua_State *L)
         "arch = \"topk\", width | expansion = 16, k = 32, l1, l0, steps = 1000 | tokens, batch = 4096, lr, warmup, "
         "decay, ctx, seed, normalize = false, sweep = {k = {...}} | {l1 = {...}}, live = true} -> SAE (a list for "
         "a sweep)\n"
+        "loupe.sae.train{model = m, arch = \"clt\", activation = \"jumprelu\" | \"relu\", data = ds, width | expansion "
+        "= 4, l1 = 1e-3, pre_act = 0, threshold = 0.1, bandwidth = 2, steps | tokens, batch, lr, warmup, decay, "
+        "l1_warmup, ctx, seed, live} -> Transcoders (a cross-layer transcoder)\n"
         "Trains an SAE (or a transcoder from hook_in to hook_out; by default the MLP's blocks.L.mlp.hook_in -> "
         "hook_out) on the model's activations over the data, with live figures of loss, L0, explained variance and "
         "dead features against tokens and a progress bar. arch: topk, standard, batchtopk, jumprelu (l0: the step "
         "penalty, l1: the tanh one), matryoshka. A sweep trains several from one stream. Interrupted, the SAE "
         "keeps its last finished step; loupe.sae.train{resume = true [, sae = s, steps]} continues the last training (or s's). sae.history "
-        "holds step, tokens, loss, mse, sparsity, l0, explained_variance, dead.");
+        "holds step, tokens, loss, mse, sparsity, l0, explained_variance, dead.\n"
+        "A CLT (arch = \"clt\") reads every layer's blocks.L.mlp.hook_in and predicts every hook_out (features of "
+        "layer l decode into every layer from l on), with Anthropic's tanh penalty on the concatenated decoder "
+        "norms (coefficient l1, warmed up over l1_warmup steps) and JumpReLU's rectangle-kernel threshold "
+        "gradient; its history's l0 is the mean per layer and explained_variance pooled over layers; "
+        "clt.layer_explained_variance and clt.layer_l0 hold the last step's per layer.");
     lua_pop(L, 1);
     luaL_getmetatable(L, LP_LUA_SAE_MT);
     lp_lua_settype(L, lua_gettop(L),

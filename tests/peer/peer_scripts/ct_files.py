@@ -5,7 +5,9 @@ args: {"sets": {name: folder written by loupe (config.yaml + layer_{i}.safetenso
 circuit-tracer loads its cache (load_transcoders_from_cache, which reads config.yaml); for a
 transcoder set every layer's parameters, encode(x) and decode(acts, x) (with the skip path),
 for a CLT its parameters and encode(x) per layer, go to WORK/ct_loaded.safetensors as
-"<name>.<layer>.<what>"; the kinds and hooks come back in JSON.
+"<name>.<layer>.<what>"; the kinds and hooks come back in JSON. Optional "xl": {name: a
+safetensors file with "xl" [n_layers, N, d_model]}: that CLT's encode_layer(xl[l], l) and its
+forward on xl as "<name>.xl.<layer>.acts" and "<name>.xl.out".
 """
 from __future__ import annotations
 
@@ -49,5 +51,10 @@ with torch.no_grad():
             # the forward pass on inputs that differ per layer: x * (1 + layer / 10)
             xl = torch.stack([x * (1 + layer / 10) for layer in range(tc.n_layers)])
             out[f"{name}.out"] = tc(xl).contiguous()
+            if name in args.get("xl", {}):  # inputs of every layer given: [n_layers, N, d_model]
+                xg = load_file(args["xl"][name])["xl"]
+                for layer in range(tc.n_layers):
+                    out[f"{name}.xl.{layer}.acts"] = tc.encode_layer(xg[layer], layer).contiguous()
+                out[f"{name}.xl.out"] = tc(xg).contiguous()
 save_file(out, str(work / "ct_loaded.safetensors"))
 common.finish({"info": info, "versions": common.versions("circuit-tracer", "torch")})
