@@ -1,0 +1,493 @@
+/* The feature harvest: model runs over windows of a corpus, the dictionary's features, and
+ * per-feature top examples, interval samples, densities, histograms and co-occurrence kept
+ * in bounded memory (see harvest.h for the scheme). */
+#include "dict/harvest.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/interrupt.h"
+#include "dict/sae_ops.h"
+
+enum { TOP = LP_HARVEST_TOP, FINE = LP_HARVEST_FINE, S = LP_HARVEST_SAMPLES, W = LP_HARVEST_W };
+
+/* An example while streaming, with its sample key. */
+typedef struct item {
+    uint64_t key;
+    lp_harvest_example e;
+} item;
+
+/* The running state of one feature lives in arrays indexed by feature (one allocation per
+ * role): top heaps, fine bins and space-saving tables. */
+typedef struct builder {
+    int d;
+    item *top;         /* [d][TOP]: a min-heap on value */
+    int *ntop;
+    item *bin;         /* [d][FINE][S]: bottom-S samples by key */
+    uint8_t *nbin;     /* [d][FINE] */
+    double *bcount;    /* [d][FINE] */
+    double *M;         /* [d]: the fine bins' top, 0 before the first activation */
+    int32_t *ss_id;    /* [d][SLOTS] */
+    double *ss_n;      /* [d][SLOTS] */
+} builder;
+
+static uint64_t mix64(uint64_t x)
+{
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+
+uint64_t lp_harvest_key(uint64_t seed, int64_t gpos, int i)
+{
+    return mix64(seed ^ mix64((uint64_t)gpos * 0x100000001B3ull + (uint64_t)i));
+}
+
+static void builder_free(builder *b)
+{
+    free(b->top), free(b->ntop), free(b->bin), free(b->nbin), free(b->bcount), free(b->M);
+    free(b->ss_id), free(b->ss_n);
+}
+
+static int builder_init(builder *b, int d)
+{
+    memset(b, 0, sizeof *b);
+    b->d = d;
+    size_t n = (size_t)d;
+    if (!(b->top = lp_calloc(n * TOP, sizeof *b->top, "the harvest's top examples")) ||
+        !(b->ntop = lp_calloc(n, sizeof *b->ntop, "the harvest")) ||
+        !(b->bin = lp_calloc(n * FINE * S, sizeof *b->bin, "the harvest's interval samples")) ||
+        !(b->nbin = lp_calloc(n * FINE, 1, "the harvest")) ||
+        !(b->bcount = lp_calloc(n * FINE, sizeof *b->bcount, "the harvest")) ||
+        !(b->M = lp_calloc(n, sizeof *b->M, "the harvest")) ||
+        !(b->ss_id = lp_malloc(n * LP_HARVEST_SLOTS * sizeof *b->ss_id, "the harvest's co-occurrence")) ||
+        !(b->ss_n = lp_calloc(n * LP_HARVEST_SLOTS, sizeof *b->ss_n, "the harvest's co-occurrence"))) {
+        builder_free(b);
+        return -1;
+    }
+    for (size_t i = 0; i < n * LP_HARVEST_SLOTS; i++)
+        b->ss_id[i] = -1;
+    return 0;
+}
+
+/* ---- the pieces of one activation ---- */
+
+/* The example of feature i at (r, p) of a batch: f (R*T, d) and its tokens. */
+static void fill_example(lp_harvest_example *e, const float *f, const int32_t *ids, int d, int T, int r, int p,
+                         int i, int64_t window)
+{
+    e->value = f[((size_t)r * T + p) * d + i];
+    e->window = (int32_t)window, e->pos = p;
+    for (int k = 0; k < W; k++) {
+        int q = p - LP_HARVEST_CTX + k;
+        int in = q >= 0 && q < T;
+        e->tok[k] = in ? ids[(size_t)r * T + q] : -1;
+        e->act[k] = in ? f[((size_t)r * T + q) * d + i] : 0.0f;
+    }
+}
+
+static void heap_down(item *h, int n, int at)
+{
+    for (;;) {
+        int l = 2 * at + 1, m = at;
+        if (l < n && h[l].e.value < h[m].e.value)
+            m = l;
+        if (l + 1 < n && h[l + 1].e.value < h[m].e.value)
+            m = l + 1;
+        if (m == at)
+            return;
+        item t = h[m];
+        h[m] = h[at], h[at] = t;
+        at = m;
+    }
+}
+
+static void heap_up(item *h, int at)
+{
+    while (at > 0) {
+        int p = (at - 1) / 2;
+        if (h[p].e.value <= h[at].e.value)
+            return;
+        item t = h[p];
+        h[p] = h[at], h[at] = t;
+        at = p;
+    }
+}
+
+/* Index of the largest key among n samples. */
+static int max_key(const item *s, int n)
+{
+    int m = 0;
+    for (int k = 1; k < n; k++)
+        if (s[k].key > s[m].key)
+            m = k;
+    return m;
+}
+
+/* Doubles feature i's fine-bin top M: bins 2j and 2j+1 merge into j. */
+static void bins_double(builder *b, int i)
+{
+    item *bin = b->bin + (size_t)i * FINE * S;
+    uint8_t *nb = b->nbin + (size_t)i * FINE;
+    double *bc = b->bcount + (size_t)i * FINE;
+    for (int j = 0; j < FINE / 2; j++) {
+        item u[2 * S];
+        int n = 0;
+        for (int h = 0; h < 2; h++)
+            for (int k = 0; k < nb[2 * j + h]; k++)
+                u[n++] = bin[(size_t)(2 * j + h) * S + k];
+        /* the S smallest keys of the union */
+        for (int a = 0; a < n && a < S; a++) {
+            int m = a;
+            for (int c = a + 1; c < n; c++)
+                if (u[c].key < u[m].key)
+                    m = c;
+            item t = u[a];
+            u[a] = u[m], u[m] = t;
+        }
+        int keep = n < S ? n : S;
+        memcpy(bin + (size_t)j * S, u, (size_t)keep * sizeof *u);
+        nb[j] = (uint8_t)keep;
+        bc[j] = bc[2 * j] + bc[2 * j + 1];
+    }
+    for (int j = FINE / 2; j < FINE; j++)
+        nb[j] = 0, bc[j] = 0;
+    b->M[i] *= 2;
+}
+
+static int fine_bin(double v, double M)
+{
+    int k = (int)ceil(v * FINE / M) - 1;
+    return k < 0 ? 0 : k >= FINE ? FINE - 1 : k;
+}
+
+/* One activation v of feature i at (r, p): its sample key, top heap, fine bin. */
+static void add_activation(builder *b, lp_harvest *h, const float *f, const int32_t *ids, int T, int r, int p, int i,
+                           float v, int64_t window, uint64_t key)
+{
+    int d = b->d;
+    h->count[i] += 1;
+    if (v > h->max[i])
+        h->max[i] = v;
+    double lg = log10((double)v);
+    int hb = (int)floor((lg - LP_HARVEST_LOG_LO) * LP_HARVEST_HIST / (LP_HARVEST_LOG_HI - LP_HARVEST_LOG_LO));
+    h->hist[(size_t)i * LP_HARVEST_HIST + (hb < 0 ? 0 : hb >= LP_HARVEST_HIST ? LP_HARVEST_HIST - 1 : hb)] += 1;
+    item *top = b->top + (size_t)i * TOP;
+    int *nt = &b->ntop[i];
+    if (*nt < TOP) {
+        top[*nt].key = key;
+        fill_example(&top[*nt].e, f, ids, d, T, r, p, i, window);
+        heap_up(top, (*nt)++);
+    } else if (v > top[0].e.value) {
+        top[0].key = key;
+        fill_example(&top[0].e, f, ids, d, T, r, p, i, window);
+        heap_down(top, TOP, 0);
+    }
+    if (b->M[i] == 0) {
+        int e;
+        double m = frexp((double)v, &e); /* v = m 2^e, m in [0.5, 1) */
+        b->M[i] = m == 0.5 ? ldexp(1.0, e - 1) : ldexp(1.0, e);
+    }
+    while ((double)v > b->M[i])
+        bins_double(b, i);
+    int k = fine_bin(v, b->M[i]);
+    b->bcount[(size_t)i * FINE + k] += 1;
+    item *s = b->bin + ((size_t)i * FINE + k) * S;
+    uint8_t *ns = &b->nbin[(size_t)i * FINE + k];
+    int at = -1;
+    if (*ns < S) {
+        at = (*ns)++;
+    } else {
+        int mk = max_key(s, S);
+        at = key < s[mk].key ? mk : -1;
+    }
+    if (at >= 0) {
+        s[at].key = key;
+        fill_example(&s[at].e, f, ids, d, T, r, p, i, window);
+    }
+}
+
+/* Space-saving: feature j co-occurred with i. */
+static void co_add(builder *b, int i, int j)
+{
+    int32_t *id = b->ss_id + (size_t)i * LP_HARVEST_SLOTS;
+    double *n = b->ss_n + (size_t)i * LP_HARVEST_SLOTS;
+    int lo = 0;
+    for (int s = 0; s < LP_HARVEST_SLOTS; s++) {
+        if (id[s] == j) {
+            n[s] += 1;
+            return;
+        }
+        if (id[s] < 0) {
+            id[s] = j, n[s] = 1;
+            return;
+        }
+        if (n[s] < n[lo])
+            lo = s;
+    }
+    id[lo] = j, n[lo] += 1;
+}
+
+typedef struct act {
+    float v;
+    int i;
+} act;
+
+static int act_desc(const void *a, const void *b)
+{
+    const act *x = a, *y = b;
+    return x->v > y->v ? -1 : x->v < y->v ? 1 : x->i - y->i;
+}
+
+/* Every non-special position of a batch: f (R*T, d). */
+static int add_batch(builder *b, lp_harvest *h, const float *f, const int32_t *ids, const uint8_t *special, int R,
+                     int T, int64_t win0, int64_t pos0, uint64_t seed, act *scratch)
+{
+    int d = b->d;
+    for (int r = 0; r < R; r++)
+        for (int p = 0; p < T; p++) {
+            size_t t = (size_t)r * T + p;
+            if (special[t])
+                continue;
+            const float *row = f + t * d;
+            int64_t gpos = pos0 + (int64_t)t;
+            int na = 0;
+            for (int i = 0; i < d; i++) {
+                float v = row[i];
+                if (!(v > 0))
+                    continue; /* NaN is not an activation */
+                uint64_t key = lp_harvest_key(seed, gpos, i);
+                add_activation(b, h, f, ids, T, r, p, i, v, win0 + r, key);
+                scratch[na++] = (act){v, i};
+            }
+            h->n_tokens++;
+            if (na > LP_HARVEST_CO) {
+                qsort(scratch, (size_t)na, sizeof *scratch, act_desc);
+                na = LP_HARVEST_CO;
+            }
+            for (int a = 0; a < na; a++)
+                for (int c = 0; c < na; c++)
+                    if (a != c)
+                        co_add(b, scratch[a].i, scratch[c].i);
+        }
+    return 0;
+}
+
+/* ---- the result ---- */
+
+static int ex_value_desc(const void *a, const void *b)
+{
+    const item *x = a, *y = b;
+    return x->e.value > y->e.value ? -1 : x->e.value < y->e.value ? 1 : (x->key < y->key ? -1 : x->key > y->key);
+}
+
+static int key_asc(const void *a, const void *b)
+{
+    const item *x = a, *y = b;
+    return x->key < y->key ? -1 : x->key > y->key;
+}
+
+static void finish(builder *b, lp_harvest *h)
+{
+    for (int i = 0; i < b->d; i++) {
+        lp_harvest_example *ex = h->ex + (size_t)i * LP_HARVEST_EXAMPLES;
+        item *top = b->top + (size_t)i * TOP;
+        qsort(top, (size_t)b->ntop[i], sizeof *top, ex_value_desc);
+        h->n_top[i] = b->ntop[i];
+        for (int k = 0; k < b->ntop[i]; k++)
+            ex[k] = top[k].e;
+        /* intervals: unions of q whole fine bins */
+        lp_harvest_interval *iv = h->iv + (size_t)i * LP_HARVEST_INTERVALS;
+        double M = b->M[i];
+        const double *bc = b->bcount + (size_t)i * FINE;
+        int nb = 0;
+        for (int k = 0; k < FINE; k++)
+            if (bc[k] > 0)
+                nb = k + 1;
+        if (!nb)
+            continue;
+        int q = (nb + LP_HARVEST_INTERVALS - 1) / LP_HARVEST_INTERVALS;
+        for (int k = 0; k < LP_HARVEST_INTERVALS; k++) {
+            item u[FINE * S];
+            int n = 0;
+            iv[k].lo = (float)((double)k * q * M / FINE);
+            iv[k].hi = (float)((double)(k + 1) * q * M / FINE);
+            for (int j = k * q; j < (k + 1) * q && j < FINE; j++) {
+                iv[k].count += bc[j];
+                const item *s = b->bin + ((size_t)i * FINE + j) * S;
+                for (int c = 0; c < b->nbin[(size_t)i * FINE + j]; c++)
+                    u[n++] = s[c];
+            }
+            qsort(u, (size_t)n, sizeof *u, key_asc);
+            iv[k].n = n < S ? n : S;
+            for (int c = 0; c < iv[k].n; c++)
+                ex[TOP + k * S + c] = u[c].e;
+        }
+        /* correlated features by Jaccard */
+        const int32_t *id = b->ss_id + (size_t)i * LP_HARVEST_SLOTS;
+        const double *sn = b->ss_n + (size_t)i * LP_HARVEST_SLOTS;
+        int32_t *cid = h->corr + (size_t)i * LP_HARVEST_CORR;
+        float *cs = h->corr_score + (size_t)i * LP_HARVEST_CORR;
+        for (int s = 0; s < LP_HARVEST_SLOTS; s++) {
+            if (id[s] < 0)
+                continue;
+            double co = sn[s], ni = h->count[i], nj = h->count[id[s]];
+            co = co > ni ? ni : co;
+            co = co > nj ? nj : co;
+            float sc = (float)(co / (ni + nj - co));
+            int at = LP_HARVEST_CORR;
+            while (at > 0 && (cid[at - 1] < 0 || cs[at - 1] < sc))
+                at--;
+            if (at >= LP_HARVEST_CORR)
+                continue;
+            memmove(cid + at + 1, cid + at, (size_t)(LP_HARVEST_CORR - 1 - at) * sizeof *cid);
+            memmove(cs + at + 1, cs + at, (size_t)(LP_HARVEST_CORR - 1 - at) * sizeof *cs);
+            cid[at] = id[s], cs[at] = sc;
+        }
+    }
+}
+
+void lp_harvest_free(lp_harvest *h)
+{
+    if (!h)
+        return;
+    free(h->count), free(h->max), free(h->hist), free(h->n_top), free(h->ex), free(h->iv);
+    free(h->corr), free(h->corr_score);
+    free(h);
+}
+
+lp_harvest *lp_harvest_alloc(int d)
+{
+    lp_harvest *h = lp_calloc(1, sizeof *h, "a harvest");
+    if (!h)
+        return NULL;
+    size_t n = (size_t)d;
+    h->d_sae = d;
+    if (!(h->count = lp_calloc(n, sizeof *h->count, "a harvest")) ||
+        !(h->max = lp_calloc(n, sizeof *h->max, "a harvest")) ||
+        !(h->hist = lp_calloc(n * LP_HARVEST_HIST, sizeof *h->hist, "a harvest's histograms")) ||
+        !(h->n_top = lp_calloc(n, sizeof *h->n_top, "a harvest")) ||
+        !(h->ex = lp_calloc(n * LP_HARVEST_EXAMPLES, sizeof *h->ex, "a harvest's examples")) ||
+        !(h->iv = lp_calloc(n * LP_HARVEST_INTERVALS, sizeof *h->iv, "a harvest's intervals")) ||
+        !(h->corr = lp_malloc(n * LP_HARVEST_CORR * sizeof *h->corr, "a harvest")) ||
+        !(h->corr_score = lp_calloc(n * LP_HARVEST_CORR, sizeof *h->corr_score, "a harvest"))) {
+        lp_harvest_free(h);
+        return NULL;
+    }
+    for (size_t i = 0; i < n * LP_HARVEST_CORR; i++)
+        h->corr[i] = -1;
+    return h;
+}
+
+static int keep_hook(void *ud, const char *name)
+{
+    return !strcmp(name, ((const lp_sae *)ud)->cfg.hook_in);
+}
+
+lp_harvest *lp_harvest_run(const lp_model *m, const lp_sae *s, const lp_harvest_opts *o)
+{
+    const lp_model_config *mc = &m->cfg;
+    const lp_sae_config *c = &s->cfg;
+    int T = o->ctx, pre = o->prepend_bos ? 1 : 0, d = c->d_sae;
+    if (!c->hook_in[0] || !lp_model_has_hook(m, c->hook_in)) {
+        lp_set_error("harvest: the model has no hook point '%s' (the dictionary's %s)", c->hook_in,
+                     c->transcoder ? "hook_in" : "hook");
+        return NULL;
+    }
+    if (T < 2 || (mc->n_ctx > 0 && T > mc->n_ctx)) {
+        lp_set_error("harvest: ctx %d must be in 2..%d (the model's context)", T, mc->n_ctx > 0 ? mc->n_ctx : 1 << 20);
+        return NULL;
+    }
+    if (pre && mc->bos < 0) {
+        lp_set_error("harvest: prepend_bos, but the model has no BOS token");
+        return NULL;
+    }
+    size_t per = (size_t)(T - pre), nwin = o->ntokens / per;
+    if (!o->tokens || nwin == 0) {
+        lp_set_error("harvest: the corpus has %zu tokens, fewer than one window of %zu", o->tokens ? o->ntokens : 0,
+                     per);
+        return NULL;
+    }
+    for (size_t i = 0; i < nwin * per; i++)
+        if (o->tokens[i] < 0 || o->tokens[i] >= mc->d_vocab) {
+            lp_set_error("harvest: token %zu of the corpus (%d) is not an id of this model (0..%d)", i,
+                         (int)o->tokens[i], mc->d_vocab - 1);
+            return NULL;
+        }
+    size_t wins = nwin;
+    if (o->want > 0 && (size_t)((o->want + T - 1) / T) < wins)
+        wins = (size_t)((o->want + T - 1) / T);
+    int B = o->batch > 0 ? o->batch : 8;
+    int64_t cap = ((int64_t)256 << 20) / ((int64_t)T * mc->d_vocab * (int64_t)sizeof(float));
+    B = B > cap ? (int)(cap < 1 ? 1 : cap) : B;
+    size_t N = (size_t)B * T;
+    builder b;
+    lp_harvest *h = NULL;
+    int32_t *ids = lp_malloc(N * sizeof *ids, "the harvest's tokens");
+    uint8_t *special = lp_malloc(N, "the harvest's mask");
+    float *xs = lp_malloc(N * (size_t)c->d_in * sizeof *xs, "the harvest's inputs");
+    float *f = lp_malloc(N * (size_t)d * sizeof *f, "the harvest's features");
+    act *scratch = lp_malloc((size_t)d * sizeof *scratch, "the harvest");
+    int ok = 0, binit = 0;
+    if (!ids || !special || !xs || !f || !scratch || builder_init(&b, d) < 0)
+        goto done;
+    binit = 1;
+    if (!(h = lp_harvest_alloc(d)))
+        goto done;
+    h->ctx = T;
+    snprintf(h->hook, sizeof h->hook, "%s", c->hook_in);
+    for (size_t w0 = 0; w0 < wins; w0 += (size_t)B) {
+        int R = (int)(wins - w0 < (size_t)B ? wins - w0 : (size_t)B);
+        for (int r = 0; r < R; r++) {
+            int32_t *row = ids + (size_t)r * T;
+            if (pre)
+                row[0] = mc->bos;
+            memcpy(row + pre, o->tokens + (w0 + (size_t)r) * per, per * sizeof *row);
+        }
+        for (size_t i = 0; i < (size_t)R * T; i++)
+            special[i] = !o->keep_special && ((mc->bos >= 0 && ids[i] == mc->bos) || (mc->eos >= 0 && ids[i] == mc->eos));
+        if (lp_interrupt_check() < 0)
+            goto done;
+        lp_run run;
+        lp_run_opts ro = {.filter = keep_hook, .filter_ud = (void *)s};
+        if (lp_model_run(m, ids, R, T, &ro, &run) < 0)
+            goto done;
+        const lp_tensor *x = lp_run_get(&run, c->hook_in);
+        if (!x || !lp_tensor_is_contiguous(x) || lp_tensor_numel(x) != (int64_t)R * T * c->d_in) {
+            lp_set_error("harvest: the hook '%s' does not have the dictionary's %d dimensions per token", c->hook_in,
+                         c->d_in);
+            lp_run_clear(&run);
+            goto done;
+        }
+        for (size_t i = 0; i < (size_t)R * T * c->d_in; i++)
+            xs[i] = x->data[i] * s->scale;
+        lp_run_clear(&run);
+        if (lp_sae_encode(NULL, f, s, xs, R * T, 0) < 0)
+            goto done;
+        add_batch(&b, h, f, ids, special, R, T, (int64_t)w0, (int64_t)w0 * T, o->seed, scratch);
+        h->windows += R;
+        if (o->progress && o->progress(o->ud, (int64_t)(w0 + (size_t)R) * T, (int64_t)wins * T)) {
+            lp_set_error_code(LP_ERR_INTERRUPTED, "harvest: interrupted");
+            goto done;
+        }
+    }
+    if (h->n_tokens == 0) {
+        lp_set_error("harvest: every position of the corpus was a special token (keep_special counts them)");
+        goto done;
+    }
+    finish(&b, h);
+    ok = 1;
+done:
+    if (binit)
+        builder_free(&b);
+    free(ids), free(special), free(xs), free(f), free(scratch);
+    if (!ok) {
+        lp_harvest_free(h);
+        return NULL;
+    }
+    return h;
+}
