@@ -162,4 +162,11 @@ typedef const char *(*lp_token_text_fn)(void *ud, int32_t id);
 void lp_harvest_label(char *buf, size_t cap, const lp_harvest *h, int i, const char *promoted,
                       lp_token_text_fn tok_text, void *ud);
 
+/* The direct effect of feature i on the logits (DICTIONARY.md: W_dec,i through W_U, the
+ * direct path with no normalisation scale), with the final norm's weight folded into W_U as
+ * TransformerLens' fold_ln does: out[v] = sum_d W_dec[i,d] g_d U[v,d] (g the final norm's
+ * weight, 1 without one). out: d_vocab floats. -1 with an error when the dictionary does not
+ * write the residual stream's width (d_out != d_model) or i is out of range. */
+int lp_feature_logits(const lp_model *m, const lp_sae *s, int i, float *out);
+
 #endif

@@ -1,8 +1,39 @@
-/* Automatic feature labels from a harvest (harvest.h, "labels"). */
+/* Automatic feature labels from a harvest (harvest.h, "labels"), and a feature's direct
+ * effect on the logits, which labels and dashboards show. */
 #include <stdio.h>
 #include <string.h>
 
+#include "core/error.h"
 #include "dict/harvest.h"
+
+int lp_feature_logits(const lp_model *m, const lp_sae *s, int i, float *out)
+{
+    int D = m->cfg.d_model, V = m->cfg.d_vocab;
+    if (i < 0 || i >= s->cfg.d_sae)
+        return lp_set_error("feature %d is out of range (the dictionary has %d: 0..%d)", i, s->cfg.d_sae,
+                            s->cfg.d_sae - 1);
+    if (s->cfg.d_out != D)
+        return lp_set_error("the dictionary writes %d dimensions, not the residual stream's %d: no direct logit "
+                            "effect", s->cfg.d_out, D);
+    const lp_linear *u = &m->unembed;
+    if (!u->w || lp_tensor_numel(u->w) != (int64_t)V * D || !lp_tensor_is_contiguous(u->w))
+        return lp_set_error("the model's unembedding is not a contiguous %d x %d matrix", V, D);
+    double row[4096];
+    double *r = D <= 4096 ? row : NULL;
+    if (!r)
+        return lp_set_error("d_model %d is larger than the direct-effect code handles (4096)", D);
+    const float *w = s->W_dec->data + (size_t)i * D;
+    for (int d = 0; d < D; d++)
+        r[d] = (double)w[d] * (m->lnf_w ? (double)m->lnf_w->data[d] : 1.0);
+    const float *U = u->w->data;
+    for (int v = 0; v < V; v++) {
+        double acc = 0;
+        for (int d = 0; d < D; d++)
+            acc += r[d] * (u->trans ? U[(size_t)v * D + d] : U[(size_t)d * V + v]);
+        out[v] = (float)acc;
+    }
+    return 0;
+}
 
 /* A token's text, quoted, cut at 24 bytes on a UTF-8 boundary, appended to buf at *len. */
 static void put_token(char *buf, size_t cap, size_t *len, int32_t id, lp_token_text_fn tok_text, void *ud)

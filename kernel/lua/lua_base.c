@@ -398,6 +398,7 @@ void lp_lua_open_dict(lua_State *L); /* lua_dict.h */
 void lp_lua_open_sae_eval(lua_State *L); /* lua_sae_eval.c: sae:evaluate, after lp_lua_open_dict */
 void lp_lua_open_sae_codec(lua_State *L); /* lua_sae_codec.c: after lp_lua_open_dict */
 void lp_lua_open_sae_train(lua_State *L); /* lua_sae_train.c: after lp_lua_open_dict */
+void lp_lua_open_sae_features(lua_State *L); /* lua_sae_features.c: after lp_lua_open_dict */
 void lp_lua_open_analysis(lua_State *L); /* lua_analysis.h: after lp_lua_open_model */
 
 static void lp_lua_open_base(lua_State *L)
@@ -474,5 +475,6 @@ void lp_lua_open_all(lua_State *L)
     lp_lua_open_sae_eval(L);
     lp_lua_open_sae_codec(L);
     lp_lua_open_sae_train(L);
+    lp_lua_open_sae_features(L);
     lua_pop(L, 1);
 }
