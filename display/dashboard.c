@@ -15,6 +15,9 @@
 #include "text.h"
 
 enum { NLOGIT = 10, NALIGN = 8, TOKMAX = 24, HW = 300, HH = 150 };
+/* Examples stop being added past this many bytes of HTML (the rest of the output stays well
+ * under 300 KB: a row of 11 worst-case tokens is about 6 KB). */
+#define EXAMPLE_BUDGET (270u * 1024u)
 
 /* The text of token id, shown as every figure shows tokens, cut to max code points, escaped
  * for HTML (spaces stay spaces in strips when keep_space). */
@@ -84,7 +87,7 @@ static void example_row(lp_buf *b, const lp_dashboard *d, const lp_harvest_examp
             continue;
         double v = e->act[k], a = mx > 0 && isfinite(v) ? fmin(1, fmax(0, v / mx)) : 0;
         lp_buf_printf(b, "<span data-a=\"%s\" title=\"", lp_fmt_num(isfinite(v) ? v : 0, t, sizeof t));
-        put_token(b, d, e->tok[k], 48, 0);
+        put_token(b, d, e->tok[k], 32, 0);
         lp_buf_printf(b, " = %s\" style=\"background:rgba(230,85,13,%.2f)", t, a > 0 ? 0.1 + 0.8 * a : 0.0);
         if (k == LP_HARVEST_CTX)
             lp_buf_puts(b, ";outline:1px solid rgba(128,128,128,0.8)");
@@ -292,8 +295,14 @@ json_t *lp_display_dashboard(const lp_dashboard *d)
     if (h && h->n_top[i] > 0) {
         lp_buf_printf(&html, "<div style=\"font-weight:bold;font-size:11px;opacity:0.75;margin:8px 0 2px 0\">"
                              "TOP ACTIVATIONS (MAX = %s)</div>", lp_fmt_num(mx, t1, sizeof t1));
-        for (int k = 0; k < h->n_top[i]; k++)
+        int left_out = 0;
+        for (int k = 0; k < h->n_top[i]; k++) {
+            if (html.len > EXAMPLE_BUDGET) {
+                left_out += h->n_top[i] - k;
+                break;
+            }
             example_row(&html, d, lp_harvest_top(h, i) + k, mx);
+        }
         lp_buf_puts(&plain, "\ntop tokens:");
         for (int k = 0; k < h->n_top[i] && k < 5; k++) {
             const lp_harvest_example *e = lp_harvest_top(h, i) + k;
@@ -312,8 +321,18 @@ json_t *lp_display_dashboard(const lp_dashboard *d)
                                  "INTERVAL %s – %s · CONTAINS %s%%</div>",
                           lp_fmt_num(v->lo, t1, sizeof t1), lp_fmt_num(v->hi, t2, sizeof t2),
                           lp_fmt_num(h->count[i] > 0 ? 100 * v->count / h->count[i] : 0, t3, sizeof t3));
-            for (int c = 0; c < v->n; c++)
+            for (int c = 0; c < v->n; c++) {
+                if (html.len > EXAMPLE_BUDGET) {
+                    left_out += v->n - c;
+                    break;
+                }
                 example_row(&html, d, lp_harvest_samples(h, i, k) + c, mx);
+            }
+        }
+        if (left_out) {
+            lp_buf_printf(&html, "<div style=\"font-size:11px;opacity:0.8\">%d examples left out to keep the "
+                                 "output under 300 KB (long tokens)</div>", left_out);
+            lp_buf_printf(&plain, "\n%d examples left out to keep the output under 300 KB", left_out);
         }
     } else if (h) {
         section(&html, "NO ACTIVATIONS");
