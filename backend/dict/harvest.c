@@ -26,12 +26,15 @@ typedef struct builder {
     int d;
     item *top;         /* [d][TOP]: a min-heap on value */
     int *ntop;
+    float *tmin;       /* [d]: the heap's smallest value once it is full */
     item *bin;         /* [d][FINE][S]: bottom-S samples by key */
+    uint64_t *bkey;    /* [d][FINE][S]: their keys, packed (what each activation reads) */
     uint8_t *nbin;     /* [d][FINE] */
     double *bcount;    /* [d][FINE] */
     double *M;         /* [d]: the fine bins' top, 0 before the first activation */
-    int32_t *ss_id;    /* [d][SLOTS] */
-    double *ss_n;      /* [d][SLOTS] */
+    int32_t *ss_id;    /* [d][SLOTS], the used ones first */
+    uint32_t *ss_n;    /* [d][SLOTS] */
+    uint8_t *ss_used;  /* [d] */
 } builder;
 
 static uint64_t mix64(uint64_t x)
@@ -49,8 +52,8 @@ uint64_t lp_harvest_key(uint64_t seed, int64_t gpos, int i)
 
 static void builder_free(builder *b)
 {
-    free(b->top), free(b->ntop), free(b->bin), free(b->nbin), free(b->bcount), free(b->M);
-    free(b->ss_id), free(b->ss_n);
+    free(b->top), free(b->ntop), free(b->tmin), free(b->bin), free(b->bkey), free(b->nbin), free(b->bcount), free(b->M);
+    free(b->ss_id), free(b->ss_n), free(b->ss_used);
 }
 
 static int builder_init(builder *b, int d)
@@ -60,12 +63,15 @@ static int builder_init(builder *b, int d)
     size_t n = (size_t)d;
     if (!(b->top = lp_calloc(n * TOP, sizeof *b->top, "the harvest's top examples")) ||
         !(b->ntop = lp_calloc(n, sizeof *b->ntop, "the harvest")) ||
+        !(b->tmin = lp_calloc(n, sizeof *b->tmin, "the harvest")) ||
         !(b->bin = lp_calloc(n * FINE * S, sizeof *b->bin, "the harvest's interval samples")) ||
+        !(b->bkey = lp_calloc(n * FINE * S, sizeof *b->bkey, "the harvest's interval samples")) ||
         !(b->nbin = lp_calloc(n * FINE, 1, "the harvest")) ||
         !(b->bcount = lp_calloc(n * FINE, sizeof *b->bcount, "the harvest")) ||
         !(b->M = lp_calloc(n, sizeof *b->M, "the harvest")) ||
         !(b->ss_id = lp_malloc(n * LP_HARVEST_SLOTS * sizeof *b->ss_id, "the harvest's co-occurrence")) ||
-        !(b->ss_n = lp_calloc(n * LP_HARVEST_SLOTS, sizeof *b->ss_n, "the harvest's co-occurrence"))) {
+        !(b->ss_n = lp_calloc(n * LP_HARVEST_SLOTS, sizeof *b->ss_n, "the harvest's co-occurrence")) ||
+        !(b->ss_used = lp_calloc(n, 1, "the harvest's co-occurrence"))) {
         builder_free(b);
         return -1;
     }
@@ -118,12 +124,12 @@ static void heap_up(item *h, int at)
     }
 }
 
-/* Index of the largest key among n samples. */
-static int max_key(const item *s, int n)
+/* Index of the largest of n keys. */
+static int max_key(const uint64_t *key, int n)
 {
     int m = 0;
     for (int k = 1; k < n; k++)
-        if (s[k].key > s[m].key)
+        if (key[k] > key[m])
             m = k;
     return m;
 }
@@ -156,6 +162,10 @@ static void bins_double(builder *b, int i)
     }
     for (int j = FINE / 2; j < FINE; j++)
         nb[j] = 0, bc[j] = 0;
+    uint64_t *bk = b->bkey + (size_t)i * FINE * S;
+    for (int j = 0; j < FINE / 2; j++)
+        for (int k = 0; k < nb[j]; k++)
+            bk[(size_t)j * S + k] = bin[(size_t)j * S + k].key;
     b->M[i] *= 2;
 }
 
@@ -182,10 +192,12 @@ static void add_activation(builder *b, lp_harvest *h, const float *f, const int3
         top[*nt].key = key;
         fill_example(&top[*nt].e, f, ids, d, T, r, p, i, window);
         heap_up(top, (*nt)++);
-    } else if (v > top[0].e.value) {
+        b->tmin[i] = top[0].e.value;
+    } else if (v > b->tmin[i]) {
         top[0].key = key;
         fill_example(&top[0].e, f, ids, d, T, r, p, i, window);
         heap_down(top, TOP, 0);
+        b->tmin[i] = top[0].e.value;
     }
     if (b->M[i] == 0) {
         int e;
@@ -197,39 +209,43 @@ static void add_activation(builder *b, lp_harvest *h, const float *f, const int3
     int k = fine_bin(v, b->M[i]);
     b->bcount[(size_t)i * FINE + k] += 1;
     item *s = b->bin + ((size_t)i * FINE + k) * S;
+    uint64_t *sk = b->bkey + ((size_t)i * FINE + k) * S;
     uint8_t *ns = &b->nbin[(size_t)i * FINE + k];
     int at = -1;
     if (*ns < S) {
         at = (*ns)++;
     } else {
-        int mk = max_key(s, S);
-        at = key < s[mk].key ? mk : -1;
+        int mk = max_key(sk, S);
+        at = key < sk[mk] ? mk : -1;
     }
     if (at >= 0) {
-        s[at].key = key;
+        s[at].key = sk[at] = key;
         fill_example(&s[at].e, f, ids, d, T, r, p, i, window);
     }
 }
 
-/* Space-saving: feature j co-occurred with i. */
+/* Space-saving: feature j co-occurred with i (found: +1; a free slot: 1; else the smallest
+ * count's slot goes to j with that count + 1). */
 static void co_add(builder *b, int i, int j)
 {
     int32_t *id = b->ss_id + (size_t)i * LP_HARVEST_SLOTS;
-    double *n = b->ss_n + (size_t)i * LP_HARVEST_SLOTS;
-    int lo = 0;
-    for (int s = 0; s < LP_HARVEST_SLOTS; s++) {
+    uint32_t *n = b->ss_n + (size_t)i * LP_HARVEST_SLOTS;
+    int used = b->ss_used[i];
+    for (int s = 0; s < used; s++)
         if (id[s] == j) {
-            n[s] += 1;
+            n[s]++;
             return;
         }
-        if (id[s] < 0) {
-            id[s] = j, n[s] = 1;
-            return;
-        }
+    if (used < LP_HARVEST_SLOTS) {
+        id[used] = j, n[used] = 1;
+        b->ss_used[i]++;
+        return;
+    }
+    int lo = 0;
+    for (int s = 1; s < LP_HARVEST_SLOTS; s++)
         if (n[s] < n[lo])
             lo = s;
-    }
-    id[lo] = j, n[lo] += 1;
+    id[lo] = j, n[lo]++;
 }
 
 typedef struct act {
@@ -329,7 +345,7 @@ static void finish(builder *b, lp_harvest *h)
         }
         /* correlated features by Jaccard */
         const int32_t *id = b->ss_id + (size_t)i * LP_HARVEST_SLOTS;
-        const double *sn = b->ss_n + (size_t)i * LP_HARVEST_SLOTS;
+        const uint32_t *sn = b->ss_n + (size_t)i * LP_HARVEST_SLOTS;
         int32_t *cid = h->corr + (size_t)i * LP_HARVEST_CORR;
         float *cs = h->corr_score + (size_t)i * LP_HARVEST_CORR;
         for (int s = 0; s < LP_HARVEST_SLOTS; s++) {

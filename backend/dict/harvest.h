@@ -57,7 +57,7 @@ enum {
     LP_HARVEST_W = 2 * LP_HARVEST_CTX + 1,
     LP_HARVEST_HIST = 40,     /* log10 histogram bins */
     LP_HARVEST_FINE = 40,     /* fine bins while streaming (even, >= 2 x INTERVALS) */
-    LP_HARVEST_CO = 16,       /* features per token counted for co-occurrence */
+    LP_HARVEST_CO = 8,        /* features per token counted for co-occurrence */
     LP_HARVEST_SLOTS = 16,    /* space-saving slots per feature */
     LP_HARVEST_CORR = 8,      /* correlated features kept */
     LP_HARVEST_EXAMPLES = LP_HARVEST_TOP + LP_HARVEST_INTERVALS * LP_HARVEST_SAMPLES,
