@@ -144,7 +144,7 @@ static void logit_table(lp_buf *b, lp_buf *plain, const lp_dashboard *d, json_t 
                 lp_buf_puts(b, "<td></td><td></td>");
                 continue;
             }
-            lp_buf_printf(b, "<td style=\"font-family:monospace;padding-left:%dpx\"><span style=\"background:%s\">",
+            lp_buf_printf(b, "<td style=\"font-family:monospace;text-align:left;padding-left:%dpx\"><span style=\"background:%s\">",
                           side ? 12 : 0, side ? "rgba(33,102,172,0.15)" : "rgba(178,24,43,0.15)");
             put_token(b, d, e->i, TOKMAX, 0);
             lp_buf_printf(b, "</span></td><td style=\"text-align:right\">%s</td>", lp_fmt_num(e->v, t, sizeof t));
@@ -222,6 +222,7 @@ json_t *lp_display_dashboard(const lp_dashboard *d)
     if (d->logits)
         hash = lp_hash64(hash, d->logits, (size_t)d->n_vocab * sizeof *d->logits);
     lp_fig_open(&html, "dashboard", hash, NULL, id);
+    lp_buf_puts(&html, "<div data-lp-readout=\"1\"></div>"); /* where scripts run: the hover readout */
     lp_buf_printf(&html, "<div style=\"font-weight:bold;font-size:14px\">Feature %d", i);
     lp_buf_printf(&plain, "feature %d", i);
     if (d->label && *d->label) {

@@ -3,7 +3,8 @@
  * most (its direct effect on the logits), and the token is outlined.
  *
  * Without scripts every token span already carries "token = activation" in its title
- * tooltip; this adds the readout. The output holds the spans (span[data-a]), the data (a
+ * tooltip; this adds the readout, in the empty div[data-lp-readout] the C side puts at the
+ * top (sticky, so it stays in view). The output holds the spans (span[data-a]), the data (a
  * <script type="application/json"> beside them) and this script, in which the C side
  * replaces "@ID@" by the figure's data-lp-id. The data:
  *   promotes   the texts of the tokens the feature promotes most (up to 5)
@@ -25,12 +26,12 @@
     var d = JSON.parse(data.textContent);
     if (!Array.isArray(d.promotes)) throw new Error("promotes must be a list");
     var spans = Array.prototype.slice.call(root.querySelectorAll("span[data-a]"));
-    var out = doc.createElement("div");
-    out.style.cssText = "font:12px monospace;min-height:16px;opacity:0.85;white-space:pre;" +
-      "position:sticky;top:0;background:inherit";
-    out.textContent = "\u00a0";
+    var out = root.querySelector("div[data-lp-readout]");
+    if (!out) throw new Error("the dashboard has no readout line");
     return function mount() {
-      root.insertBefore(out, root.firstChild);
+      out.style.cssText = "font:12px monospace;min-height:16px;opacity:0.85;white-space:pre;" +
+        "position:sticky;top:0;z-index:1;background:var(--jp-layout-color0, inherit)";
+      out.textContent = "\u00a0";
       spans.forEach(function (e) {
         e.addEventListener("mouseenter", function () {
           out.textContent = readout(d, e.getAttribute("title") || "");
