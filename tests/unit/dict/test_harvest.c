@@ -123,10 +123,10 @@ static void check_example(const brute *b, const lp_harvest_example *e, int i)
     }
 }
 
-Test(harvest, equals_a_brute_force_over_every_activation)
+/* The harvest of s (an SAE on HOOK, or a transcoder reading HOOK) against the brute force. */
+static void check_against_brute_force(lp_sae *s)
 {
     lp_model *m = model();
-    lp_sae *s = sae();
     size_t n = 900;
     int32_t *tok = corpus(n, 4);
     lp_harvest_opts o = hopts(tok, n);
@@ -213,9 +213,25 @@ Test(harvest, equals_a_brute_force_over_every_activation)
     free(vals);
     brute_free(&b);
     lp_harvest_free(h);
-    lp_sae_free(s);
     free(tok);
     lp_model_free(m);
+}
+
+Test(harvest, equals_a_brute_force_over_every_activation)
+{
+    lp_sae *s = sae();
+    check_against_brute_force(s);
+    lp_sae_free(s);
+}
+
+/* A transcoder is harvested on what it reads (hook_in), not on what it predicts. */
+Test(harvest, a_transcoder_reads_its_hook_in)
+{
+    lp_sae *s = sae();
+    s->cfg.transcoder = 1, s->cfg.apply_b_dec_to_input = 0;
+    snprintf(s->cfg.hook_out, sizeof s->cfg.hook_out, "blocks.1.hook_resid_post");
+    check_against_brute_force(s);
+    lp_sae_free(s);
 }
 
 /* One feature reading token 7's embedding direction at the first block: fires on 7 only. */
