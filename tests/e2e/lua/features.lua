@@ -83,4 +83,12 @@ for _, i in ipairs({0, 1, 2, 100, 3071}) do
     big = math.max(big, #hh)
 end
 assert(big < 300000, "largest dashboard " .. big)
+
+-- 5. a transcoder is harvested on its hook_in; its dashboard shows its direct effect
+local tc = loupe.sae.random{arch = "standard", transcoder = true, d_in = 192, d_sae = 64, d_out = 192,
+                            hook = "blocks.1.mlp.hook_in", hook_out = "blocks.1.mlp.hook_out", seed = 4}
+local th = tc:harvest{model = m, data = ds, ctx = 32, quiet = true}
+assert(tostring(th):find("blocks.1.mlp.hook_in", 1, true), tostring(th))
+local ht = html_of(tc:feature(0))
+assert(ht:find("POSITIVE LOGITS", 1, true) and ht:find("transcoder on blocks.1.mlp.hook_in", 1, true), "transcoder dashboard")
 print("ok")
