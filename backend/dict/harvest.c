@@ -3,6 +3,7 @@
  * in bounded memory (see harvest.h for the scheme). */
 #include "dict/harvest.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,9 +23,16 @@ typedef struct item {
 
 /* The running state of one feature lives in arrays indexed by feature (one allocation per
  * role): top heaps, fine bins and space-saving tables. */
+/* A top-heap entry: the value and the slot of its example in the payload array. */
+typedef struct hnode {
+    float v;
+    int slot;
+} hnode;
+
 typedef struct builder {
     int d;
-    item *top;         /* [d][TOP]: a min-heap on value */
+    item *top;         /* [d][TOP]: the top examples, in slots */
+    hnode *heap;       /* [d][TOP]: a min-heap on value over the slots */
     int *ntop;
     float *tmin;       /* [d]: the heap's smallest value once it is full */
     item *bin;         /* [d][FINE][S]: bottom-S samples by key */
@@ -52,7 +60,7 @@ uint64_t lp_harvest_key(uint64_t seed, int64_t gpos, int i)
 
 static void builder_free(builder *b)
 {
-    free(b->top), free(b->ntop), free(b->tmin), free(b->bin), free(b->bkey), free(b->nbin), free(b->bcount), free(b->M);
+    free(b->top), free(b->heap), free(b->ntop), free(b->tmin), free(b->bin), free(b->bkey), free(b->nbin), free(b->bcount), free(b->M);
     free(b->ss_id), free(b->ss_n), free(b->ss_used);
 }
 
@@ -62,6 +70,7 @@ static int builder_init(builder *b, int d)
     b->d = d;
     size_t n = (size_t)d;
     if (!(b->top = lp_calloc(n * TOP, sizeof *b->top, "the harvest's top examples")) ||
+        !(b->heap = lp_calloc(n * TOP, sizeof *b->heap, "the harvest's top examples")) ||
         !(b->ntop = lp_calloc(n, sizeof *b->ntop, "the harvest")) ||
         !(b->tmin = lp_calloc(n, sizeof *b->tmin, "the harvest")) ||
         !(b->bin = lp_calloc(n * FINE * S, sizeof *b->bin, "the harvest's interval samples")) ||
@@ -96,29 +105,29 @@ static void fill_example(lp_harvest_example *e, const float *f, const int32_t *i
     }
 }
 
-static void heap_down(item *h, int n, int at)
+static void heap_down(hnode *h, int n, int at)
 {
     for (;;) {
         int l = 2 * at + 1, m = at;
-        if (l < n && h[l].e.value < h[m].e.value)
+        if (l < n && h[l].v < h[m].v)
             m = l;
-        if (l + 1 < n && h[l + 1].e.value < h[m].e.value)
+        if (l + 1 < n && h[l + 1].v < h[m].v)
             m = l + 1;
         if (m == at)
             return;
-        item t = h[m];
+        hnode t = h[m];
         h[m] = h[at], h[at] = t;
         at = m;
     }
 }
 
-static void heap_up(item *h, int at)
+static void heap_up(hnode *h, int at)
 {
     while (at > 0) {
         int p = (at - 1) / 2;
-        if (h[p].e.value <= h[at].e.value)
+        if (h[p].v <= h[at].v)
             return;
-        item t = h[p];
+        hnode t = h[p];
         h[p] = h[at], h[at] = t;
         at = p;
     }
@@ -187,17 +196,21 @@ static void add_activation(builder *b, lp_harvest *h, const float *f, const int3
     int hb = (int)floor((lg - LP_HARVEST_LOG_LO) * LP_HARVEST_HIST / (LP_HARVEST_LOG_HI - LP_HARVEST_LOG_LO));
     h->hist[(size_t)i * LP_HARVEST_HIST + (hb < 0 ? 0 : hb >= LP_HARVEST_HIST ? LP_HARVEST_HIST - 1 : hb)] += 1;
     item *top = b->top + (size_t)i * TOP;
+    hnode *hp = b->heap + (size_t)i * TOP;
     int *nt = &b->ntop[i];
     if (*nt < TOP) {
         top[*nt].key = key;
         fill_example(&top[*nt].e, f, ids, d, T, r, p, i, window);
-        heap_up(top, (*nt)++);
-        b->tmin[i] = top[0].e.value;
+        hp[*nt] = (hnode){v, *nt};
+        heap_up(hp, (*nt)++);
+        b->tmin[i] = hp[0].v;
     } else if (v > b->tmin[i]) {
-        top[0].key = key;
-        fill_example(&top[0].e, f, ids, d, T, r, p, i, window);
-        heap_down(top, TOP, 0);
-        b->tmin[i] = top[0].e.value;
+        int slot = hp[0].slot;
+        top[slot].key = key;
+        fill_example(&top[slot].e, f, ids, d, T, r, p, i, window);
+        hp[0].v = v;
+        heap_down(hp, TOP, 0);
+        b->tmin[i] = hp[0].v;
     }
     if (b->M[i] == 0) {
         int e;
@@ -272,13 +285,21 @@ static int add_batch(builder *b, lp_harvest *h, const float *f, const int32_t *i
             const float *row = f + t * d;
             int64_t gpos = pos0 + (int64_t)t;
             int na = 0;
-            for (int i = 0; i < d; i++) {
-                float v = row[i];
-                if (!(v > 0))
-                    continue; /* NaN is not an activation */
-                uint64_t key = lp_harvest_key(seed, gpos, i);
-                add_activation(b, h, f, ids, T, r, p, i, v, win0 + r, key);
-                scratch[na++] = (act){v, i};
+            for (int i0 = 0; i0 < d; i0 += 32) { /* most blocks of a sparse row are all zero */
+                int end = i0 + 32 < d ? i0 + 32 : d;
+                float mx = 0;
+                for (int i = i0; i < end; i++)
+                    mx = row[i] > mx ? row[i] : mx;
+                if (!(mx > 0))
+                    continue;
+                for (int i = i0; i < end; i++) {
+                    float v = row[i];
+                    if (!(v > 0 && v <= FLT_MAX))
+                        continue; /* NaN and infinities are not activations */
+                    uint64_t key = lp_harvest_key(seed, gpos, i);
+                    add_activation(b, h, f, ids, T, r, p, i, v, win0 + r, key);
+                    scratch[na++] = (act){v, i};
+                }
             }
             h->n_tokens++;
             if (na > LP_HARVEST_CO) {

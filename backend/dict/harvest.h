@@ -10,7 +10,8 @@
  *
  * Windows and positions are eval_run's (eval.h): consecutive windows of ctx positions (BOS
  * first when prepend_bos), `batch` windows per model run, until `want` positions; BOS and
- * EOS positions are not counted (keep_special counts them) but appear as context.
+ * EOS positions are not counted (keep_special counts them) but appear as context. A feature
+ * fires where f_i > 0; NaN and infinite values are not counted (they show as context only).
  *
  * Kept per feature i:
  * - count[i]: positions where f_i > 0 (density = count / n_tokens); max[i].

@@ -401,6 +401,10 @@ static const char *check_label(lua_State *L, int idx)
         luaL_error(L, "sae:label: the label holds a NUL byte");
     if (n > LABEL_MAX)
         luaL_error(L, "sae:label: the label has %d bytes, at most %d", (int)n, LABEL_MAX);
+    json_t *j = json_stringn(t, n); /* NULL for text that is not UTF-8 */
+    if (!j)
+        luaL_error(L, "sae:label: the label is not valid UTF-8");
+    json_decref(j);
     return t;
 }
 
