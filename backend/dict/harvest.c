@@ -266,6 +266,19 @@ typedef struct act {
     int i;
 } act;
 
+size_t lp_harvest_bytes(int d, int64_t batch_tokens, int d_in)
+{
+    size_t n = (size_t)d;
+    size_t running = n * (TOP * (sizeof(item) + sizeof(hnode)) + sizeof(int) + sizeof(float) +
+                          (size_t)FINE * S * (sizeof(item) + sizeof(uint64_t)) + FINE * (1 + sizeof(double)) +
+                          sizeof(double) + LP_HARVEST_SLOTS * (sizeof(int32_t) + sizeof(uint32_t)) + 1);
+    size_t result = n * (sizeof(double) + sizeof(float) + LP_HARVEST_HIST * sizeof(double) + sizeof(int) +
+                         LP_HARVEST_EXAMPLES * sizeof(lp_harvest_example) +
+                         LP_HARVEST_INTERVALS * sizeof(lp_harvest_interval) + LP_HARVEST_CORR * 8);
+    size_t batch = (size_t)batch_tokens * ((size_t)d_in * 4 + n * 4 + 5) + n * sizeof(act);
+    return running + result + batch;
+}
+
 static int act_desc(const void *a, const void *b)
 {
     const act *x = a, *y = b;

@@ -130,6 +130,10 @@ static inline const lp_harvest_example *lp_harvest_samples(const lp_harvest *h, 
     return h->ex + (size_t)i * LP_HARVEST_EXAMPLES + LP_HARVEST_TOP + (size_t)k * LP_HARVEST_SAMPLES;
 }
 
+/* The memory a harvest of d features holds while it runs (its bookkeeping, its result and
+ * the buffers of one run of batch_tokens positions of width d_in; not the model's own). */
+size_t lp_harvest_bytes(int d, int64_t batch_tokens, int d_in);
+
 /* The sample key of feature i's activation at global position gpos (window * ctx + pos). */
 uint64_t lp_harvest_key(uint64_t seed, int64_t gpos, int i);
 

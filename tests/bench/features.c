@@ -10,7 +10,8 @@
  *   {"bench": "features harvest", "tokens", "harvest_s", "forward_s", "ratio", "harvest_cpu_s",
  *    "forward_cpu_s", "cpu_ratio", "tokens_per_s", "forward_tokens_per_s", "width", "threads", "reps"}
  *   {"bench": "features memory", "tokens", "maxrss_mb", "tokens_more", "maxrss_mb_more" (less the
- *    larger corpus's own bytes)}
+ *    larger corpus's own bytes), "harvest_mb" (lp_harvest_bytes: what a harvest allocates,
+ *    whatever the tokens; the resident set grows towards it as more of its pages are touched)}
  *   {"bench": "features dashboard", "ms_median", "ms_max", "html_kb_max"} */
 #include <stdio.h>
 #include <stdlib.h>
@@ -121,7 +122,8 @@ int main(int argc, char **argv)
            (long long)ntok, hv, fwd, hv / fwd, hv_cpu, fwd_cpu, hv_cpu / fwd_cpu, ntok / hv, ntok / fwd, c.d_sae,
            lp_get_threads(), reps);
     printf("{\"bench\": \"features memory\", \"tokens\": %lld, \"maxrss_mb\": %.1f, \"tokens_more\": %lld, "
-           "\"maxrss_mb_more\": %.1f}\n", (long long)ntok, rss, (long long)(4 * ntok), rss_big);
+           "\"maxrss_mb_more\": %.1f, \"harvest_mb\": %.1f}\n", (long long)ntok, rss, (long long)(4 * ntok), rss_big,
+           lp_harvest_bytes(c.d_sae, (int64_t)B * T, D) / 1048576.0);
     fflush(stdout);
     /* dashboards of 20 live features */
     float *lg = malloc((size_t)V * sizeof *lg);
