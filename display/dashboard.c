@@ -276,6 +276,16 @@ json_t *lp_display_dashboard(const lp_dashboard *d)
         section(&html, "ALIGNMENT (largest decoder entries)");
         alignment(&html, d);
     }
+    if (d->neuron && d->n_neuron > 0) {
+        lp_buf_printf(&html, "<div style=\"font-weight:bold;font-size:11px;letter-spacing:0.05em;opacity:0.75;"
+                             "margin:8px 0 2px 0\">MLP NEURONS OF LAYER %d (W_dec · W_out)</div>"
+                             "<table style=\"font-size:12px\"><tr><th>neuron</th><th>W_dec · W_out</th></tr>",
+                      d->neuron_layer);
+        for (int k = 0; k < d->n_neuron; k++)
+            lp_buf_printf(&html, "<tr><td>%d</td><td style=\"text-align:right\">%s</td></tr>", d->neuron[k],
+                          lp_fmt_num(d->neuron_dot[k], t1, sizeof t1));
+        lp_buf_puts(&html, "</table>");
+    }
     if (h) {
         const int32_t *cid = h->corr + (size_t)i * LP_HARVEST_CORR;
         const float *cs = h->corr_score + (size_t)i * LP_HARVEST_CORR;

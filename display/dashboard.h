@@ -9,7 +9,8 @@
  *     shaded by the feature's activation (title tooltips; where scripts run, a readout line
  *     with the token, its activation and what the feature promotes: display/js/dashboard.js);
  *   - neuron alignment: the largest decoder entries |W_dec,i,d| (the output dimensions, MLP
- *     neurons for a dictionary writing an MLP's hidden layer), with their share of the L1 norm;
+ *     neurons for a dictionary writing an MLP's hidden layer), with their share of the L1 norm,
+ *     and, when given, the MLP neurons n of the hook's layer with the largest |W_dec,i . W_out,n|;
  *   - the most correlated features (harvest co-occurrence, Jaccard), with their labels.
  * Without a harvest the examples, density and histogram are replaced by a note saying how
  * to make one; logits and alignment remain. Every token and label is escaped; tokens are
@@ -35,6 +36,9 @@ typedef struct lp_dashboard {
     lp_token_text_fn tok_text;   /* token id -> text (NULL: "#id") */
     void *ud;
     const char *const *corr_labels; /* labels of h's correlated features (CORR, entries may be NULL), or NULL */
+    const int *neuron;           /* MLP neurons most aligned with the decoder row (n_neuron), or NULL */
+    const float *neuron_dot;     /* their W_dec,i . W_out,n */
+    int n_neuron, neuron_layer;
 } lp_dashboard;
 
 /* A new bundle, or NULL with lp_last_error() (no memory). */

@@ -174,4 +174,11 @@ void lp_harvest_label(char *buf, size_t cap, const lp_harvest *h, int i, const c
  * write the residual stream's width (d_out != d_model) or i is out of range. */
 int lp_feature_logits(const lp_model *m, const lp_sae *s, int i, float *out);
 
+/* Neuron alignment against the MLP of `layer` (the one writing into the dictionary's hook):
+ * the k neurons n with the largest |W_dec,i . W_out,n| (W_out,n the d_model vector neuron n
+ * writes: GPT-2's c_proj, Llama's down_proj), largest first, into ids and dots (k each).
+ * Returns how many (0 when the dictionary does not write d_model, the layer is out of range
+ * or the model has no MLP there). */
+int lp_feature_neurons(const lp_model *m, const lp_sae *s, int i, int layer, int k, int *ids, float *dots);
+
 #endif

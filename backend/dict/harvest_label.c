@@ -1,5 +1,6 @@
 /* Automatic feature labels from a harvest (harvest.h, "labels"), and a feature's direct
  * effect on the logits, which labels and dashboards show. */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -33,6 +34,35 @@ int lp_feature_logits(const lp_model *m, const lp_sae *s, int i, float *out)
         out[v] = (float)acc;
     }
     return 0;
+}
+
+int lp_feature_neurons(const lp_model *m, const lp_sae *s, int i, int layer, int k, int *ids, float *dots)
+{
+    int D = m->cfg.d_model, n = 0;
+    if (i < 0 || i >= s->cfg.d_sae || s->cfg.d_out != D || layer < 0 || layer >= m->cfg.n_layers || k <= 0 ||
+        m->cfg.attn_only)
+        return 0;
+    const lp_block *b = &m->blocks[layer];
+    const lp_linear *w = b->proj.w ? &b->proj : &b->down;
+    if (!w->w || w->out != D || w->in <= 0 || !lp_tensor_is_contiguous(w->w) ||
+        lp_tensor_numel(w->w) != (int64_t)w->in * D)
+        return 0;
+    const float *dec = s->W_dec->data + (size_t)i * D, *W = w->w->data;
+    for (int u = 0; u < w->in; u++) {
+        double acc = 0;
+        for (int d = 0; d < D; d++)
+            acc += (double)dec[d] * (w->trans ? W[(size_t)d * w->in + u] : W[(size_t)u * D + d]);
+        float v = (float)acc, a = fabsf(v);
+        if (n == k && !(a > fabsf(dots[k - 1])))
+            continue;
+        int at = n < k ? n++ : k - 1;
+        while (at > 0 && fabsf(dots[at - 1]) < a) {
+            dots[at] = dots[at - 1], ids[at] = ids[at - 1];
+            at--;
+        }
+        dots[at] = v, ids[at] = u;
+    }
+    return n;
 }
 
 /* A token's text, quoted, cut at 24 bytes on a UTF-8 boundary, appended to buf at *len. */

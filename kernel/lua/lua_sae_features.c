@@ -373,6 +373,9 @@ static int l_feature(lua_State *L)
             return lp_lua_backend_error(L, "sae:feature");
     }
     const char *hook = c->hook_out;
+    int nid[8];
+    float ndot[8];
+    int nn = mu ? lp_feature_neurons(mu->m, s, i, c->layer, 8, nid, ndot) : 0;
     lp_dashboard d = {.feature = i, .d_sae = c->d_sae, .label = label, .what = what, .h = h,
                       .how = "No harvest yet: sae:harvest{model = m, data = corpus} runs the corpus once and keeps "
                              "what this dashboard shows (top examples, interval samples, density, correlated "
@@ -380,7 +383,8 @@ static int l_feature(lua_State *L)
                       .logits = lg, .n_vocab = lg ? mu->m->cfg.d_vocab : 0,
                       .dec = s->W_dec->data + (size_t)i * c->d_out, .d_out = c->d_out,
                       .dim_name = strstr(hook, "hook_post") || strstr(hook, "hook_pre") ? "neuron" : "dimension",
-                      .tok_text = tok_text, .ud = mu, .corr_labels = h ? corr_p : NULL};
+                      .tok_text = tok_text, .ud = mu, .corr_labels = h ? corr_p : NULL,
+                      .neuron = nn ? nid : NULL, .neuron_dot = ndot, .n_neuron = nn, .neuron_layer = c->layer};
     json_t *b = lp_display_dashboard(&d);
     if (!b)
         return lp_lua_backend_error(L, "sae:feature");

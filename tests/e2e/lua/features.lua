@@ -75,6 +75,7 @@ local r = loupe.sae.random{arch = "topk", k = 8, d_in = 192, d_sae = 3072, hook 
 local hn, pn = html_of(r:feature(7, {model = m}))
 assert(pn:find("sae:harvest{", 1, true) and hn:find("POSITIVE LOGITS", 1, true) and hn:find("ALIGNMENT", 1, true),
        "no-harvest dashboard")
+assert(hn:find("MLP NEURONS OF LAYER 1", 1, true), "neuron alignment against the MLP of the hook's layer")
 local t0 = os.clock()
 r:harvest{model = m, data = ds, ctx = 64, quiet = true}
 print(string.format("harvest of %d features: %.2f s cpu", r.d_sae, os.clock() - t0))

@@ -421,3 +421,33 @@ Test(harvest, labels_follow_the_rule)
     cr_assert_eq(strlen(small), 7);
     lp_harvest_free(h);
 }
+
+/* Direct effects: the logits of a decoder row are W_U (final norm's weight folded) times it;
+ * a decoder row equal to the vector MLP neuron 3 writes aligns with neuron 3 first. */
+Test(harvest, direct_logits_and_neuron_alignment)
+{
+    lp_model *m = model();
+    lp_sae *s = sae();
+    const lp_linear *w = &m->blocks[1].proj;
+    cr_assert(w->out == D_ && w->in > 3);
+    for (int d = 0; d < D_; d++)
+        s->W_dec->data[2 * D_ + d] = w->trans ? w->w->data[(size_t)d * w->in + 3] : w->w->data[(size_t)3 * D_ + d];
+    int ids[4];
+    float dots[4];
+    cr_assert_eq(lp_feature_neurons(m, s, 2, 1, 4, ids, dots), 4);
+    cr_assert_eq(ids[0], 3, "neuron %d first", ids[0]);
+    for (int k = 1; k < 4; k++)
+        cr_assert(fabsf(dots[k]) <= fabsf(dots[k - 1]));
+    cr_assert_eq(lp_feature_neurons(m, s, 2, 7, 4, ids, dots), 0, "no layer 7");
+    float lg[V_];
+    cr_assert_eq(lp_feature_logits(m, s, 2, lg), 0, "%s", lp_last_error());
+    for (int v = 0; v < V_; v++) {
+        double want = 0;
+        for (int d = 0; d < D_; d++)
+            want += (double)s->W_dec->data[2 * D_ + d] * m->lnf_w->data[d] * m->unembed.w->data[(size_t)v * D_ + d];
+        cr_assert_float_eq(lg[v], want, 1e-4 * (1 + fabs(want)));
+    }
+    cr_assert_eq(lp_feature_logits(m, s, F_, lg), -1, "out of range");
+    lp_sae_free(s);
+    lp_model_free(m);
+}
