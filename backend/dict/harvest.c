@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "core/interrupt.h"
+#include "core/parallel.h"
 #include "dict/sae_ops.h"
 
 enum { TOP = LP_HARVEST_TOP, FINE = LP_HARVEST_FINE, S = LP_HARVEST_SAMPLES, W = LP_HARVEST_W };
@@ -261,11 +262,6 @@ static void co_add(builder *b, int i, int j)
     id[lo] = j, n[lo]++;
 }
 
-typedef struct act {
-    float v;
-    int i;
-} act;
-
 size_t lp_harvest_bytes(int d, int64_t batch_tokens, int d_in)
 {
     size_t n = (size_t)d;
@@ -275,31 +271,39 @@ size_t lp_harvest_bytes(int d, int64_t batch_tokens, int d_in)
     size_t result = n * (sizeof(double) + sizeof(float) + LP_HARVEST_HIST * sizeof(double) + sizeof(int) +
                          LP_HARVEST_EXAMPLES * sizeof(lp_harvest_example) +
                          LP_HARVEST_INTERVALS * sizeof(lp_harvest_interval) + LP_HARVEST_CORR * 8);
-    size_t batch = (size_t)batch_tokens * ((size_t)d_in * 4 + n * 4 + 5) + n * sizeof(act);
-    return running + result + batch;
+    size_t buffers = (size_t)batch_tokens * ((size_t)d_in * 4 + n * 4 + 6 + LP_HARVEST_CO * sizeof(int32_t));
+    return running + result + buffers;
 }
 
-static int act_desc(const void *a, const void *b)
-{
-    const act *x = a, *y = b;
-    return x->v > y->v ? -1 : x->v < y->v ? 1 : x->i - y->i;
-}
 
-/* Every non-special position of a batch: f (R*T, d). */
-static int add_batch(builder *b, lp_harvest *h, const float *f, const int32_t *ids, const uint8_t *special, int R,
-                     int T, int64_t win0, int64_t pos0, uint64_t seed, act *scratch)
+/* One batch's shared state for the threads: f (R*T, d), the tokens, and per position its (at
+ * most) CO strongest features, strongest first (ties: the lower index). */
+typedef struct batch {
+    builder *b;
+    lp_harvest *h;
+    const float *f;
+    const int32_t *ids;
+    const uint8_t *special;
+    int T, d;
+    int64_t win0, pos0;
+    uint64_t seed;
+    size_t nt;     /* R*T positions */
+    int32_t *co;   /* [R*T][CO] */
+    uint8_t *nco;  /* [R*T] */
+} batch;
+
+/* The strongest features of positions [lo, hi). */
+static void co_lists(void *ctx, size_t lo, size_t hi)
 {
-    int d = b->d;
-    for (int r = 0; r < R; r++)
-        for (int p = 0; p < T; p++) {
-            size_t t = (size_t)r * T + p;
-            if (special[t])
-                continue;
-            const float *row = f + t * d;
-            int64_t gpos = pos0 + (int64_t)t;
-            int na = 0;
-            for (int i0 = 0; i0 < d; i0 += 32) { /* most blocks of a sparse row are all zero */
-                int end = i0 + 32 < d ? i0 + 32 : d;
+    batch *c = ctx;
+    for (size_t t = lo; t < hi; t++) {
+        int32_t *ids = c->co + t * LP_HARVEST_CO;
+        float val[LP_HARVEST_CO];
+        int n = 0;
+        if (!c->special[t]) {
+            const float *row = c->f + t * (size_t)c->d;
+            for (int i0 = 0; i0 < c->d; i0 += 32) {
+                int end = i0 + 32 < c->d ? i0 + 32 : c->d;
                 float mx = 0;
                 for (int i = i0; i < end; i++)
                     mx = row[i] > mx ? row[i] : mx;
@@ -307,24 +311,58 @@ static int add_batch(builder *b, lp_harvest *h, const float *f, const int32_t *i
                     continue;
                 for (int i = i0; i < end; i++) {
                     float v = row[i];
-                    if (!(v > 0 && v <= FLT_MAX))
-                        continue; /* NaN and infinities are not activations */
-                    uint64_t key = lp_harvest_key(seed, gpos, i);
-                    add_activation(b, h, f, ids, T, r, p, i, v, win0 + r, key);
-                    scratch[na++] = (act){v, i};
+                    if (!(v > 0 && v <= FLT_MAX) || (n == LP_HARVEST_CO && !(v > val[n - 1])))
+                        continue;
+                    int at = n < LP_HARVEST_CO ? n++ : LP_HARVEST_CO - 1;
+                    while (at > 0 && val[at - 1] < v) {
+                        val[at] = val[at - 1], ids[at] = ids[at - 1];
+                        at--;
+                    }
+                    val[at] = v, ids[at] = i;
                 }
             }
-            h->n_tokens++;
-            if (na > LP_HARVEST_CO) {
-                qsort(scratch, (size_t)na, sizeof *scratch, act_desc);
-                na = LP_HARVEST_CO;
-            }
-            for (int a = 0; a < na; a++)
-                for (int c = 0; c < na; c++)
-                    if (a != c)
-                        co_add(b, scratch[a].i, scratch[c].i);
         }
-    return 0;
+        c->nco[t] = (uint8_t)n;
+    }
+}
+
+/* Every activation of features [lo, hi) in the batch, position by position: each feature's
+ * state is touched by one thread only, in the order of the positions, so the result does not
+ * depend on the number of threads. */
+static void add_features(void *ctx, size_t lo, size_t hi)
+{
+    batch *c = ctx;
+    int d = c->d, T = c->T;
+    for (size_t t = 0; t < c->nt; t++) {
+        if (c->special[t])
+            continue;
+        int r = (int)(t / (size_t)T), p = (int)(t % (size_t)T);
+        const float *row = c->f + t * (size_t)d;
+        int64_t gpos = c->pos0 + (int64_t)t;
+        for (size_t i0 = lo; i0 < hi; i0 += 32) { /* most blocks of a sparse row are all zero */
+            size_t end = i0 + 32 < hi ? i0 + 32 : hi;
+            float mx = 0;
+            for (size_t i = i0; i < end; i++)
+                mx = row[i] > mx ? row[i] : mx;
+            if (!(mx > 0))
+                continue;
+            for (size_t i = i0; i < end; i++) {
+                float v = row[i];
+                if (!(v > 0 && v <= FLT_MAX))
+                    continue; /* NaN and infinities are not activations */
+                add_activation(c->b, c->h, c->f, c->ids, T, r, p, (int)i, v, c->win0 + r,
+                               lp_harvest_key(c->seed, gpos, (int)i));
+            }
+        }
+        const int32_t *co = c->co + t * LP_HARVEST_CO;
+        for (int a = 0; a < c->nco[t]; a++) {
+            if ((size_t)co[a] < lo || (size_t)co[a] >= hi)
+                continue;
+            for (int k = 0; k < c->nco[t]; k++)
+                if (k != a)
+                    co_add(c->b, co[a], co[k]);
+        }
+    }
 }
 
 /* ---- the result ---- */
@@ -481,9 +519,10 @@ lp_harvest *lp_harvest_run(const lp_model *m, const lp_sae *s, const lp_harvest_
     uint8_t *special = lp_malloc(N, "the harvest's mask");
     float *xs = lp_malloc(N * (size_t)c->d_in * sizeof *xs, "the harvest's inputs");
     float *f = lp_malloc(N * (size_t)d * sizeof *f, "the harvest's features");
-    act *scratch = lp_malloc((size_t)d * sizeof *scratch, "the harvest");
+    int32_t *co = lp_malloc(N * LP_HARVEST_CO * sizeof *co, "the harvest's co-occurrence lists");
+    uint8_t *nco = lp_malloc(N, "the harvest's co-occurrence lists");
     int ok = 0, binit = 0;
-    if (!ids || !special || !xs || !f || !scratch || builder_init(&b, d) < 0)
+    if (!ids || !special || !xs || !f || !co || !nco || builder_init(&b, d) < 0)
         goto done;
     binit = 1;
     if (!(h = lp_harvest_alloc(d)))
@@ -518,7 +557,12 @@ lp_harvest *lp_harvest_run(const lp_model *m, const lp_sae *s, const lp_harvest_
         lp_run_clear(&run);
         if (lp_sae_encode(NULL, f, s, xs, R * T, 0) < 0)
             goto done;
-        add_batch(&b, h, f, ids, special, R, T, (int64_t)w0, (int64_t)w0 * T, o->seed, scratch);
+        batch bt = {.b = &b, .h = h, .f = f, .ids = ids, .special = special, .T = T, .d = d, .win0 = (int64_t)w0,
+                    .pos0 = (int64_t)w0 * T, .seed = o->seed, .nt = (size_t)R * T, .co = co, .nco = nco};
+        lp_par_for(bt.nt, 64, co_lists, &bt);
+        lp_par_for((size_t)d, 256, add_features, &bt);
+        for (size_t t = 0; t < bt.nt; t++)
+            h->n_tokens += !special[t];
         h->windows += R;
         if (o->progress && o->progress(o->ud, (int64_t)(w0 + (size_t)R) * T, (int64_t)wins * T)) {
             lp_set_error_code(LP_ERR_INTERRUPTED, "harvest: interrupted");
@@ -534,7 +578,7 @@ lp_harvest *lp_harvest_run(const lp_model *m, const lp_sae *s, const lp_harvest_
 done:
     if (binit)
         builder_free(&b);
-    free(ids), free(special), free(xs), free(f), free(scratch);
+    free(ids), free(special), free(xs), free(f), free(co), free(nco);
     if (!ok) {
         lp_harvest_free(h);
         return NULL;

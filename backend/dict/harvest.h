@@ -38,8 +38,10 @@
  *
  * Memory while running: about 25 KB per feature (the fine bins' samples with their
  * contexts) plus one batch of runs; the result: about 7 KB per feature. Polls the interrupt
- * flag between model runs ("interrupted": nothing is returned). Single-threaded bookkeeping;
- * the model and the encoder use the BLAS threads.
+ * flag between model runs ("interrupted": nothing is returned). The bookkeeping runs on
+ * lp_par_for's threads, the features split between them (each feature's state in the order
+ * of the positions: the result does not depend on the number of threads); the model and the
+ * encoder use the BLAS threads.
  */
 #ifndef LP_DICT_HARVEST_H
 #define LP_DICT_HARVEST_H

@@ -11,6 +11,7 @@
 #include "core/interrupt.h"
 #include "dict/harvest.h"
 #include "dict/sae_ops.h"
+#include "device.h"
 #include "dict_fixtures.h"
 #include "../model/random_model.h"
 
@@ -449,5 +450,43 @@ Test(harvest, direct_logits_and_neuron_alignment)
     }
     cr_assert_eq(lp_feature_logits(m, s, F_, lg), -1, "out of range");
     lp_sae_free(s);
+    lp_model_free(m);
+}
+
+void openblas_set_num_threads(int n); /* OpenBLAS's own: the products on one thread in both runs */
+
+/* The bookkeeping runs on several threads (features split between them): the same harvest,
+ * to the bit, on 1 and on 3 threads of lp_par_for (OpenBLAS held at one thread, so that the
+ * model's and the encoder's products are the same in both runs), with a wide dictionary so
+ * that the split happens. */
+Test(harvest, the_same_on_any_number_of_threads)
+{
+    lp_model *m = model();
+    lp_sae_config c = {.arch = LP_SAE_TOPK, .d_in = D_, .d_sae = 1000, .d_out = D_, .k = 24, .layer = 1};
+    snprintf(c.hook_in, sizeof c.hook_in, HOOK);
+    snprintf(c.hook_out, sizeof c.hook_out, HOOK);
+    lp_sae *s = lp_sae_new(&c);
+    cr_assert_not_null(s);
+    randomise(s, 11);
+    int32_t *tok = corpus(700, 12);
+    lp_harvest_opts o = hopts(tok, 700);
+    int before = lp_get_threads();
+    lp_set_threads(1);
+    openblas_set_num_threads(1);
+    lp_harvest *h1 = lp_harvest_run(m, s, &o);
+    lp_set_threads(3);
+    openblas_set_num_threads(1);
+    lp_harvest *h3 = lp_harvest_run(m, s, &o);
+    lp_set_threads(before);
+    cr_assert(h1 && h3, "%s", lp_last_error());
+    same_harvest(h1, h3);
+    int corr = 0;
+    for (int i = 0; i < c.d_sae * LP_HARVEST_CORR; i++)
+        corr += h1->corr[i] >= 0;
+    cr_assert(corr > c.d_sae, "co-occurrence is exercised");
+    lp_harvest_free(h1);
+    lp_harvest_free(h3);
+    lp_sae_free(s);
+    free(tok);
     lp_model_free(m);
 }
