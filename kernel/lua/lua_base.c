@@ -399,6 +399,7 @@ void lp_lua_open_sae_eval(lua_State *L); /* lua_sae_eval.c: sae:evaluate, after 
 void lp_lua_open_sae_codec(lua_State *L); /* lua_sae_codec.c: after lp_lua_open_dict */
 void lp_lua_open_sae_train(lua_State *L); /* lua_sae_train.c: after lp_lua_open_dict */
 void lp_lua_open_clt(lua_State *L);       /* lua_clt.c: clt:encode, clt:forward, after lp_lua_open_dict */
+void lp_lua_open_sae_features(lua_State *L); /* lua_sae_features.c: after lp_lua_open_dict */
 void lp_lua_open_analysis(lua_State *L); /* lua_analysis.h: after lp_lua_open_model */
 void lp_lua_open_steer(lua_State *L);    /* lua_steer.h: m:intervene, loupe.compare; after lp_lua_open_model */
 void lp_lua_open_graph(lua_State *L);    /* lua_graph.c: loupe.attribute, loupe.graph */
@@ -481,5 +482,6 @@ void lp_lua_open_all(lua_State *L)
     lp_lua_open_steer(L);
     lp_lua_open_graph(L);
     lp_lua_open_clt(L);
+    lp_lua_open_sae_features(L);
     lua_pop(L, 1);
 }

@@ -211,6 +211,23 @@ static int opt_int(lua_State *L, int t, const char *key, int def)
     return v;
 }
 
+/* Calls every function of the registry's file hooks list `which` ("save" or "load") with
+ * (the SAE at idx, dir): other binding files keep their own files beside the weights. */
+static void run_file_hooks(lua_State *L, const char *which, int idx, const char *dir)
+{
+    idx = lua_absindex(L, idx);
+    int top = lua_gettop(L);
+    if (lua_getfield(L, LUA_REGISTRYINDEX, LP_LUA_SAE_FILE_HOOKS) == LUA_TTABLE &&
+        lua_getfield(L, -1, which) == LUA_TTABLE) {
+        for (lua_Integer k = 1; lua_rawgeti(L, -1, k) == LUA_TFUNCTION; k++) {
+            lua_pushvalue(L, idx);
+            lua_pushstring(L, dir);
+            lua_call(L, 2, 0);
+        }
+    }
+    lua_settop(L, top);
+}
+
 static int sae_save(lua_State *L)
 {
     lp_sae *s = lp_lua_check_sae(L, 1);
@@ -224,6 +241,7 @@ static int sae_save(lua_State *L)
     }
     if (lp_sae_save(s, dir, &m) < 0)
         return lp_lua_backend_error(L, "sae:save");
+    run_file_hooks(L, "save", 1, dir);
     lua_settop(L, 1);
     return 1;
 }
@@ -257,6 +275,8 @@ static int sae_load(lua_State *L)
     if (!s)
         return lp_lua_backend_error(L, "loupe.sae.load");
     lp_lua_push_sae(L, s);
+    if (!ends_with(path, ".npz"))
+        run_file_hooks(L, "load", -1, path);
     return 1;
 }
 

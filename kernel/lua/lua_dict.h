@@ -20,6 +20,10 @@
 /* registry: a weak-keyed table SAE userdata -> {field = value}: fields other binding files
  * attach to one SAE (loupe.sae.train's `history`), read by sae.<field> after the built-in ones */
 #define LP_LUA_SAE_EXTRA "loupe.sae_extra"
+/* registry: {save = {fn, ...}, load = {fn, ...}}: functions other binding files add, called
+ * as fn(sae, dir) after sae:save wrote the weights and after loupe.sae.load read them
+ * (lua_sae_features.c keeps the harvest and the labels beside the weights this way) */
+#define LP_LUA_SAE_FILE_HOOKS "loupe.sae_file_hooks"
 
 /* Called with the `loupe` table on top of the stack; adds loupe.sae and loupe.transcoders
  * (or adds to them when they exist) and leaves the stack as it found it. */

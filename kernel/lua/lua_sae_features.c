@@ -1,0 +1,653 @@
+/* Features of a dictionary you can see: sae:harvest{...} (backend/dict/harvest.h) with a
+ * progress bar, sae:feature(i) (display/dashboard.h) and sae:label(i [, text]); the harvest
+ * and the labels ride with the SAE (lua_dict's extra fields "harvest", read back with
+ * sae:harvest(), and "labels", read as sae.labels: feature index -> label) and
+ * are saved and loaded with it through lua_dict's file hooks (loupe_harvest.safetensors,
+ * loupe_labels.json beside sae_weights.safetensors). Feature indices count from 0, as
+ * SAELens, Neuronpedia and circuit-tracer count them. Follows the contract in lua_api.h. */
+#include <jansson.h>
+#include <lauxlib.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/interrupt.h"
+#include "dashboard.h"
+#include "dict/harvest.h"
+#include "dict/io_impl.h"
+#include "lua_api.h"
+#include "lua_data.h"
+#include "lua_dict.h"
+#include "lua_model_impl.h"
+#include "progress.h"
+#include "util.h"
+
+#define HARVEST_MT "loupe.Harvest"
+#define DASH_MT "loupe.FeatureDashboard"
+#define LABELS_FILE "loupe_labels.json"
+enum { LABEL_MAX = 200 };
+
+typedef struct {
+    lp_harvest *h;
+} harvest_ud;
+
+typedef struct {
+    json_t *bundle;
+} dash_ud;
+
+/* ---- the SAE's extra fields ---------------------------------------------------------------- */
+
+/* Pushes extra[sae] (made when missing) for the SAE at idx. */
+static void push_extra(lua_State *L, int idx)
+{
+    idx = lua_absindex(L, idx);
+    if (lua_getfield(L, LUA_REGISTRYINDEX, LP_LUA_SAE_EXTRA) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_createtable(L, 0, 1);
+        lua_pushstring(L, "k"), lua_setfield(L, -2, "__mode");
+        lua_setmetatable(L, -2);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, LUA_REGISTRYINDEX, LP_LUA_SAE_EXTRA);
+    }
+    lua_pushvalue(L, idx);
+    if (lua_rawget(L, -2) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, idx);
+        lua_pushvalue(L, -2);
+        lua_rawset(L, -4);
+    }
+    lua_remove(L, -2);
+}
+
+/* The SAE's harvest (borrowed) or NULL; leaves the stack as it was. */
+static lp_harvest *sae_harvest(lua_State *L, int idx)
+{
+    push_extra(L, idx);
+    lua_getfield(L, -1, "harvest");
+    harvest_ud *u = luaL_testudata(L, -1, HARVEST_MT);
+    lua_pop(L, 2);
+    return u ? u->h : NULL;
+}
+
+/* The model for a feature's logits: opts.model, else the one the harvest ran; NULL when
+ * neither. Leaves the stack as it was. */
+static model_ud *feature_model(lua_State *L, int sae, int opts)
+{
+    model_ud *mu = NULL;
+    if (opts && lua_istable(L, opts)) {
+        lua_getfield(L, opts, "model");
+        if (!lua_isnil(L, -1))
+            mu = check_model(L, -1);
+        lua_pop(L, 1);
+    }
+    if (!mu) {
+        push_extra(L, sae);
+        lua_getfield(L, -1, "model");
+        mu = luaL_testudata(L, -1, MODEL_MT);
+        lua_pop(L, 2);
+    }
+    return mu && mu->m ? mu : NULL;
+}
+
+static const char *tok_text(void *ud, int32_t id)
+{
+    model_ud *mu = ud;
+    return mu && mu->tok ? lp_tokenizer_token(mu->tok, id) : NULL;
+}
+
+static int check_feature(lua_State *L, const lp_sae *s, int idx, const char *what)
+{
+    int ok;
+    lua_Integer i = lua_tointegerx(L, idx, &ok);
+    if (!ok)
+        return luaL_error(L, "%s: the feature must be an integer index (0..%d), got %s", what, s->cfg.d_sae - 1,
+                          luaL_typename(L, idx));
+    if (i < 0 || i >= s->cfg.d_sae)
+        return luaL_error(L, "%s: feature %I is out of range: the dictionary has %d features, 0..%d", what, i,
+                          s->cfg.d_sae, s->cfg.d_sae - 1);
+    return (int)i;
+}
+
+/* extra[field][i] as a string into buf: 1 when there is one. Leaves the stack as it was. */
+static int extra_label(lua_State *L, int sae, const char *field, int i, char *buf, size_t cap)
+{
+    int top = lua_gettop(L), found = 0;
+    push_extra(L, sae);
+    if (lua_getfield(L, -1, field) == LUA_TTABLE && lua_rawgeti(L, -1, i) == LUA_TSTRING) {
+        snprintf(buf, cap, "%s", lua_tostring(L, -1));
+        found = 1;
+    }
+    lua_settop(L, top);
+    return found;
+}
+
+/* Feature i's label into buf: the user's; else the automatic one, computed when a model is
+ * known (its tokens and the promoted token), else the one saved with the dictionary, else
+ * computed from the harvest alone (tokens as #id). */
+static void auto_label(lua_State *L, int sae, const lp_sae *s, int i, model_ud *mu, char *buf, size_t cap)
+{
+    if (!mu && extra_label(L, sae, "auto_labels", i, buf, cap))
+        return;
+    const char *promoted = NULL;
+    if (mu && mu->tok && s->cfg.d_out == mu->m->cfg.d_model) {
+        float *lg = malloc((size_t)mu->m->cfg.d_vocab * sizeof *lg);
+        if (lg && lp_feature_logits(mu->m, s, i, lg) == 0) {
+            int best = 0;
+            for (int v = 1; v < mu->m->cfg.d_vocab; v++)
+                if (lg[v] > lg[best])
+                    best = v;
+            promoted = lp_tokenizer_token(mu->tok, best);
+        }
+        free(lg);
+    }
+    lp_harvest_label(buf, cap, sae_harvest(L, sae), i, promoted, tok_text, mu);
+}
+
+static void label_of(lua_State *L, int sae, const lp_sae *s, int i, model_ud *mu, char *buf, size_t cap)
+{
+    if (!extra_label(L, sae, "labels", i, buf, cap))
+        auto_label(L, sae, s, i, mu, buf, cap);
+}
+
+/* ---- sae:harvest ---------------------------------------------------------------------------- */
+
+typedef struct {
+    lua_State *L;
+    char id[48];
+    double t0, last;
+    int started, quiet;
+} bar;
+
+static void bar_show(bar *b, double done, double total, int final)
+{
+    json_t *j = lp_display_progress("harvest", done, total, lp_now_s() - b->t0, final);
+    if (!j)
+        return;
+    lp_lua_publish(b->L, j, b->id, b->started);
+    b->started = 1;
+    b->last = lp_now_s();
+}
+
+static int on_progress(void *ud, int64_t done, int64_t total)
+{
+    bar *b = ud;
+    if (!b->quiet && lp_now_s() - b->last >= 0.25)
+        bar_show(b, (double)done, (double)total, 0);
+    return 0;
+}
+
+static int harvest_gc(lua_State *L)
+{
+    harvest_ud *u = luaL_checkudata(L, 1, HARVEST_MT);
+    lp_harvest_free(u->h);
+    u->h = NULL;
+    return 0;
+}
+
+static int harvest_tostring(lua_State *L)
+{
+    harvest_ud *u = luaL_checkudata(L, 1, HARVEST_MT);
+    const lp_harvest *h = u->h;
+    int dead = 0;
+    double dens = 0;
+    for (int i = 0; i < h->d_sae; i++) {
+        dead += h->count[i] == 0;
+        dens += h->count[i] / (double)h->n_tokens;
+    }
+    char line[400];
+    snprintf(line, sizeof line, "harvest of %lld tokens (%lld windows of %d) at %s: %d features, %d live, %d dead, "
+             "mean density %.3g%%", (long long)h->n_tokens, (long long)h->windows, h->ctx, h->hook, h->d_sae,
+             h->d_sae - dead, dead, 100 * dens / h->d_sae);
+    lua_pushstring(L, line);
+    return 1;
+}
+
+static int harvest_index(lua_State *L)
+{
+    harvest_ud *u = luaL_checkudata(L, 1, HARVEST_MT);
+    const char *k = luaL_checkstring(L, 2);
+    const lp_harvest *h = u->h;
+    if (!strcmp(k, "n_tokens"))
+        lua_pushinteger(L, h->n_tokens);
+    else if (!strcmp(k, "d_sae"))
+        lua_pushinteger(L, h->d_sae);
+    else if (!strcmp(k, "density") || !strcmp(k, "max")) {
+        lua_createtable(L, h->d_sae, 0);
+        for (int i = 0; i < h->d_sae; i++) {
+            lua_pushnumber(L, k[0] == 'd' ? h->count[i] / (double)h->n_tokens : h->max[i]);
+            lua_rawseti(L, -2, i + 1);
+        }
+    } else
+        lua_pushnil(L);
+    return 1;
+}
+
+/* Reads data = dataset | {ids} at opts[key] into o (a scratch copy of a table). */
+static void read_tokens(lua_State *L, int opts, const lp_model_config *c, lp_harvest_opts *o)
+{
+    lua_getfield(L, opts, "data");
+    int t = lua_gettop(L);
+    if (lua_istable(L, t)) {
+        size_t n = lua_rawlen(L, t);
+        int32_t *ids = lua_newuserdatauv(L, (n ? n : 1) * sizeof *ids, 0);
+        for (size_t i = 0; i < n; i++) {
+            int ok;
+            lua_rawgeti(L, t, (lua_Integer)i + 1);
+            lua_Integer id = lua_tointegerx(L, -1, &ok);
+            if (!ok || id < 0 || id >= c->d_vocab)
+                luaL_error(L, "sae:harvest: data[%d] is not a token id of this model (0..%d)", (int)i + 1,
+                           c->d_vocab - 1);
+            ids[i] = (int32_t)id;
+            lua_pop(L, 1);
+        }
+        o->tokens = ids, o->ntokens = n;
+    } else if (!lua_isnil(L, t)) {
+        lp_dataset *d = lp_lua_check_dataset(L, t, NULL);
+        o->tokens = lp_dataset_ids(d), o->ntokens = lp_dataset_size(d);
+    } else {
+        luaL_error(L, "sae:harvest: no data (data = a loupe.data dataset or a table of token ids)");
+    }
+    /* the dataset (or the scratch copy) stays on the stack while the harvest runs */
+}
+
+static lua_Integer opt_integer(lua_State *L, int t, const char *key, lua_Integer def)
+{
+    lua_getfield(L, t, key);
+    lua_Integer v = lua_isnil(L, -1) ? def : luaL_checkinteger(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+static int l_harvest(lua_State *L)
+{
+    lp_sae *s = lp_lua_check_sae(L, 1);
+    if (lua_isnoneornil(L, 2)) { /* the harvest the SAE holds, or nil */
+        push_extra(L, 1);
+        lua_getfield(L, -1, "harvest");
+        return 1;
+    }
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 2);
+    lua_getfield(L, 2, "model"); /* 3 */
+    if (lua_isnil(L, 3))
+        return luaL_error(L, "sae:harvest: no model (model = m)");
+    model_ud *mu = check_model(L, 3);
+    const lp_model_config *c = &mu->m->cfg;
+    lp_harvest_opts o = {0};
+    read_tokens(L, 2, c, &o); /* 4, 5: data (and its copy) */
+    o.ctx = (int)opt_integer(L, 2, "ctx", c->n_ctx > 0 && c->n_ctx < 64 ? c->n_ctx : 64);
+    o.want = opt_integer(L, 2, "tokens", 0);
+    o.batch = (int)opt_integer(L, 2, "batch", 8);
+    o.seed = (uint64_t)opt_integer(L, 2, "seed", 0);
+    o.prepend_bos = lp_lua_opt_bool(L, 2, "prepend_bos", c->bos >= 0);
+    o.keep_special = lp_lua_opt_bool(L, 2, "keep_special", 0);
+    bar b = {.L = L, .quiet = lp_lua_opt_bool(L, 2, "quiet", 0)};
+    char uuid[37];
+    lp_uuid(uuid);
+    snprintf(b.id, sizeof b.id, "loupe-harvest-%.12s", uuid);
+    b.t0 = lp_now_s();
+    o.progress = on_progress, o.ud = &b;
+    harvest_ud *u = lua_newuserdatauv(L, sizeof *u, 0);
+    u->h = NULL;
+    luaL_setmetatable(L, HARVEST_MT);
+    int hu = lua_gettop(L);
+    u->h = lp_harvest_run(mu->m, s, &o);
+    if (!u->h) {
+        char err[600];
+        lp_err code = lp_last_error_code();
+        snprintf(err, sizeof err, "%s", lp_last_error());
+        if (b.started)
+            bar_show(&b, 0, 1, 0);
+        return lp_lua_raise(L, lp_interrupted() ? LP_ERR_INTERRUPTED : code, "sae:harvest: %s", err);
+    }
+    if (!b.quiet)
+        bar_show(&b, (double)u->h->n_tokens, (double)u->h->n_tokens, 1);
+    push_extra(L, 1);
+    lua_pushvalue(L, hu), lua_setfield(L, -2, "harvest");
+    lua_pushvalue(L, 3), lua_setfield(L, -2, "model");
+    lua_pop(L, 1);
+    lua_pushvalue(L, hu);
+    return 1;
+}
+
+/* ---- sae:feature and sae:label ------------------------------------------------------------ */
+
+static int dash_gc(lua_State *L)
+{
+    dash_ud *u = luaL_checkudata(L, 1, DASH_MT);
+    json_decref(u->bundle);
+    u->bundle = NULL;
+    return 0;
+}
+
+static int dash_display(lua_State *L)
+{
+    dash_ud *u = luaL_checkudata(L, 1, DASH_MT);
+    lua_newtable(L);
+    const char *k;
+    json_t *v;
+    json_object_foreach(u->bundle, k, v) {
+        lua_pushlstring(L, json_string_value(v), json_string_length(v));
+        lua_setfield(L, -2, k);
+    }
+    return 1;
+}
+
+static int dash_tostring(lua_State *L)
+{
+    dash_ud *u = luaL_checkudata(L, 1, DASH_MT);
+    lua_pushstring(L, json_string_value(json_object_get(u->bundle, "text/plain")));
+    return 1;
+}
+
+static int l_feature(lua_State *L)
+{
+    lp_sae *s = lp_lua_check_sae(L, 1);
+    int i = check_feature(L, s, 2, "sae:feature");
+    lua_settop(L, 3);
+    model_ud *mu = feature_model(L, 1, 3);
+    lp_harvest *h = sae_harvest(L, 1);
+    char label[LABEL_MAX + 64], what[256];
+    char corr[LP_HARVEST_CORR][LABEL_MAX + 64];
+    const char *corr_p[LP_HARVEST_CORR] = {0};
+    label_of(L, 1, s, i, mu, label, sizeof label);
+    for (int k = 0; h && k < LP_HARVEST_CORR; k++) {
+        int j = h->corr[(size_t)i * LP_HARVEST_CORR + k];
+        if (j < 0)
+            break;
+        label_of(L, 1, s, j, mu, corr[k], sizeof corr[k]);
+        corr_p[k] = corr[k];
+    }
+    const lp_sae_config *c = &s->cfg;
+    snprintf(what, sizeof what, "%s %s on %s (%d features)%s", lp_sae_arch_name(c->arch),
+             c->transcoder ? "transcoder" : "SAE", c->hook_in, c->d_sae,
+             mu ? "" : " · no model: sae:feature(i, {model = m}) shows the logits");
+    float *lg = NULL;
+    if (mu && c->d_out == mu->m->cfg.d_model) {
+        lg = lua_newuserdatauv(L, (size_t)mu->m->cfg.d_vocab * sizeof *lg, 0);
+        if (lp_feature_logits(mu->m, s, i, lg) < 0)
+            return lp_lua_backend_error(L, "sae:feature");
+    }
+    const char *hook = c->hook_out;
+    int nid[8];
+    float ndot[8];
+    int nn = mu ? lp_feature_neurons(mu->m, s, i, c->layer, 8, nid, ndot) : 0;
+    lp_dashboard d = {.feature = i, .d_sae = c->d_sae, .label = label, .what = what, .h = h,
+                      .how = "No harvest yet: sae:harvest{model = m, data = corpus} runs the corpus once and keeps "
+                             "what this dashboard shows (top examples, interval samples, density, correlated "
+                             "features); sae:save(dir) keeps it with the dictionary.",
+                      .logits = lg, .n_vocab = lg ? mu->m->cfg.d_vocab : 0,
+                      .dec = s->W_dec->data + (size_t)i * c->d_out, .d_out = c->d_out,
+                      .dim_name = strstr(hook, "hook_post") || strstr(hook, "hook_pre") ? "neuron" : "dimension",
+                      .tok_text = tok_text, .ud = mu, .corr_labels = h ? corr_p : NULL,
+                      .neuron = nn ? nid : NULL, .neuron_dot = ndot, .n_neuron = nn, .neuron_layer = c->layer};
+    json_t *b = lp_display_dashboard(&d);
+    if (!b)
+        return lp_lua_backend_error(L, "sae:feature");
+    dash_ud *u = lua_newuserdatauv(L, sizeof *u, 0);
+    u->bundle = b;
+    luaL_setmetatable(L, DASH_MT);
+    return 1;
+}
+
+/* Refuses a label that cannot be one: not a string, NUL bytes, too long. */
+static const char *check_label(lua_State *L, int idx)
+{
+    size_t n;
+    const char *t = lua_tolstring(L, idx, &n);
+    if (!t)
+        luaL_error(L, "sae:label: the label must be a string (or false to forget it), got %s", luaL_typename(L, idx));
+    if (strlen(t) != n)
+        luaL_error(L, "sae:label: the label holds a NUL byte");
+    if (n > LABEL_MAX)
+        luaL_error(L, "sae:label: the label has %d bytes, at most %d", (int)n, LABEL_MAX);
+    json_t *j = json_stringn(t, n); /* NULL for text that is not UTF-8 */
+    if (!j)
+        luaL_error(L, "sae:label: the label is not valid UTF-8");
+    json_decref(j);
+    return t;
+}
+
+static int l_label(lua_State *L)
+{
+    lp_sae *s = lp_lua_check_sae(L, 1);
+    int i = check_feature(L, s, 2, "sae:label");
+    if (lua_gettop(L) >= 3 && !lua_istable(L, 3)) {
+        int forget = lua_isboolean(L, 3) && !lua_toboolean(L, 3);
+        if (!forget)
+            check_label(L, 3);
+        push_extra(L, 1);
+        if (lua_getfield(L, -1, "labels") != LUA_TTABLE) {
+            lua_pop(L, 1);
+            lua_newtable(L);
+            lua_pushvalue(L, -1);
+            lua_setfield(L, -3, "labels");
+        }
+        if (forget)
+            lua_pushnil(L);
+        else
+            lua_pushvalue(L, 3);
+        lua_rawseti(L, -2, i);
+        lua_pop(L, 2);
+        lua_settop(L, 2);
+    }
+    lua_settop(L, 3);
+    char label[LABEL_MAX + 64];
+    label_of(L, 1, s, i, feature_model(L, 1, 3), label, sizeof label);
+    lua_pushstring(L, label);
+    return 1;
+}
+
+/* ---- files: lua_dict's save and load hooks ------------------------------------------------- */
+
+/* hook(sae, dir) after sae:save: the harvest and the labels beside the weights (older files
+ * of the folder that no longer belong to this SAE are removed). */
+static int save_extras(lua_State *L)
+{
+    lp_sae *s = lp_lua_check_sae(L, 1);
+    const char *dir = luaL_checkstring(L, 2);
+    lp_harvest *h = sae_harvest(L, 1);
+    char *hp = lp_dict_join(dir, "loupe_harvest.safetensors"), *lpth = lp_dict_join(dir, LABELS_FILE);
+    if (!hp || !lpth) {
+        free(hp), free(lpth);
+        return lp_lua_backend_error(L, "sae:save");
+    }
+    if (h) {
+        if (lp_harvest_save(h, dir) < 0) {
+            free(hp), free(lpth);
+            return lp_lua_backend_error(L, "sae:save");
+        }
+    } else {
+        remove(hp);
+    }
+    json_t *labels = json_object();
+    push_extra(L, 1);
+    if (lua_getfield(L, -1, "labels") == LUA_TTABLE) {
+        for (int i = 0; i < s->cfg.d_sae; i++) {
+            if (lua_rawgeti(L, -1, i) == LUA_TSTRING) {
+                char key[16];
+                snprintf(key, sizeof key, "%d", i);
+                json_object_set_new(labels, key, json_string(lua_tostring(L, -1)));
+            }
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 2);
+    json_t *autos = json_object();
+    model_ud *mu = feature_model(L, 1, 0);
+    if (h && mu && autos) { /* the automatic labels, for a later session without the model */
+        for (int i = 0; i < s->cfg.d_sae; i++) {
+            char key[16], buf[LABEL_MAX + 64];
+            auto_label(L, 1, s, i, mu, buf, sizeof buf);
+            snprintf(key, sizeof key, "%d", i);
+            json_object_set_new(autos, key, json_string(buf));
+        }
+    }
+    int rc = 0;
+    if ((labels && json_object_size(labels) > 0) || (autos && json_object_size(autos) > 0)) {
+        json_t *doc = json_pack("{s:o,s:o}", "labels", labels, "auto", autos);
+        labels = autos = NULL;
+        rc = doc ? json_dump_file(doc, lpth, JSON_INDENT(1) | JSON_SORT_KEYS) : -1;
+        json_decref(doc);
+    } else {
+        remove(lpth);
+    }
+    json_decref(labels);
+    json_decref(autos);
+    free(hp);
+    if (rc != 0) {
+        lua_pushfstring(L, "sae:save: cannot write %s", lpth);
+        free(lpth);
+        return lua_error(L);
+    }
+    free(lpth);
+    return 0;
+}
+
+/* hook(sae, dir) after loupe.sae.load: the harvest and labels when the folder has them. */
+static int load_extras(lua_State *L)
+{
+    lp_sae *s = lp_lua_check_sae(L, 1);
+    const char *dir = luaL_checkstring(L, 2);
+    if (lp_harvest_exists(dir)) {
+        harvest_ud *u = lua_newuserdatauv(L, sizeof *u, 0);
+        u->h = NULL;
+        luaL_setmetatable(L, HARVEST_MT);
+        if (!(u->h = lp_harvest_load(dir, s->cfg.d_sae)))
+            return lp_lua_raise(L, lp_last_error_code(), "loupe.sae.load: %s (remove the file to load the SAE "
+                                "without its harvest)", lp_last_error());
+        push_extra(L, 1);
+        lua_pushvalue(L, -2), lua_setfield(L, -2, "harvest");
+        lua_pop(L, 2);
+    }
+    char *path = lp_dict_join(dir, LABELS_FILE);
+    if (!path)
+        return lp_lua_backend_error(L, "loupe.sae.load");
+    json_error_t je;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        free(path);
+        return 0;
+    }
+    json_t *doc = json_loadf(f, 0, &je);
+    fclose(f);
+    json_t *labels = doc ? json_object_get(doc, "labels") : NULL;
+    json_t *autos = doc ? json_object_get(doc, "auto") : NULL;
+    if (!json_is_object(labels) || (autos && !json_is_object(autos))) {
+        json_decref(doc);
+        lua_pushfstring(L, "loupe.sae.load: %s: not a JSON object {\"labels\": {\"<feature>\": \"<label>\"}}", path);
+        free(path);
+        return lua_error(L);
+    }
+    push_extra(L, 1);
+    for (int part = 0; part < 2; part++) {
+        json_t *obj = part ? autos : labels;
+        if (!obj)
+            continue;
+        lua_newtable(L);
+        const char *k;
+        json_t *v;
+        json_object_foreach(obj, k, v) {
+            char *end;
+            long i = strtol(k, &end, 10);
+            size_t n = json_is_string(v) ? json_string_length(v) : 0;
+            if (end == k || *end || i < 0 || i >= s->cfg.d_sae || !json_is_string(v) || n > LABEL_MAX + 64 ||
+                strlen(json_string_value(v)) != n) {
+                lua_pushfstring(L, "loupe.sae.load: %s: label \"%s\" is not a feature index (0..%d) with a string "
+                                   "of at most %d bytes", path, k, s->cfg.d_sae - 1, LABEL_MAX);
+                json_decref(doc);
+                free(path);
+                return lua_error(L);
+            }
+            lua_pushstring(L, json_string_value(v));
+            lua_rawseti(L, -2, i);
+        }
+        lua_setfield(L, -2, part ? "auto_labels" : "labels");
+    }
+    lua_pop(L, 1);
+    json_decref(doc);
+    free(path);
+    return 0;
+}
+
+static void add_file_hook(lua_State *L, const char *which, lua_CFunction f)
+{
+    if (lua_getfield(L, LUA_REGISTRYINDEX, LP_LUA_SAE_FILE_HOOKS) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, LUA_REGISTRYINDEX, LP_LUA_SAE_FILE_HOOKS);
+    }
+    if (lua_getfield(L, -1, which) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, -3, which);
+    }
+    lua_pushcfunction(L, f);
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    lua_pop(L, 2);
+}
+
+void lp_lua_open_sae_features(lua_State *L)
+{
+    if (luaL_newmetatable(L, HARVEST_MT)) {
+        lua_pushcfunction(L, harvest_gc), lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, harvest_tostring), lua_setfield(L, -2, "__tostring");
+        lua_pushcfunction(L, harvest_index), lua_setfield(L, -2, "__index");
+        static const lp_lua_field fields[] = {
+            {"n_tokens", "integer: the positions harvested"},
+            {"d_sae", "integer: features"},
+            {"density", "{number}: the fraction of tokens where each feature fired (index i+1 for feature i)"},
+            {"max", "{number}: each feature's largest activation"},
+            {NULL, NULL}};
+        lp_lua_settype(L, lua_gettop(L), "Harvest: what sae:harvest kept per feature for dashboards and labels",
+                       fields);
+    }
+    lua_pop(L, 1);
+    if (luaL_newmetatable(L, DASH_MT)) {
+        lua_pushcfunction(L, dash_gc), lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, dash_display), lua_setfield(L, -2, "__display");
+        lua_pushcfunction(L, dash_tostring), lua_setfield(L, -2, "__tostring");
+        lp_lua_settype(L, lua_gettop(L), "FeatureDashboard: sae:feature(i), shown inline", NULL);
+    }
+    lua_pop(L, 1);
+    add_file_hook(L, "save", save_extras);
+    add_file_hook(L, "load", load_extras);
+    if (!luaL_getmetatable(L, LP_LUA_SAE_MT)) {
+        lua_pop(L, 1);
+        return;
+    }
+    if (lua_getfield(L, -1, "__methods") != LUA_TTABLE) {
+        lua_pop(L, 2);
+        return;
+    }
+    lp_lua_setfunc(L, -1, "harvest", l_harvest,
+                   "sae:harvest{model = m, data = dataset | {ids} [, tokens = all, ctx = 64, batch = 8, seed = 0,\n"
+                   "            prepend_bos, keep_special, quiet]} -> Harvest;  sae:harvest() -> the SAE's, or nil\n"
+                   "Runs the corpus once through the model and the dictionary (an SAE on its hook, a transcoder\n"
+                   "on its hook_in) and keeps per feature: the 20 top activating examples with 5 tokens of\n"
+                   "context each side, 5 uniform samples of each of 10 equal-width activation intervals, the\n"
+                   "density, a log10 activation histogram and the most co-occurring features. Memory grows\n"
+                   "with the features, not the corpus; interruptible; a progress bar. The SAE keeps it\n"
+                   "(sae.harvest), sae:save writes it beside the weights and loupe.sae.load reads it back.");
+    lp_lua_setfunc(L, -1, "feature", l_feature,
+                   "sae:feature(i [, {model = m}]) -> FeatureDashboard\n"
+                   "The dashboard of feature i (0-based): density and activation histogram, top 10 positive\n"
+                   "and negative logits of its direct effect (W_dec,i through W_U) with their histogram, top\n"
+                   "activating examples and interval samples as highlighted tokens, the largest decoder\n"
+                   "entries and the most correlated features. The model is the harvest's unless given.");
+    lp_lua_setfunc(L, -1, "label", l_label,
+                   "sae:label(i [, text | false]) -> string\n"
+                   "Feature i's label: the one given with sae:label(i, text) (false forgets it), else an\n"
+                   "automatic one from the harvest: '\" Oslo\"' when most top examples fire on that token,\n"
+                   "'after \" in\"' when most follow it, then '-> \"t\"' for the token it promotes most.\n"
+                   "sae:label(i, {model = m}) names the tokens with m's tokenizer (an SAE that ran sae:harvest\n"
+                   "knows its model). Labels are saved with the dictionary (loupe_labels.json: the user's\n"
+                   "and the automatic ones, so that a later session shows them without the model).");
+    lua_pop(L, 2);
+}

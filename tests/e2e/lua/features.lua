@@ -1,0 +1,96 @@
+-- Feature harvest, dashboards and labels on the default model (tests/e2e/test_features.py
+-- runs this with `loupe run`, PLANTED = the folder of a hand-built SAE whose feature 0 reads
+-- the embedding direction of token TOKEN at hook_embed and writes DEC; every check raises).
+local m = loupe.load(MODEL)
+local tok = loupe.tokenizer(MODEL)
+local text = table.concat({
+    "Mara lives in Oslo and Ben lives in Paris. ", "The cat sat on the mat. ",
+    "Anna moved to Oslo last year. ", "Tom said that the dog was happy. "}, "")
+local ds = loupe.data.load{text = string.rep(text, 30), tokenizer = tok}
+
+local function html_of(fig)
+    local b = getmetatable(fig).__display(fig)
+    assert(type(b["text/plain"]) == "string" and #b["text/plain"] > 0, "no text/plain")
+    return b["text/html"], b["text/plain"]
+end
+
+-- 1. the planted feature fires on its token only; its dashboard's top examples all contain it
+local sae = loupe.sae.load(PLANTED)
+assert(sae:harvest() == nil, "a fresh SAE has no harvest")
+local h = sae:harvest{model = m, data = ds, ctx = 32, quiet = true}
+assert(h.n_tokens > 500, "harvested " .. h.n_tokens)
+local dens = h.density
+assert(dens[1] > 0 and dens[2] == 0, "feature 0 fires, feature 1 never: " .. dens[1] .. " " .. dens[2])
+local html, plain = html_of(sae:feature(0))
+local top = plain:match("top tokens:([^\n]*)")
+assert(top, plain)
+local n = 0
+for t in top:gmatch("(%S+) %(") do
+    assert(t == TOKEN_SHOWN, "a top example fires on " .. t .. ", not " .. TOKEN_SHOWN)
+    n = n + 1
+end
+assert(n == 5, "five top tokens listed: " .. top)
+local promoted = plain:match("promotes: (%S+) %(")
+assert(promoted == TOP_LOGIT_SHOWN, "top logit " .. tostring(promoted) .. ", W_U says " .. TOP_LOGIT_SHOWN)
+assert(sae:label(0) == '"' .. TOKEN_TEXT .. '" -> "' .. TOP_LOGIT_TEXT .. '"', "label " .. sae:label(0))
+assert(sae:label(1):match("^dead"), "label of the dead feature: " .. sae:label(1))
+assert(#html < 300000, "dashboard of " .. #html .. " bytes")
+print("planted ok", #html)
+
+-- 2. save / load round trip keeps the harvest and the labels
+sae:label(1, '<script>alert("x")</script><img src=x onerror=alert(1)>\u{202E}evil')
+sae:save(OUT .. "/planted")
+local s2 = loupe.sae.load(OUT .. "/planted")
+assert(s2:harvest() and s2:harvest().n_tokens == h.n_tokens, "the harvest loads back")
+assert(s2:label(1) == sae:label(1), "the label loads back")
+assert(s2:label(0) == sae:label(0) or s2:label(0):match('^"' .. TOKEN_TEXT), s2:label(0))
+local h2 = html_of(s2:feature(1, {model = m}))
+assert(not h2:find("<script>alert", 1, true) and not h2:find("<img src=x", 1, true), "hostile label as text")
+assert(h2:find("&lt;script&gt;alert", 1, true), "the label is shown escaped")
+local h3 = html_of(s2:feature(0, {model = m}))
+assert(h3 == html, "the loaded dashboard is the same")
+s2:label(1, false)
+assert(s2:label(1):match("^dead"), "false forgets the label")
+
+-- 3. bad input: clear errors
+local function fails(f, pat)
+    local ok, err = pcall(f)
+    assert(not ok, "expected an error matching " .. pat)
+    assert(tostring(err):find(pat, 1, true), "error '" .. tostring(err) .. "' lacks '" .. pat .. "'")
+end
+fails(function() return sae:feature(2) end, "out of range")
+fails(function() return sae:feature(-1) end, "out of range")
+fails(function() return sae:feature("x") end, "integer")
+fails(function() return sae:label(7) end, "out of range")
+fails(function() return sae:label(0, string.rep("a", 300)) end, "at most")
+fails(function() return sae:label(0, "a\0b") end, "NUL")
+fails(function() return sae:label(0, "caf\xe9") end, "UTF-8")
+fails(function() return sae:harvest{model = m, data = {}} end, "fewer than one window")
+fails(function() return sae:harvest{model = m, data = {1, 2, 3}} end, "fewer than one window")
+fails(function() return sae:harvest{data = ds} end, "no model")
+fails(function() return sae:harvest{model = m} end, "no data")
+
+-- 4. without a harvest: says how to make one, still shows logits and alignment
+local r = loupe.sae.random{arch = "topk", k = 8, d_in = 192, d_sae = 3072, hook = "blocks.1.hook_resid_post", seed = 3}
+local hn, pn = html_of(r:feature(7, {model = m}))
+assert(pn:find("sae:harvest{", 1, true) and hn:find("POSITIVE LOGITS", 1, true) and hn:find("ALIGNMENT", 1, true),
+       "no-harvest dashboard")
+assert(hn:find("MLP NEURONS OF LAYER 1", 1, true), "neuron alignment against the MLP of the hook's layer")
+local t0 = os.clock()
+r:harvest{model = m, data = ds, ctx = 64, quiet = true}
+print(string.format("harvest of %d features: %.2f s cpu", r.d_sae, os.clock() - t0))
+local big = 0
+for _, i in ipairs({0, 1, 2, 100, 3071}) do
+    local hh = html_of(r:feature(i))
+    big = math.max(big, #hh)
+end
+assert(big < 300000, "largest dashboard " .. big)
+
+-- 5. a transcoder is harvested on its hook_in; its dashboard shows its direct effect
+local tc = loupe.sae.random{arch = "standard", transcoder = true, d_in = 192, d_sae = 64, d_out = 192,
+                            hook = "blocks.1.mlp.hook_in", hook_out = "blocks.1.mlp.hook_out", seed = 4}
+local th = tc:harvest{model = m, data = ds, ctx = 32, quiet = true}
+assert(tostring(th):find("blocks.1.mlp.hook_in", 1, true), tostring(th))
+local ht = html_of(tc:feature(0))
+assert(ht:find("POSITIVE LOGITS", 1, true) and ht:find("transcoder on blocks.1.mlp.hook_in", 1, true), "transcoder dashboard")
+print("ok")
