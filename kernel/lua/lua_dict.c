@@ -354,7 +354,7 @@ static void tc_summary(lp_buf *b, const tc_ud *u)
         lp_buf_printf(b, "transcoder set: %d layers, d_model %d, d_transcoder %d, %s%s%s, %s -> %s", u->set->n_layers,
                       c->d_in, c->d_sae, c->arch == LP_SAE_TOPK ? "topk" : c->arch == LP_SAE_STANDARD ? "relu" : "jumprelu",
                       c->skip ? ", skip" : "", "", u->set->feature_input_hook, u->set->feature_output_hook);
-        if (c->k)
+        if (c->k && c->arch == LP_SAE_TOPK) /* a trained jumprelu or relu keeps the option's k: not shown */
             lp_buf_printf(b, ", k %d", c->k);
     } else {
         lp_buf_printf(b, "cross-layer transcoder: %d layers, d_model %d, d_transcoder %d per layer, %s, %s -> %s",
