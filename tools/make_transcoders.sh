@@ -2,7 +2,8 @@
 # Regenerates the default model's transcoder set (examples/models/default/transcoders): makes
 # the model's corpus if it is missing, then trains one skip transcoder per layer and writes the
 # set, its metrics and train_log.json (see tools/train_transcoders.lua). Run from the
-# repository root after building (cmake --build build). About 15 minutes on 2 shared CPU cores.
+# repository root after building (cmake --build build). About 25 minutes on 2 heavily shared CPU
+# cores (load average 12-15), a good deal less on an idle machine.
 set -eu
 corpus=out/default-model/corpus.txt
 if [ ! -f "$corpus" ]; then
