@@ -30,6 +30,28 @@ struct loss_ctx {
     int N;
 };
 
+#if defined(__GNUC__) && !defined(__clang__)
+/* sums in any order (vectorized partial sums): the per-token statistics of a dense row */
+#define HOTSUM __attribute__((optimize("O3", "no-trapping-math", "associative-math", "no-signed-zeros")))
+#else
+#define HOTSUM
+#endif
+
+/* A standard SAE's dense row, branch-free: L0, the least non-zero feature, sum f * ||W_dec||. */
+HOTSUM static void std_row_losses(double *t, const float *restrict f, const double *restrict norms, int ds)
+{
+    float l0 = 0, mn = INFINITY;
+    double sp = 0;
+    for (int i = 0; i < ds; i++) {
+        l0 += f[i] != 0 ? 1.0f : 0.0f;
+        mn = f[i] != 0 && f[i] < mn ? f[i] : mn;
+        sp += (double)f[i] * norms[i];
+    }
+    t[T_L0] += l0, t[T_SP] += sp;
+    if (l0 > 0)
+        t[T_MIN] = mn;
+}
+
 HOT static void loss_range(void *p, size_t lo, size_t hi)
 {
     struct loss_ctx *L = p;
@@ -40,6 +62,7 @@ HOT static void loss_range(void *p, size_t lo, size_t hi)
     const float *th = L->s->threshold ? L->s->threshold->data : NULL, *W = L->s->W_dec->data;
     for (size_t n = lo; n < hi; n++) {
         double *t = L->tok + n * T_N;
+        int std_done = 0; /* the dense features done by std_row_losses */
         memset(t, 0, T_N * sizeof *t);
         const float *y = L->y + n * dout, *xh = w->x_hat + n * dout, *z = w->z + n * ds, *f = w->f + n * ds;
         for (int d = 0; d < dout; d++) {
@@ -63,7 +86,11 @@ HOT static void loss_range(void *p, size_t lo, size_t hi)
                 else if (c->arch == LP_SAE_JUMPRELU)
                     t[T_SP] += o->sparsity == LP_SPARSITY_TANH ? tanh(o->tanh_c * f[i] * w->norms[i]) : 1.0;
             }
-        for (int i = 0; w->dense && i < ds; i++) {
+        if (w->dense && c->arch == LP_SAE_STANDARD) {
+            std_row_losses(t, f, w->norms, ds);
+            std_done = 1;
+        }
+        for (int i = 0; w->dense && !std_done && i < ds; i++) {
             if (f[i] != 0) {
                 t[T_L0] += 1;
                 t[T_MIN] = (t[T_MIN] == 0 || f[i] < t[T_MIN]) ? f[i] : t[T_MIN];
@@ -300,13 +327,28 @@ HOT static void dense_range(void *p, size_t lo, size_t hi)
     const float *W = b->s->W_dec->data;
     for (size_t i = lo; i < hi; i++)
         w->dzsum[i] = w->dnorm[i] = w->fsum[i] = 0; /* fsum: the threshold's gradient */
-    for (int n = 0; n < b->N; n++)
-        for (size_t i = lo; i < hi; i++) {
-            size_t q = (size_t)n * ds + i;
-            float t1, t2;
-            w->dz[q] = pair_dz(b, (int)i, w->z[q], w->f[q], w->dz[q], &t1, &t2);
-            w->fsum[i] += t1, w->dnorm[i] += t2, w->dzsum[i] += w->dz[q];
+    if (b->s->cfg.arch == LP_SAE_STANDARD) { /* pair_dz's standard case, branch-free */
+        const double a = (double)b->o->l1 / b->N;
+        for (int n = 0; n < b->N; n++) {
+            float *restrict dz = w->dz + (size_t)n * ds;
+            const float *restrict f = w->f + (size_t)n * ds;
+            for (size_t i = lo; i < hi; i++) {
+                float d = f[i] != 0 ? (float)(dz[i] + a * w->norms[i]) : 0.0f;
+                dz[i] = d;
+                w->dzsum[i] += d, w->dnorm[i] += f[i];
+            }
         }
+        for (size_t i = lo; i < hi; i++)
+            w->dnorm[i] *= a;
+    } else {
+        for (int n = 0; n < b->N; n++)
+            for (size_t i = lo; i < hi; i++) {
+                size_t q = (size_t)n * ds + i;
+                float t1, t2;
+                w->dz[q] = pair_dz(b, (int)i, w->z[q], w->f[q], w->dz[q], &t1, &t2);
+                w->fsum[i] += t1, w->dnorm[i] += t2, w->dzsum[i] += w->dz[q];
+            }
+    }
     for (size_t i = lo; i < hi; i++) {
         b->g->b_enc[i] += (float)w->dzsum[i];
         if (b->g->threshold)

@@ -192,6 +192,59 @@ HOT static int select_top(int *idx, float *val, const float *vals, const double 
     return h;
 }
 
+/* select_top without mask or scale, for long rows: the k-th largest of the 16-wide block
+ * maxima (found by vectorized compares) bounds the k-th largest value from below, so only
+ * the blocks whose maximum reaches it can hold a winner; those are walked in index order
+ * by the same heap (the same set as select_top over the whole row). */
+enum { TOPK_BLOCK = 16 };
+
+HOT static int select_top_blocks(int *idx, float *val, const float *vals, int n, int m)
+{
+    int nb = n / TOPK_BLOCK;
+    if (m < 1 || nb < 4 * m || nb > 4096)
+        return select_top(idx, val, vals, NULL, NULL, n, m);
+    float bmax[nb];
+    int bix[m];
+    float bv[m];
+    for (int b = 0; b < nb; b++) {
+        const float *v = vals + (size_t)b * TOPK_BLOCK;
+        float mx = -INFINITY;
+        for (int u = 0; u < TOPK_BLOCK; u++)
+            mx = v[u] > mx ? v[u] : mx;
+        bmax[b] = mx;
+    }
+    if (select_top(bix, bv, bmax, NULL, NULL, nb, m) < m)
+        return select_top(idx, val, vals, NULL, NULL, n, m);
+    float T = bv[0];
+    for (int t = 1; t < m; t++)
+        T = bv[t] < T ? bv[t] : T;
+    int h = 0;
+    float lo = 0;
+    for (int b = 0; b <= nb; b++) {
+        int i0 = b * TOPK_BLOCK, i1 = b < nb ? i0 + TOPK_BLOCK : n; /* b == nb: the tail */
+        if (b < nb && !(bmax[b] >= T))
+            continue;
+        for (int i = i0; i < i1; i++) {
+            float v = vals[i];
+            if (!(v >= T))
+                continue; /* below the bound, or NaN */
+            if (h < m) {
+                val[h] = v, idx[h++] = i;
+                if (h == m) {
+                    for (int p = m / 2 - 1; p >= 0; p--)
+                        heap_down(val, idx, m, p);
+                    lo = val[0];
+                }
+            } else if (v > lo) {
+                val[0] = v, idx[0] = i;
+                heap_down(val, idx, m, 0);
+                lo = val[0];
+            }
+        }
+    }
+    return h;
+}
+
 int lp_sae_aux_select(int *idx, const float *zrow, const uint8_t *dead, int d_sae, int k_aux)
 {
     float val[k_aux > 0 ? k_aux : 1];
@@ -257,13 +310,24 @@ HOT static void act_range(void *p, size_t lo, size_t hi)
                 for (int i = 0; i < ds; i++)
                     f[i] = z[i] > 0 ? z[i] : 0.0f;
             else if (c->arch == LP_SAE_TOPK) {
-                int ix[c->k];
-                float v[c->k];
+                /* the positive winners in feature order, staged at pairs n*k.. (the lists
+                 * hold N*k pairs: lp_sae_encode_into moves them down to rowptr[n]) */
+                int k = c->k, ix[k];
+                float v[k];
                 memset(f, 0, (size_t)ds * sizeof *f);
-                int h = select_top(ix, v, z, rs ? w->norms : NULL, NULL, ds, c->k);
+                int h = rs ? select_top(ix, v, z, w->norms, NULL, ds, k) : select_top_blocks(ix, v, z, ds, k);
+                int cnt = 0, *sidx = w->idx + n * (size_t)k;
+                float *sval = w->cval + n * (size_t)k;
                 for (int t = 0; t < h; t++)
-                    if (v[t] > 0)
+                    if (v[t] > 0) {
                         f[ix[t]] = v[t];
+                        int i = ix[t], j = cnt++;
+                        for (; j > 0 && sidx[j - 1] > i; j--) /* insertion by feature */
+                            sidx[j] = sidx[j - 1], sval[j] = sval[j - 1];
+                        sidx[j] = i, sval[j] = rs ? z[i] : v[t];
+                    }
+                w->rowptr[n + 1] = cnt;
+                continue;
             } else
                 for (int i = 0; i < ds; i++)
                     f[i] = z[i] > th[i] ? z[i] : 0.0f;
@@ -359,7 +423,14 @@ int lp_sae_encode_into(lp_sae_work *w, const lp_sae *s, const float *x, int N, c
     if (w->dense && (c->arch == LP_SAE_TOPK || (o && o->n_prefix > 0)))
         return lp_set_error("dictionary: %zu active pairs exceed the work's %zu (%s keeps them sparse)", nnz, w->cap,
                             lp_sae_arch_name(c->arch));
-    if (!w->dense) {
+    if (!w->dense && c->arch == LP_SAE_TOPK) { /* staged by act_range at n*k: moved down in order */
+        for (int n = 1; n < N; n++)
+            if (w->rowptr[n] != n * c->k) {
+                size_t from = (size_t)n * c->k, cnt = (size_t)(w->rowptr[n + 1] - w->rowptr[n]);
+                memmove(w->idx + w->rowptr[n], w->idx + from, cnt * sizeof(int));
+                memmove(w->cval + w->rowptr[n], w->cval + from, cnt * sizeof(float));
+            }
+    } else if (!w->dense) {
         a.lists = 1;
         lp_par_for((size_t)N, 16, act_range, &a);
     }

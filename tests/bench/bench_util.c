@@ -45,7 +45,7 @@ int bench_env_int(const char *name, int def)
     return s && atoi(s) > 0 ? atoi(s) : def;
 }
 
-double bench_torch_tokens_per_s(const char *script_name, int B, int T, int reps, int threads)
+double bench_script_value(const char *script_name, const char *field, int B, int T, int reps, int threads)
 {
     const char *root = getenv("LOUPE_ROOT");
     char py[512], script[512], out[] = "/tmp/loupe-bench-torch-XXXXXX";
@@ -66,7 +66,8 @@ double bench_torch_tokens_per_s(const char *script_name, int B, int T, int reps,
     posix_spawn_file_actions_adddup2(&fa, fd, 1);
     pid_t pid;
     double v = -1;
-    const char *key = "\"torch_tokens_per_s\":";
+    char key[128];
+    snprintf(key, sizeof key, "\"%s\":", field);
     if (posix_spawn(&pid, py, &fa, NULL, argv, environ) == 0) {
         int st;
         waitpid(pid, &st, 0);
@@ -84,4 +85,9 @@ double bench_torch_tokens_per_s(const char *script_name, int B, int T, int reps,
     close(fd);
     unlink(out);
     return v;
+}
+
+double bench_torch_tokens_per_s(const char *script_name, int B, int T, int reps, int threads)
+{
+    return bench_script_value(script_name, "torch_tokens_per_s", B, T, reps, threads);
 }
