@@ -14,6 +14,7 @@
  * (2) at the larger shape; LOUPE_BENCH_NO_TORCH=1 skips both references. The steps start from
  * DICTIONARY.md's initialisation, so a standard SAE has about half its features active (the
  * dense products), a topk one k per token (the sparse lists). */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +22,9 @@
 
 #include "bench_util.h"
 #include "core/error.h"
+#include "dict/activations.h"
 #include "dict/sae_train.h"
+#include "model/model.h"
 #include "rng.h"
 #include "device.h"
 
@@ -100,6 +103,85 @@ static void bench(lp_sae_arch arch, int d_in, int width, int batch, int k, int r
     free(x);
 }
 
+/* The windows of the end-to-end line: ids in 1..vocab-1 from the LCG x <- (1103515245 x +
+ * 12345) mod 2^31 started at 1, what sae_e2e_saelens.py makes (bench_tokens). */
+static int32_t *bench_tokens(size_t n, int vocab)
+{
+    int32_t *t = malloc(n * sizeof *t);
+    uint64_t x = 1;
+    for (size_t i = 0; t && i < n; i++) {
+        x = (1103515245u * x + 12345u) % (1u << 31);
+        t[i] = 1 + (int32_t)((x >> 8) % (uint64_t)(vocab - 1));
+    }
+    return t;
+}
+
+/* End to end: the activation stream of one hook point of the default model (harvesting,
+ * the mixing buffer) and a topk SAE trained on it, tokens trained on per second over the
+ * whole run (stream made, buffer filled, every step), against SAELens' runner on the same
+ * windows (tests/bench/sae_e2e_saelens.py). */
+static void bench_e2e(const char *hook, int width, int k, int batch, int steps, int threads)
+{
+    const char *only = getenv("LOUPE_BENCH_SAE_ONLY");
+    if (only && strcmp(only, "e2e") != 0)
+        return;
+    const char *root = getenv("LOUPE_ROOT");
+    char folder[512];
+    snprintf(folder, sizeof folder, "%s/examples/models/default", root ? root : ".");
+    lp_model *m = lp_model_load(folder);
+    if (!m) {
+        fprintf(stderr, "bench_sae: %s\n", lp_last_error());
+        exit(1);
+    }
+    const int ctx = 128, buffer = 4, windows = 1024;
+    size_t ntok = (size_t)windows * ctx;
+    int32_t *tok = bench_tokens(ntok, m->cfg.d_vocab);
+    char spec[700];
+    snprintf(spec, sizeof spec, "%s:%s:%d:%d:%d:%d:%d", folder, hook, width, k, ctx, windows, buffer);
+    setenv("LOUPE_BENCH_E2E", spec, 1);
+    setenv("LOUPE_BENCH_VENV", ".venv-peer", 1);
+    double saelens = getenv("LOUPE_BENCH_NO_TORCH")
+                         ? -1
+                         : bench_script_value("sae_e2e_saelens.py", "saelens_tokens_per_s", batch, steps, 0, threads);
+    double t0 = bench_now();
+    const char *hooks[] = {hook};
+    lp_act_opts ao = {.hooks = hooks, .nhooks = 1, .tokens = tok, .ntokens = ntok, .ctx = ctx, .batch = batch,
+                      .buffer = buffer, .seed = 1, .prepend_bos = 1};
+    lp_act_stream *st = tok ? lp_act_stream_new(m, &ao) : NULL;
+    lp_sae_config c = {.arch = LP_SAE_TOPK, .d_in = (int)(st ? lp_act_stream_dim(st, 0) : 1), .k = k,
+                       .apply_b_dec_to_input = 1, .layer = -1};
+    c.d_sae = width, c.d_out = c.d_in;
+    lp_sae *s = st ? lp_sae_new(&c) : NULL;
+    lp_sae_train_opts o = lp_sae_train_defaults(&c);
+    o.batch = batch;
+    lp_sae_trainer *t = s && lp_sae_init_random(s, 1, 0.1f, 0) == 0 ? lp_sae_trainer_new(s, &o) : NULL;
+    float *x = malloc((size_t)batch * c.d_in * sizeof(float));
+    if (!t || !x) {
+        fprintf(stderr, "bench_sae: %s\n", x ? lp_last_error() : "no memory");
+        exit(1);
+    }
+    lp_sae_step_stats ss;
+    for (int i = 0; i < steps; i++)
+        if (lp_act_stream_next(st, &x) < 0 || lp_sae_trainer_step(t, x, NULL, batch, &ss) < 0) {
+            fprintf(stderr, "bench_sae: %s\n", lp_last_error());
+            exit(1);
+        }
+    double sec = bench_now() - t0, tps = (double)batch * steps / sec;
+    printf("{\"bench\": \"sae e2e %s topk w%d k%d b%d\", \"loupe_tokens_per_s\": %.0f, ", hook, width, k, batch, tps);
+    if (saelens > 0)
+        printf("\"saelens_tokens_per_s\": %.0f, \"vs_saelens\": %.2f, ", saelens, tps / saelens);
+    else
+        printf("\"saelens_tokens_per_s\": null, \"vs_saelens\": null, ");
+    printf("\"seconds\": %.2f, \"steps\": %d, \"explained_variance\": %.3f, \"threads\": %d}\n", sec, steps,
+           ss.explained_variance, threads);
+    fflush(stdout);
+    lp_sae_trainer_free(t);
+    lp_sae_free(s);
+    lp_act_stream_free(st);
+    lp_model_free(m);
+    free(tok), free(x);
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
@@ -109,6 +191,8 @@ int main(int argc, char **argv)
         reps = 64;
     bench(LP_SAE_TOPK, 192, 3072, 4096, 32, reps);
     bench(LP_SAE_STANDARD, 192, 3072, 4096, 0, reps);
+    bench_e2e("blocks.0.hook_resid_post", 3072, 32, 4096, bench_env_int("LOUPE_BENCH_E2E_STEPS", 8),
+              lp_get_threads());
     if (!getenv("LOUPE_BENCH_SAE_SMALL")) { /* 16x the work per step: fewer steps */
         int big = bench_env_int("LOUPE_BENCH_REPS_LARGE", 2);
         bench(LP_SAE_TOPK, 768, 12288, 4096, 32, big > 64 ? 64 : big);
