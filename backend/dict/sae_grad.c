@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "core/parallel.h"
 #include "dict/sae_work.h"
+#include "model/forward_impl.h" /* LP_RANGE_VERSIONS: AVX-512, AVX2 and baseline builds of a kernel */
 
 #if defined(__GNUC__) && !defined(__clang__)
 /* no-trapping-math lets comparisons be if-converted (vectorized); it changes no value */
@@ -60,6 +61,7 @@ HOT static void loss_range(void *p, size_t lo, size_t hi)
     const lp_sae_loss_opts *o = L->o;
     const int ds = c->d_sae, dout = c->d_out, N = L->N;
     const float *th = L->s->threshold ? L->s->threshold->data : NULL, *W = L->s->W_dec->data;
+    const int listf = c->arch == LP_SAE_STANDARD || (c->arch == LP_SAE_TOPK && !c->rescale_acts_by_decoder_norm);
     for (size_t n = lo; n < hi; n++) {
         double *t = L->tok + n * T_N;
         int std_done = 0; /* the dense features done by std_row_losses */
@@ -77,14 +79,15 @@ HOT static void loss_range(void *p, size_t lo, size_t hi)
         if (!w->dense) /* the lists hold every non-zero feature: the rest adds nothing */
             for (int q = w->rowptr[n]; q < w->rowptr[n + 1]; q++) {
                 int i = w->idx[q];
-                if (f[i] == 0)
+                float fi = listf ? w->cval[q] : f[i]; /* the list value is f: no look-up in (N,d_sae) */
+                if (fi == 0)
                     continue; /* a jumprelu pair in the kernel's band below its threshold */
                 t[T_L0] += 1;
-                t[T_MIN] = (t[T_MIN] == 0 || f[i] < t[T_MIN]) ? f[i] : t[T_MIN];
+                t[T_MIN] = (t[T_MIN] == 0 || fi < t[T_MIN]) ? fi : t[T_MIN];
                 if (c->arch == LP_SAE_STANDARD)
-                    t[T_SP] += (double)f[i] * w->norms[i];
+                    t[T_SP] += (double)fi * w->norms[i];
                 else if (c->arch == LP_SAE_JUMPRELU)
-                    t[T_SP] += o->sparsity == LP_SPARSITY_TANH ? tanh(o->tanh_c * f[i] * w->norms[i]) : 1.0;
+                    t[T_SP] += o->sparsity == LP_SPARSITY_TANH ? tanh(o->tanh_c * fi * w->norms[i]) : 1.0;
             }
         if (w->dense && c->arch == LP_SAE_STANDARD) {
             std_row_losses(t, f, w->norms, ds);
@@ -183,7 +186,7 @@ int lp_sae_forward(lp_sae_losses *out, lp_sae_work *w, const lp_sae *s, const fl
 /* ---- backward ---- */
 
 /* Eight partial sums, so that the products vectorize. */
-HOT static float dot(const float *restrict a, const float *restrict b, int n)
+LP_KERNEL float dot(const float *restrict a, const float *restrict b, int n)
 {
     float p[8] = {0};
     int j = 0;
@@ -243,17 +246,21 @@ static float pair_dz(const struct bw_ctx *b, int i, float z, float f, float dc, 
     return f != 0 ? (float)dF : 0.0f;
 }
 
-HOT static void pairs_range(void *p, size_t lo, size_t hi)
+LP_KERNEL void pairs_range_body(void *p, size_t lo, size_t hi)
 {
     struct bw_ctx *b = p;
     lp_sae_work *w = b->w;
     const int ds = b->s->cfg.d_sae, dout = b->s->cfg.d_out;
     const float *W = b->s->W_dec->data;
+    /* standard and topk read only f != 0 (standard: f itself, its list value): no look-up
+     * of the (N,d_sae) z and f, a cache miss per pair */
+    const int fromlist = b->s->cfg.arch == LP_SAE_STANDARD || b->s->cfg.arch == LP_SAE_TOPK;
     for (size_t n = lo; n < hi; n++) {
         for (int q = w->rowptr[n]; q < w->rowptr[n + 1]; q++) {
             int i = w->idx[q];
             float dc = dot(gslot(b, n, i), W + (size_t)i * dout, dout), dth, dn;
-            w->dval[q] = pair_dz(b, i, w->z[n * ds + i], w->f[n * ds + i], dc, &dth, &dn);
+            float zq = fromlist ? 0.0f : w->z[n * ds + i], fq = fromlist ? w->cval[q] : w->f[n * ds + i];
+            w->dval[q] = pair_dz(b, i, zq, fq, dc, &dth, &dn);
             w->scratch[q] = dth, w->dz[q] = dn;
         }
         for (int t = 0; t < w->ka; t++) {
@@ -262,8 +269,9 @@ HOT static void pairs_range(void *p, size_t lo, size_t hi)
         }
     }
 }
+LP_RANGE_VERSIONS(pairs_range)
 
-HOT static void features_range(void *p, size_t lo, size_t hi)
+LP_KERNEL void features_range_body(void *p, size_t lo, size_t hi)
 {
     struct bw_ctx *b = p;
     lp_sae_work *w = b->w;
@@ -302,6 +310,7 @@ HOT static void features_range(void *p, size_t lo, size_t hi)
                 dwd[d] += (float)(dn * W[i * dout + d] / w->norms[i]);
     }
 }
+LP_RANGE_VERSIONS(features_range)
 
 struct tr_ctx {
     float *dW;

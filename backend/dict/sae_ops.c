@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "core/parallel.h"
 #include "dict/sae_work.h"
+#include "model/forward_impl.h" /* LP_RANGE_VERSIONS: AVX-512, AVX2 and baseline builds of a kernel */
 
 #if defined(__GNUC__) && !defined(__clang__)
 /* no-trapping-math lets comparisons be if-converted (vectorized); it changes no value */
@@ -192,56 +193,87 @@ HOT static int select_top(int *idx, float *val, const float *vals, const double 
     return h;
 }
 
-/* select_top without mask or scale, for long rows: the k-th largest of the 16-wide block
- * maxima (found by vectorized compares) bounds the k-th largest value from below, so only
- * the blocks whose maximum reaches it can hold a winner; those are walked in index order
- * by the same heap (the same set as select_top over the whole row). */
-enum { TOPK_BLOCK = 16 };
+/* The value of rank kth (0: the largest) of v[0..n), n > kth, NaN-free; v is reordered.
+ * Quickselect with a three-way partition (many equal values stay linear). */
+HOT static float rank_value(float *v, int n, int kth)
+{
+    int lo = 0, hi = n;
+    for (;;) {
+        float piv = v[lo + (hi - lo) / 2], t;
+        int lt = lo, i = lo, gt = hi; /* [lo,lt) > piv, [lt,gt) == piv, [gt,hi) < piv */
+        while (i < gt) {
+            if (v[i] > piv)
+                t = v[lt], v[lt++] = v[i], v[i++] = t;
+            else if (v[i] < piv)
+                t = v[--gt], v[gt] = v[i], v[i] = t;
+            else
+                i++;
+        }
+        if (kth < lt)
+            hi = lt;
+        else if (kth >= gt)
+            lo = gt;
+        else
+            return piv;
+    }
+}
+
+/* select_top without mask or scale, for long rows. The row is cut into nb groups of 16
+ * (group j: entries j, j + nb, ..., vertical maxima: contiguous vector compares); the m-th
+ * largest group maximum bounds the m-th largest value from below, so only groups whose
+ * maximum reaches it hold candidates; of those, the m-th largest value decides, ties to the
+ * lower index (the same set as select_top over the whole row). */
+enum { TOPK_GROUP = 16, TOPK_CAND = 1024 };
 
 HOT static int select_top_blocks(int *idx, float *val, const float *vals, int n, int m)
 {
-    int nb = n / TOPK_BLOCK;
+    int nb = n / TOPK_GROUP;
     if (m < 1 || nb < 4 * m || nb > 4096)
         return select_top(idx, val, vals, NULL, NULL, n, m);
-    float bmax[nb];
-    int bix[m];
-    float bv[m];
-    for (int b = 0; b < nb; b++) {
-        const float *v = vals + (size_t)b * TOPK_BLOCK;
-        float mx = -INFINITY;
-        for (int u = 0; u < TOPK_BLOCK; u++)
-            mx = v[u] > mx ? v[u] : mx;
-        bmax[b] = mx;
+    float gmax[nb], keep[nb], cv[TOPK_CAND], tmp[TOPK_CAND];
+    int ci[TOPK_CAND], nfin = 0;
+    for (int j = 0; j < nb; j++)
+        gmax[j] = -INFINITY;
+    for (int u = 0; u < TOPK_GROUP; u++) {
+        const float *v = vals + (size_t)u * nb;
+        for (int j = 0; j < nb; j++)
+            gmax[j] = v[j] > gmax[j] ? v[j] : gmax[j]; /* NaN never wins */
     }
-    if (select_top(bix, bv, bmax, NULL, NULL, nb, m) < m)
+    for (int j = 0; j < nb; j++)
+        nfin += gmax[j] > -INFINITY;
+    if (nfin < m) /* NaN or -inf groups: the plain walk */
         return select_top(idx, val, vals, NULL, NULL, n, m);
-    float T = bv[0];
-    for (int t = 1; t < m; t++)
-        T = bv[t] < T ? bv[t] : T;
-    int h = 0;
-    float lo = 0;
-    for (int b = 0; b <= nb; b++) {
-        int i0 = b * TOPK_BLOCK, i1 = b < nb ? i0 + TOPK_BLOCK : n; /* b == nb: the tail */
-        if (b < nb && !(bmax[b] >= T))
+    memcpy(keep, gmax, sizeof keep);
+    float T = rank_value(keep, nb, m - 1); /* finite: m groups have a finite maximum */
+    int c = 0;
+    for (int j = 0; j <= nb; j++) {
+        if (j < nb && !(gmax[j] >= T))
             continue;
-        for (int i = i0; i < i1; i++) {
-            float v = vals[i];
-            if (!(v >= T))
-                continue; /* below the bound, or NaN */
-            if (h < m) {
-                val[h] = v, idx[h++] = i;
-                if (h == m) {
-                    for (int p = m / 2 - 1; p >= 0; p--)
-                        heap_down(val, idx, m, p);
-                    lo = val[0];
-                }
-            } else if (v > lo) {
-                val[0] = v, idx[0] = i;
-                heap_down(val, idx, m, 0);
-                lo = val[0];
+        int i0 = j < nb ? j : nb * TOPK_GROUP, step = j < nb ? nb : 1; /* j == nb: the tail */
+        int i1 = j < nb ? nb * TOPK_GROUP : n;
+        for (int i = i0; i < i1; i += step)
+            if (vals[i] >= T) { /* NaN never */
+                if (c == TOPK_CAND)
+                    return select_top(idx, val, vals, NULL, NULL, n, m);
+                cv[c] = vals[i], ci[c++] = i;
             }
-        }
     }
+    memcpy(tmp, cv, (size_t)c * sizeof *tmp); /* c >= m: the m group maxima >= T */
+    float T2 = rank_value(tmp, c, m - 1);
+    int h = 0, ne = 0, eqi[m];
+    for (int q = 0; q < c; q++)
+        if (cv[q] > T2)
+            val[h] = cv[q], idx[h++] = ci[q];
+        else if (cv[q] == T2) { /* the m - h lowest indices of those equal to T2 */
+            int i = ci[q], p = ne < m ? ne++ : m;
+            for (; p > 0 && eqi[p - 1] > i; p--)
+                if (p < m)
+                    eqi[p] = eqi[p - 1];
+            if (p < m)
+                eqi[p] = i;
+        }
+    for (int q = 0; h < m && q < ne; q++)
+        val[h] = T2, idx[h++] = eqi[q];
     return h;
 }
 
@@ -446,7 +478,7 @@ struct dec_ctx {
     int width; /* features i < width only */
 };
 
-HOT static void dec_range(void *p, size_t lo, size_t hi)
+LP_KERNEL void dec_range_body(void *p, size_t lo, size_t hi)
 {
     struct dec_ctx *d = p;
     const int dout = d->s->cfg.d_out;
@@ -464,6 +496,7 @@ HOT static void dec_range(void *p, size_t lo, size_t hi)
         }
     }
 }
+LP_RANGE_VERSIONS(dec_range)
 
 /* out (N,d_out) from the lists (or dense f), features i < width. */
 void lp_sae_decode_from(float *out, const lp_sae_work *w, const lp_sae *s, const float *x, int N, int width);
