@@ -31,29 +31,37 @@ struct loss_ctx {
     int N;
 };
 
-#if defined(__GNUC__) && !defined(__clang__)
-/* sums in any order (vectorized partial sums): the per-token statistics of a dense row */
-#define HOTSUM __attribute__((optimize("O3", "no-trapping-math", "associative-math", "no-signed-zeros")))
-#else
-#define HOTSUM
-#endif
-
-/* A standard SAE's dense row, branch-free: L0, the least non-zero feature, sum f * ||W_dec||. */
-HOTSUM static void std_row_losses(double *t, const float *restrict f, const double *restrict norms, int ds)
+/* A standard SAE's dense row, branch-free, in sixteen float lanes (vectorized; AVX-512 /
+ * AVX2 builds through loss_range's) summed in double: L0, the least non-zero feature, sum
+ * f * ||W_dec|| (nrm: the norms as floats). */
+LP_KERNEL void std_row_losses(double *t, const float *restrict f, const float *restrict nrm, int ds)
 {
-    float l0 = 0, mn = INFINITY;
-    double sp = 0;
-    for (int i = 0; i < ds; i++) {
-        l0 += f[i] != 0 ? 1.0f : 0.0f;
-        mn = f[i] != 0 && f[i] < mn ? f[i] : mn;
-        sp += (double)f[i] * norms[i];
+    float l0[16] = {0}, mn[16], sp[16] = {0};
+    int i = 0;
+    for (int u = 0; u < 16; u++)
+        mn[u] = INFINITY;
+    for (; i + 16 <= ds; i += 16)
+        for (int u = 0; u < 16; u++) {
+            float v = f[i + u];
+            l0[u] += v != 0 ? 1.0f : 0.0f;
+            mn[u] = v != 0 && v < mn[u] ? v : mn[u];
+            sp[u] += v * nrm[i + u];
+        }
+    double n0 = 0, s = 0;
+    float m = INFINITY;
+    for (; i < ds; i++) {
+        float v = f[i];
+        n0 += v != 0, s += (double)v * nrm[i];
+        m = v != 0 && v < m ? v : m;
     }
-    t[T_L0] += l0, t[T_SP] += sp;
-    if (l0 > 0)
-        t[T_MIN] = mn;
+    for (int u = 0; u < 16; u++)
+        n0 += l0[u], s += sp[u], m = mn[u] < m ? mn[u] : m;
+    t[T_L0] += n0, t[T_SP] += s;
+    if (n0 > 0)
+        t[T_MIN] = m;
 }
 
-HOT static void loss_range(void *p, size_t lo, size_t hi)
+LP_KERNEL void loss_range_body(void *p, size_t lo, size_t hi)
 {
     struct loss_ctx *L = p;
     lp_sae_work *w = L->w;
@@ -62,6 +70,11 @@ HOT static void loss_range(void *p, size_t lo, size_t hi)
     const int ds = c->d_sae, dout = c->d_out, N = L->N;
     const float *th = L->s->threshold ? L->s->threshold->data : NULL, *W = L->s->W_dec->data;
     const int listf = c->arch == LP_SAE_STANDARD || (c->arch == LP_SAE_TOPK && !c->rescale_acts_by_decoder_norm);
+    enum { NRM_MAX = 1 << 16 }; /* a standard dense row's norms as floats, on the stack up to this width */
+    const int std_dense = w->dense && c->arch == LP_SAE_STANDARD && ds <= NRM_MAX;
+    float nrm_buf[std_dense ? ds : 1], *nrm = std_dense ? nrm_buf : NULL;
+    for (int i = 0; std_dense && i < ds; i++)
+        nrm_buf[i] = (float)w->norms[i];
     for (size_t n = lo; n < hi; n++) {
         double *t = L->tok + n * T_N;
         int std_done = 0; /* the dense features done by std_row_losses */
@@ -89,8 +102,8 @@ HOT static void loss_range(void *p, size_t lo, size_t hi)
                 else if (c->arch == LP_SAE_JUMPRELU)
                     t[T_SP] += o->sparsity == LP_SPARSITY_TANH ? tanh(o->tanh_c * fi * w->norms[i]) : 1.0;
             }
-        if (w->dense && c->arch == LP_SAE_STANDARD) {
-            std_row_losses(t, f, w->norms, ds);
+        if (w->dense && c->arch == LP_SAE_STANDARD && nrm) {
+            std_row_losses(t, f, nrm, ds);
             std_done = 1;
         }
         for (int i = 0; w->dense && !std_done && i < ds; i++) {
@@ -126,6 +139,7 @@ HOT static void loss_range(void *p, size_t lo, size_t hi)
         }
     }
 }
+LP_RANGE_VERSIONS(loss_range)
 
 int lp_sae_forward(lp_sae_losses *out, lp_sae_work *w, const lp_sae *s, const float *x, const float *y, int N,
                    const lp_sae_loss_opts *o)
@@ -328,7 +342,7 @@ HOT static void transpose_add_range(void *p, size_t lo, size_t hi)
 
 /* Dense mode: w->dz holds d loss / d c (N,d_sae); turn it into d loss / d z. A range is a
  * block of features, walked token by token (rows stay contiguous). */
-HOT static void dense_range(void *p, size_t lo, size_t hi)
+LP_KERNEL void dense_range_body(void *p, size_t lo, size_t hi)
 {
     struct bw_ctx *b = p;
     lp_sae_work *w = b->w;
@@ -336,15 +350,26 @@ HOT static void dense_range(void *p, size_t lo, size_t hi)
     const float *W = b->s->W_dec->data;
     for (size_t i = lo; i < hi; i++)
         w->dzsum[i] = w->dnorm[i] = w->fsum[i] = 0; /* fsum: the threshold's gradient */
-    if (b->s->cfg.arch == LP_SAE_STANDARD) { /* pair_dz's standard case, branch-free */
+    if (b->s->cfg.arch == LP_SAE_STANDARD) { /* pair_dz's standard case, branch-free, in float */
+        enum { FB = 512, TB = 64 };           /* features per block; tokens per float partial sum */
         const double a = (double)b->o->l1 / b->N;
-        for (int n = 0; n < b->N; n++) {
-            float *restrict dz = w->dz + (size_t)n * ds;
-            const float *restrict f = w->f + (size_t)n * ds;
-            for (size_t i = lo; i < hi; i++) {
-                float d = f[i] != 0 ? (float)(dz[i] + a * w->norms[i]) : 0.0f;
-                dz[i] = d;
-                w->dzsum[i] += d, w->dnorm[i] += f[i];
+        for (size_t i0 = lo; i0 < hi; i0 += FB) {
+            const int nb = (int)(hi - i0 < FB ? hi - i0 : FB);
+            float coef[FB], sdz[FB], sf[FB];
+            for (int i = 0; i < nb; i++)
+                coef[i] = (float)(a * w->norms[i0 + i]);
+            for (int n0 = 0; n0 < b->N; n0 += TB) {
+                memset(sdz, 0, sizeof sdz), memset(sf, 0, sizeof sf);
+                for (int n = n0; n < b->N && n < n0 + TB; n++) {
+                    float *restrict dz = w->dz + (size_t)n * ds + i0;
+                    const float *restrict f = w->f + (size_t)n * ds + i0;
+                    for (int i = 0; i < nb; i++) {
+                        float fi = f[i], d = fi != 0 ? dz[i] + coef[i] : 0.0f;
+                        dz[i] = d, sdz[i] += d, sf[i] += fi;
+                    }
+                }
+                for (int i = 0; i < nb; i++)
+                    w->dzsum[i0 + i] += sdz[i], w->dnorm[i0 + i] += sf[i];
             }
         }
         for (size_t i = lo; i < hi; i++)
@@ -368,6 +393,7 @@ HOT static void dense_range(void *p, size_t lo, size_t hi)
                 b->g->W_dec[i * dout + d] += (float)(dn * W[i * dout + d] / w->norms[i]);
     }
 }
+LP_RANGE_VERSIONS(dense_range)
 
 int lp_sae_backward(lp_sae_grads *g, lp_sae_work *w, const lp_sae *s, const float *x, const float *y, int N,
                     const lp_sae_loss_opts *o)
