@@ -8,8 +8,11 @@
  * One JSON line per shape:
  *   {"bench": "sae topk d192 w3072 b4096", "loupe_acts_per_s", "saelens_acts_per_s",
  *    "vs_saelens", "torch_acts_per_s", "vs_torch", "step_seconds", "step_cpu_seconds" (all
- *    threads' CPU time per step: what a step costs on a machine shared with others), "l0",
- *    "steps", "threads"}
+ *    threads' CPU time per step: what a step costs on a machine shared with others), the
+ *    references' "saelens_step_cpu_seconds", "torch_step_cpu_seconds" and the ratios of CPU
+ *    time "vs_saelens_cpu", "vs_torch_cpu" (steadier than wall time on a loaded machine),
+ *    "l0", "steps", "threads"}
+ * and the end-to-end line (bench_e2e below).
  * Times are medians of LOUPE_BENCH_REPS (5) steps after a warm-up step, LOUPE_BENCH_REPS_LARGE
  * (2) at the larger shape; LOUPE_BENCH_NO_TORCH=1 skips both references. The steps start from
  * DICTIONARY.md's initialisation, so a standard SAE has about half its features active (the
@@ -51,8 +54,13 @@ static void bench(lp_sae_arch arch, int d_in, int width, int batch, int k, int r
     setenv("LOUPE_BENCH_VENV", ".venv-peer", 1);
     int threads = lp_get_threads();
     int peers = !getenv("LOUPE_BENCH_NO_TORCH");
-    double torch = peers ? bench_torch_tokens_per_s("sae_torch.py", batch, d_in, reps, threads) : -1;
-    double saelens = peers ? bench_script_value("sae_saelens.py", "saelens_acts_per_s", batch, d_in, reps, threads) : -1;
+    const char *tf[] = {"torch_tokens_per_s", "cpu_seconds"}, *sf[] = {"saelens_acts_per_s", "cpu_seconds"};
+    double tv[2] = {-1, -1}, sv[2] = {-1, -1};
+    if (peers) {
+        bench_script_values("sae_torch.py", tf, tv, 2, batch, d_in, reps, threads);
+        bench_script_values("sae_saelens.py", sf, sv, 2, batch, d_in, reps, threads);
+    }
+    double torch = tv[0], saelens = sv[0];
 
     lp_sae_config c = {.arch = arch, .d_in = d_in, .d_sae = width, .d_out = d_in, .k = k, .apply_b_dec_to_input = 1,
                        .layer = -1};
@@ -95,8 +103,12 @@ static void bench(lp_sae_arch arch, int d_in, int width, int batch, int k, int r
         printf("\"torch_acts_per_s\": %.0f, \"vs_torch\": %.2f, ", torch, acts / torch);
     else
         printf("\"torch_acts_per_s\": null, \"vs_torch\": null, ");
-    printf("\"step_seconds\": %.4f, \"step_cpu_seconds\": %.4f, \"l0\": %.1f, \"steps\": %d, \"threads\": %d}\n", sec,
-           cpu / reps, st.loss.l0, reps, threads);
+    cpu /= reps;
+    printf("\"step_seconds\": %.4f, \"step_cpu_seconds\": %.4f, ", sec, cpu);
+    if (sv[1] > 0 && tv[1] > 0) /* the CPU time per step: what the load of others does not change much */
+        printf("\"saelens_step_cpu_seconds\": %.4f, \"torch_step_cpu_seconds\": %.4f, \"vs_saelens_cpu\": %.2f, "
+               "\"vs_torch_cpu\": %.2f, ", sv[1], tv[1], sv[1] / cpu, tv[1] / cpu);
+    printf("\"l0\": %.1f, \"steps\": %d, \"threads\": %d}\n", st.loss.l0, reps, threads);
     fflush(stdout);
     lp_sae_trainer_free(t);
     lp_sae_free(s);

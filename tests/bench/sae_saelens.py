@@ -6,7 +6,8 @@ the CPU with the given thread count. Each timed step is SAETrainer.step(batch): 
 the losses, the backward, gradient clipping, Adam, the learning-rate and coefficient
 schedules and the dead-feature counters, as in SAETrainer.fit.
 
-    sae_saelens.py BATCH D_IN REPS THREADS  ->  {"saelens_acts_per_s": ...}
+    sae_saelens.py BATCH D_IN REPS THREADS  ->  {"saelens_acts_per_s": ..., "cpu_seconds": ...}
+(cpu_seconds: the median CPU time of the process, all threads, per step)
 with LOUPE_BENCH_SAE="topk:WIDTH:K" or "standard:WIDTH" naming the rest (as sae_torch.py).
 Prints {"saelens_acts_per_s": null, "why": "..."} when SAELens is missing."""
 import json
@@ -58,14 +59,15 @@ def main() -> None:
     trainer = SAETrainer(tc, sae, provider())
     data = trainer.data_provider
     trainer.step(next(data))  # warm-up
-    times = []
+    times, cpu = [], []
     for _ in range(reps):
         x = next(data)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         trainer.step(x)
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
         trainer.n_training_steps += 1
-    print(json.dumps({"saelens_acts_per_s": batch / statistics.median(times)}))
+    print(json.dumps({"saelens_acts_per_s": batch / statistics.median(times), "cpu_seconds": statistics.median(cpu)}))
 
 
 if __name__ == "__main__":
