@@ -70,7 +70,7 @@ LP_KERNEL void loss_range_body(void *p, size_t lo, size_t hi)
     const int ds = c->d_sae, dout = c->d_out, N = L->N;
     const float *th = L->s->threshold ? L->s->threshold->data : NULL, *W = L->s->W_dec->data;
     const int listf = c->arch == LP_SAE_STANDARD || (c->arch == LP_SAE_TOPK && !c->rescale_acts_by_decoder_norm);
-    enum { NRM_MAX = 1 << 16 }; /* a standard dense row's norms as floats, on the stack up to this width */
+    enum { NRM_MAX = 1 << 14 }; /* a standard dense row's norms as floats, on the stack up to this width */
     const int std_dense = w->dense && c->arch == LP_SAE_STANDARD && ds <= NRM_MAX;
     float nrm_buf[std_dense ? ds : 1], *nrm = std_dense ? nrm_buf : NULL;
     for (int i = 0; std_dense && i < ds; i++)
