@@ -332,12 +332,16 @@ struct tr_ctx {
     int di, ds;
 };
 
+/* In tiles of 256 features: the lines of T a tile reads serve the next rows j too. */
 HOT static void transpose_add_range(void *p, size_t lo, size_t hi)
 {
     struct tr_ctx *t = p;
-    for (size_t j = lo; j < hi; j++)
-        for (int i = 0; i < t->ds; i++)
-            t->dW[j * t->ds + i] += t->T[(size_t)i * t->di + j];
+    for (int i0 = 0; i0 < t->ds; i0 += 256) {
+        int i1 = t->ds - i0 < 256 ? t->ds : i0 + 256;
+        for (size_t j = lo; j < hi; j++)
+            for (int i = i0; i < i1; i++)
+                t->dW[j * t->ds + i] += t->T[(size_t)i * t->di + j];
+    }
 }
 
 /* Dense mode: w->dz holds d loss / d c (N,d_sae); turn it into d loss / d z. A range is a
