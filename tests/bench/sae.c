@@ -12,7 +12,7 @@
  *    references' "saelens_step_cpu_seconds", "torch_step_cpu_seconds" and the ratios of CPU
  *    time "vs_saelens_cpu", "vs_torch_cpu" (steadier than wall time on a loaded machine),
  *    "l0", "steps", "threads"}
- * and the end-to-end line (bench_e2e below).
+ * and the harvesting and end-to-end lines (bench_harvest, bench_e2e below).
  * Times are medians of LOUPE_BENCH_REPS (5) steps after a warm-up step, LOUPE_BENCH_REPS_LARGE
  * (2) at the larger shape; LOUPE_BENCH_NO_TORCH=1 skips both references. The steps start from
  * DICTIONARY.md's initialisation, so a standard SAE has about half its features active (the
@@ -194,6 +194,66 @@ static void bench_e2e(const char *hook, int width, int k, int batch, int steps, 
     free(tok), free(x);
 }
 
+/* Harvesting alone: the activation stream of blocks.0.hook_resid_post of the default model
+ * (its runs stop after block 0) against whole-model runs of as many windows (what a
+ * harvest cost before the stream stopped early), tokens per second, in the same run. */
+static void bench_harvest(int batch, int nbatches)
+{
+    const char *only = getenv("LOUPE_BENCH_SAE_ONLY");
+    if (only && strcmp(only, "harvest") != 0)
+        return;
+    const char *root = getenv("LOUPE_ROOT");
+    char folder[512];
+    snprintf(folder, sizeof folder, "%s/examples/models/default", root ? root : ".");
+    lp_model *m = lp_model_load(folder);
+    const int ctx = 128, windows = 1024;
+    size_t ntok = (size_t)windows * ctx;
+    int32_t *tok = m ? bench_tokens(ntok, m->cfg.d_vocab) : NULL;
+    const char *hooks[] = {"blocks.0.hook_resid_post"};
+    lp_act_opts ao = {.hooks = hooks, .nhooks = 1, .tokens = tok, .ntokens = ntok, .ctx = ctx, .batch = batch,
+                      .buffer = 4, .seed = 1, .prepend_bos = 1};
+    lp_act_stream *st = tok ? lp_act_stream_new(m, &ao) : NULL;
+    float *x = st ? malloc((size_t)batch * lp_act_stream_dim(st, 0) * sizeof(float)) : NULL;
+    if (!x || lp_act_stream_next(st, &x) < 0) {
+        fprintf(stderr, "bench_sae: %s\n", x ? lp_last_error() : m ? "no memory" : lp_last_error());
+        exit(1);
+    }
+    double t0 = bench_now();
+    for (int i = 0; i < nbatches; i++)
+        if (lp_act_stream_next(st, &x) < 0) {
+            fprintf(stderr, "bench_sae: %s\n", lp_last_error());
+            exit(1);
+        }
+    double harvest = (double)batch * nbatches / (bench_now() - t0);
+    /* whole-model runs of 32 windows (the stream's runs), as many tokens */
+    int R = 32, runs = (batch * nbatches + R * ctx - 1) / (R * ctx);
+    int32_t *ids = malloc((size_t)R * ctx * sizeof *ids);
+    if (!ids) {
+        fprintf(stderr, "bench_sae: no memory\n");
+        exit(1);
+    }
+    t0 = bench_now();
+    for (int r = 0; r < runs; r++) {
+        for (int i = 0; i < R * ctx; i++)
+            ids[i] = i % ctx == 0 ? m->cfg.bos : tok[((size_t)r * R * ctx + i) % ntok];
+        lp_run run;
+        lp_run_opts o = {.filter = NULL};
+        if (lp_model_run(m, ids, R, ctx, &o, &run) < 0) {
+            fprintf(stderr, "bench_sae: %s\n", lp_last_error());
+            exit(1);
+        }
+        lp_run_clear(&run);
+    }
+    double whole = (double)runs * R * ctx / (bench_now() - t0);
+    printf("{\"bench\": \"sae harvest blocks.0.hook_resid_post b%d\", \"loupe_tokens_per_s\": %.0f, "
+           "\"whole_model_tokens_per_s\": %.0f, \"vs_whole_model\": %.2f, \"batches\": %d}\n",
+           batch, harvest, whole, harvest / whole, nbatches);
+    fflush(stdout);
+    lp_act_stream_free(st);
+    lp_model_free(m);
+    free(tok), free(x), free(ids);
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
@@ -203,6 +263,7 @@ int main(int argc, char **argv)
         reps = 64;
     bench(LP_SAE_TOPK, 192, 3072, 4096, 32, reps);
     bench(LP_SAE_STANDARD, 192, 3072, 4096, 0, reps);
+    bench_harvest(4096, bench_env_int("LOUPE_BENCH_HARVEST_BATCHES", 16));
     bench_e2e("blocks.0.hook_resid_post", 3072, 32, 4096, bench_env_int("LOUPE_BENCH_E2E_STEPS", 8),
               lp_get_threads());
     if (!getenv("LOUPE_BENCH_SAE_SMALL")) { /* 16x the work per step: fewer steps */
