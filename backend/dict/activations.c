@@ -94,6 +94,23 @@ static int keep_name(void *ud, const char *name)
     return 0;
 }
 
+/* The blocks a run needs for the asked hooks: 1 + the last block named (blocks.L.*; the
+ * embeddings' hooks need one), or 0 (the whole model) when one is after the blocks. */
+static int blocks_needed(const lp_act_stream *s)
+{
+    int need = 1;
+    for (size_t h = 0; h < s->nh; h++) {
+        const char *n = s->names[h];
+        int L, used = 0;
+        if (!strcmp(n, "hook_embed") || !strcmp(n, "hook_pos_embed"))
+            continue;
+        if (sscanf(n, "blocks.%d.%n", &L, &used) != 1 || used == 0 || L < 0)
+            return 0;
+        need = L + 1 > need ? L + 1 : need;
+    }
+    return need < s->m->cfg.n_layers ? need : 0;
+}
+
 /* Runs the next R windows; with probe, only checks the hooks and sets d. Appends every kept
  * position's rows to the buffer otherwise. */
 static int run_windows(lp_act_stream *s, int probe)
@@ -114,7 +131,7 @@ static int run_windows(lp_act_stream *s, int probe)
         return -1;
     lp_run_opts o = {.filter = keep_name, .filter_ud = s};
     lp_run run;
-    if (lp_model_run(s->m, s->ids, R, s->ctx, &o, &run) < 0)
+    if (lp_model_run_blocks(s->m, s->ids, R, s->ctx, &o, blocks_needed(s), &run) < 0)
         return -1;
     const float *src[64];
     int rc = -1;

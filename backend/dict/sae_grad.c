@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "core/parallel.h"
 #include "dict/sae_work.h"
+#include "model/forward_impl.h" /* LP_RANGE_VERSIONS: AVX-512, AVX2 and baseline builds of a kernel */
 
 #if defined(__GNUC__) && !defined(__clang__)
 /* no-trapping-math lets comparisons be if-converted (vectorized); it changes no value */
@@ -30,7 +31,37 @@ struct loss_ctx {
     int N;
 };
 
-HOT static void loss_range(void *p, size_t lo, size_t hi)
+/* A standard SAE's dense row, branch-free, in sixteen float lanes (vectorized; AVX-512 /
+ * AVX2 builds through loss_range's) summed in double: L0, the least non-zero feature, sum
+ * f * ||W_dec|| (nrm: the norms as floats). */
+LP_KERNEL void std_row_losses(double *t, const float *restrict f, const float *restrict nrm, int ds)
+{
+    float l0[16] = {0}, mn[16], sp[16] = {0};
+    int i = 0;
+    for (int u = 0; u < 16; u++)
+        mn[u] = INFINITY;
+    for (; i + 16 <= ds; i += 16)
+        for (int u = 0; u < 16; u++) {
+            float v = f[i + u];
+            l0[u] += v != 0 ? 1.0f : 0.0f;
+            mn[u] = v != 0 && v < mn[u] ? v : mn[u];
+            sp[u] += v * nrm[i + u];
+        }
+    double n0 = 0, s = 0;
+    float m = INFINITY;
+    for (; i < ds; i++) {
+        float v = f[i];
+        n0 += v != 0, s += (double)v * nrm[i];
+        m = v != 0 && v < m ? v : m;
+    }
+    for (int u = 0; u < 16; u++)
+        n0 += l0[u], s += sp[u], m = mn[u] < m ? mn[u] : m;
+    t[T_L0] += n0, t[T_SP] += s;
+    if (n0 > 0)
+        t[T_MIN] = m;
+}
+
+LP_KERNEL void loss_range_body(void *p, size_t lo, size_t hi)
 {
     struct loss_ctx *L = p;
     lp_sae_work *w = L->w;
@@ -38,8 +69,15 @@ HOT static void loss_range(void *p, size_t lo, size_t hi)
     const lp_sae_loss_opts *o = L->o;
     const int ds = c->d_sae, dout = c->d_out, N = L->N;
     const float *th = L->s->threshold ? L->s->threshold->data : NULL, *W = L->s->W_dec->data;
+    const int listf = c->arch == LP_SAE_STANDARD || (c->arch == LP_SAE_TOPK && !c->rescale_acts_by_decoder_norm);
+    enum { NRM_MAX = 1 << 14 }; /* a standard dense row's norms as floats, on the stack up to this width */
+    const int std_dense = w->dense && c->arch == LP_SAE_STANDARD && ds <= NRM_MAX;
+    float nrm_buf[std_dense ? ds : 1], *nrm = std_dense ? nrm_buf : NULL;
+    for (int i = 0; std_dense && i < ds; i++)
+        nrm_buf[i] = (float)w->norms[i];
     for (size_t n = lo; n < hi; n++) {
         double *t = L->tok + n * T_N;
+        int std_done = 0; /* the dense features done by std_row_losses */
         memset(t, 0, T_N * sizeof *t);
         const float *y = L->y + n * dout, *xh = w->x_hat + n * dout, *z = w->z + n * ds, *f = w->f + n * ds;
         for (int d = 0; d < dout; d++) {
@@ -54,17 +92,22 @@ HOT static void loss_range(void *p, size_t lo, size_t hi)
         if (!w->dense) /* the lists hold every non-zero feature: the rest adds nothing */
             for (int q = w->rowptr[n]; q < w->rowptr[n + 1]; q++) {
                 int i = w->idx[q];
-                if (f[i] == 0)
+                float fi = listf ? w->cval[q] : f[i]; /* the list value is f: no look-up in (N,d_sae) */
+                if (fi == 0)
                     continue; /* a jumprelu pair in the kernel's band below its threshold */
                 t[T_L0] += 1;
-                t[T_MIN] = (t[T_MIN] == 0 || f[i] < t[T_MIN]) ? f[i] : t[T_MIN];
+                t[T_MIN] = (t[T_MIN] == 0 || fi < t[T_MIN]) ? fi : t[T_MIN];
                 if (c->arch == LP_SAE_STANDARD)
-                    t[T_SP] += o->sparsity == LP_SPARSITY_TANH ? tanh(o->tanh_c * f[i] * w->norms[i])
-                                                                : (double)f[i] * w->norms[i];
+                    t[T_SP] += o->sparsity == LP_SPARSITY_TANH ? tanh(o->tanh_c * fi * w->norms[i])
+                                                                : (double)fi * w->norms[i];
                 else if (c->arch == LP_SAE_JUMPRELU)
-                    t[T_SP] += o->sparsity == LP_SPARSITY_TANH ? tanh(o->tanh_c * f[i] * w->norms[i]) : 1.0;
+                    t[T_SP] += o->sparsity == LP_SPARSITY_TANH ? tanh(o->tanh_c * fi * w->norms[i]) : 1.0;
             }
-        for (int i = 0; w->dense && i < ds; i++) {
+        if (w->dense && c->arch == LP_SAE_STANDARD && nrm && o->sparsity != LP_SPARSITY_TANH) {
+            std_row_losses(t, f, nrm, ds);
+            std_done = 1;
+        }
+        for (int i = 0; w->dense && !std_done && i < ds; i++) {
             if (f[i] != 0) {
                 t[T_L0] += 1;
                 t[T_MIN] = (t[T_MIN] == 0 || f[i] < t[T_MIN]) ? f[i] : t[T_MIN];
@@ -98,6 +141,7 @@ HOT static void loss_range(void *p, size_t lo, size_t hi)
         }
     }
 }
+LP_RANGE_VERSIONS(loss_range)
 
 int lp_sae_forward(lp_sae_losses *out, lp_sae_work *w, const lp_sae *s, const float *x, const float *y, int N,
                    const lp_sae_loss_opts *o)
@@ -158,7 +202,7 @@ int lp_sae_forward(lp_sae_losses *out, lp_sae_work *w, const lp_sae *s, const fl
 /* ---- backward ---- */
 
 /* Eight partial sums, so that the products vectorize. */
-HOT static float dot(const float *restrict a, const float *restrict b, int n)
+LP_KERNEL float dot(const float *restrict a, const float *restrict b, int n)
 {
     float p[8] = {0};
     int j = 0;
@@ -224,17 +268,21 @@ static float pair_dz(const struct bw_ctx *b, int i, float z, float f, float dc, 
     return f != 0 ? (float)dF : 0.0f;
 }
 
-HOT static void pairs_range(void *p, size_t lo, size_t hi)
+LP_KERNEL void pairs_range_body(void *p, size_t lo, size_t hi)
 {
     struct bw_ctx *b = p;
     lp_sae_work *w = b->w;
     const int ds = b->s->cfg.d_sae, dout = b->s->cfg.d_out;
     const float *W = b->s->W_dec->data;
+    /* standard and topk read only f != 0 (standard: f itself, its list value): no look-up
+     * of the (N,d_sae) z and f, a cache miss per pair */
+    const int fromlist = b->s->cfg.arch == LP_SAE_STANDARD || b->s->cfg.arch == LP_SAE_TOPK;
     for (size_t n = lo; n < hi; n++) {
         for (int q = w->rowptr[n]; q < w->rowptr[n + 1]; q++) {
             int i = w->idx[q];
             float dc = dot(gslot(b, n, i), W + (size_t)i * dout, dout), dth, dn;
-            w->dval[q] = pair_dz(b, i, w->z[n * ds + i], w->f[n * ds + i], dc, &dth, &dn);
+            float zq = fromlist ? 0.0f : w->z[n * ds + i], fq = fromlist ? w->cval[q] : w->f[n * ds + i];
+            w->dval[q] = pair_dz(b, i, zq, fq, dc, &dth, &dn);
             w->scratch[q] = dth, w->dz[q] = dn;
         }
         for (int t = 0; t < w->ka; t++) {
@@ -243,8 +291,9 @@ HOT static void pairs_range(void *p, size_t lo, size_t hi)
         }
     }
 }
+LP_RANGE_VERSIONS(pairs_range)
 
-HOT static void features_range(void *p, size_t lo, size_t hi)
+LP_KERNEL void features_range_body(void *p, size_t lo, size_t hi)
 {
     struct bw_ctx *b = p;
     lp_sae_work *w = b->w;
@@ -283,6 +332,7 @@ HOT static void features_range(void *p, size_t lo, size_t hi)
                 dwd[d] += (float)(dn * W[i * dout + d] / w->norms[i]);
     }
 }
+LP_RANGE_VERSIONS(features_range)
 
 struct tr_ctx {
     float *dW;
@@ -290,17 +340,21 @@ struct tr_ctx {
     int di, ds;
 };
 
+/* In tiles of 256 features: the lines of T a tile reads serve the next rows j too. */
 HOT static void transpose_add_range(void *p, size_t lo, size_t hi)
 {
     struct tr_ctx *t = p;
-    for (size_t j = lo; j < hi; j++)
-        for (int i = 0; i < t->ds; i++)
-            t->dW[j * t->ds + i] += t->T[(size_t)i * t->di + j];
+    for (int i0 = 0; i0 < t->ds; i0 += 256) {
+        int i1 = t->ds - i0 < 256 ? t->ds : i0 + 256;
+        for (size_t j = lo; j < hi; j++)
+            for (int i = i0; i < i1; i++)
+                t->dW[j * t->ds + i] += t->T[(size_t)i * t->di + j];
+    }
 }
 
 /* Dense mode: w->dz holds d loss / d c (N,d_sae); turn it into d loss / d z. A range is a
  * block of features, walked token by token (rows stay contiguous). */
-HOT static void dense_range(void *p, size_t lo, size_t hi)
+LP_KERNEL void dense_range_body(void *p, size_t lo, size_t hi)
 {
     struct bw_ctx *b = p;
     lp_sae_work *w = b->w;
@@ -308,13 +362,39 @@ HOT static void dense_range(void *p, size_t lo, size_t hi)
     const float *W = b->s->W_dec->data;
     for (size_t i = lo; i < hi; i++)
         w->dzsum[i] = w->dnorm[i] = w->fsum[i] = 0; /* fsum: the threshold's gradient */
-    for (int n = 0; n < b->N; n++)
-        for (size_t i = lo; i < hi; i++) {
-            size_t q = (size_t)n * ds + i;
-            float t1, t2;
-            w->dz[q] = pair_dz(b, (int)i, w->z[q], w->f[q], w->dz[q], &t1, &t2);
-            w->fsum[i] += t1, w->dnorm[i] += t2, w->dzsum[i] += w->dz[q];
+    if (b->s->cfg.arch == LP_SAE_STANDARD && b->o->sparsity != LP_SPARSITY_TANH) { /* pair_dz's L1 case, branch-free, in float */
+        enum { FB = 512, TB = 64 };           /* features per block; tokens per float partial sum */
+        const double a = (double)b->o->l1 / b->N;
+        for (size_t i0 = lo; i0 < hi; i0 += FB) {
+            const int nb = (int)(hi - i0 < FB ? hi - i0 : FB);
+            float coef[FB], sdz[FB], sf[FB];
+            for (int i = 0; i < nb; i++)
+                coef[i] = (float)(a * w->norms[i0 + i]);
+            for (int n0 = 0; n0 < b->N; n0 += TB) {
+                memset(sdz, 0, sizeof sdz), memset(sf, 0, sizeof sf);
+                for (int n = n0; n < b->N && n < n0 + TB; n++) {
+                    float *restrict dz = w->dz + (size_t)n * ds + i0;
+                    const float *restrict f = w->f + (size_t)n * ds + i0;
+                    for (int i = 0; i < nb; i++) {
+                        float fi = f[i], d = fi != 0 ? dz[i] + coef[i] : 0.0f;
+                        dz[i] = d, sdz[i] += d, sf[i] += fi;
+                    }
+                }
+                for (int i = 0; i < nb; i++)
+                    w->dzsum[i0 + i] += sdz[i], w->dnorm[i0 + i] += sf[i];
+            }
         }
+        for (size_t i = lo; i < hi; i++)
+            w->dnorm[i] *= a;
+    } else {
+        for (int n = 0; n < b->N; n++)
+            for (size_t i = lo; i < hi; i++) {
+                size_t q = (size_t)n * ds + i;
+                float t1, t2;
+                w->dz[q] = pair_dz(b, (int)i, w->z[q], w->f[q], w->dz[q], &t1, &t2);
+                w->fsum[i] += t1, w->dnorm[i] += t2, w->dzsum[i] += w->dz[q];
+            }
+    }
     for (size_t i = lo; i < hi; i++) {
         b->g->b_enc[i] += (float)w->dzsum[i];
         if (b->g->threshold)
@@ -325,6 +405,7 @@ HOT static void dense_range(void *p, size_t lo, size_t hi)
                 b->g->W_dec[i * dout + d] += (float)(dn * W[i * dout + d] / w->norms[i]);
     }
 }
+LP_RANGE_VERSIONS(dense_range)
 
 int lp_sae_backward(lp_sae_grads *g, lp_sae_work *w, const lp_sae *s, const float *x, const float *y, int N,
                     const lp_sae_loss_opts *o)

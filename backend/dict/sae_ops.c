@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "core/parallel.h"
 #include "dict/sae_work.h"
+#include "model/forward_impl.h" /* LP_RANGE_VERSIONS: AVX-512, AVX2 and baseline builds of a kernel */
 
 #if defined(__GNUC__) && !defined(__clang__)
 /* no-trapping-math lets comparisons be if-converted (vectorized); it changes no value */
@@ -192,6 +193,90 @@ HOT static int select_top(int *idx, float *val, const float *vals, const double 
     return h;
 }
 
+/* The value of rank kth (0: the largest) of v[0..n), n > kth, NaN-free; v is reordered.
+ * Quickselect with a three-way partition (many equal values stay linear). */
+HOT static float rank_value(float *v, int n, int kth)
+{
+    int lo = 0, hi = n;
+    for (;;) {
+        float piv = v[lo + (hi - lo) / 2], t;
+        int lt = lo, i = lo, gt = hi; /* [lo,lt) > piv, [lt,gt) == piv, [gt,hi) < piv */
+        while (i < gt) {
+            if (v[i] > piv)
+                t = v[lt], v[lt++] = v[i], v[i++] = t;
+            else if (v[i] < piv)
+                t = v[--gt], v[gt] = v[i], v[i] = t;
+            else
+                i++;
+        }
+        if (kth < lt)
+            hi = lt;
+        else if (kth >= gt)
+            lo = gt;
+        else
+            return piv;
+    }
+}
+
+/* select_top without mask or scale, for long rows. The row is cut into nb groups of 16
+ * (group j: entries j, j + nb, ..., vertical maxima: contiguous vector compares); the m-th
+ * largest group maximum bounds the m-th largest value from below, so only groups whose
+ * maximum reaches it hold candidates; of those, the m-th largest value decides, ties to the
+ * lower index (the same set as select_top over the whole row). */
+enum { TOPK_GROUP = 16, TOPK_CAND = 1024 };
+
+HOT static int select_top_blocks(int *idx, float *val, const float *vals, int n, int m)
+{
+    int nb = n / TOPK_GROUP;
+    if (m < 1 || nb < 4 * m || nb > 4096)
+        return select_top(idx, val, vals, NULL, NULL, n, m);
+    float gmax[nb], keep[nb], cv[TOPK_CAND], tmp[TOPK_CAND];
+    int ci[TOPK_CAND], nfin = 0;
+    for (int j = 0; j < nb; j++)
+        gmax[j] = -INFINITY;
+    for (int u = 0; u < TOPK_GROUP; u++) {
+        const float *v = vals + (size_t)u * nb;
+        for (int j = 0; j < nb; j++)
+            gmax[j] = v[j] > gmax[j] ? v[j] : gmax[j]; /* NaN never wins */
+    }
+    for (int j = 0; j < nb; j++)
+        nfin += gmax[j] > -INFINITY;
+    if (nfin < m) /* NaN or -inf groups: the plain walk */
+        return select_top(idx, val, vals, NULL, NULL, n, m);
+    memcpy(keep, gmax, sizeof keep);
+    float T = rank_value(keep, nb, m - 1); /* finite: m groups have a finite maximum */
+    int c = 0;
+    for (int j = 0; j <= nb; j++) {
+        if (j < nb && !(gmax[j] >= T))
+            continue;
+        int i0 = j < nb ? j : nb * TOPK_GROUP, step = j < nb ? nb : 1; /* j == nb: the tail */
+        int i1 = j < nb ? nb * TOPK_GROUP : n;
+        for (int i = i0; i < i1; i += step)
+            if (vals[i] >= T) { /* NaN never */
+                if (c == TOPK_CAND)
+                    return select_top(idx, val, vals, NULL, NULL, n, m);
+                cv[c] = vals[i], ci[c++] = i;
+            }
+    }
+    memcpy(tmp, cv, (size_t)c * sizeof *tmp); /* c >= m: the m group maxima >= T */
+    float T2 = rank_value(tmp, c, m - 1);
+    int h = 0, ne = 0, eqi[m];
+    for (int q = 0; q < c; q++)
+        if (cv[q] > T2)
+            val[h] = cv[q], idx[h++] = ci[q];
+        else if (cv[q] == T2) { /* the m - h lowest indices of those equal to T2 */
+            int i = ci[q], p = ne < m ? ne++ : m;
+            for (; p > 0 && eqi[p - 1] > i; p--)
+                if (p < m)
+                    eqi[p] = eqi[p - 1];
+            if (p < m)
+                eqi[p] = i;
+        }
+    for (int q = 0; h < m && q < ne; q++)
+        val[h] = T2, idx[h++] = eqi[q];
+    return h;
+}
+
 int lp_sae_aux_select(int *idx, const float *zrow, const uint8_t *dead, int d_sae, int k_aux)
 {
     float val[k_aux > 0 ? k_aux : 1];
@@ -257,13 +342,24 @@ HOT static void act_range(void *p, size_t lo, size_t hi)
                 for (int i = 0; i < ds; i++)
                     f[i] = z[i] > 0 ? z[i] : 0.0f;
             else if (c->arch == LP_SAE_TOPK) {
-                int ix[c->k];
-                float v[c->k];
+                /* the positive winners in feature order, staged at pairs n*k.. (the lists
+                 * hold N*k pairs: lp_sae_encode_into moves them down to rowptr[n]) */
+                int k = c->k, ix[k];
+                float v[k];
                 memset(f, 0, (size_t)ds * sizeof *f);
-                int h = select_top(ix, v, z, rs ? w->norms : NULL, NULL, ds, c->k);
+                int h = rs ? select_top(ix, v, z, w->norms, NULL, ds, k) : select_top_blocks(ix, v, z, ds, k);
+                int cnt = 0, *sidx = w->idx + n * (size_t)k;
+                float *sval = w->cval + n * (size_t)k;
                 for (int t = 0; t < h; t++)
-                    if (v[t] > 0)
+                    if (v[t] > 0) {
                         f[ix[t]] = v[t];
+                        int i = ix[t], j = cnt++;
+                        for (; j > 0 && sidx[j - 1] > i; j--) /* insertion by feature */
+                            sidx[j] = sidx[j - 1], sval[j] = sval[j - 1];
+                        sidx[j] = i, sval[j] = rs ? z[i] : v[t];
+                    }
+                w->rowptr[n + 1] = cnt;
+                continue;
             } else
                 for (int i = 0; i < ds; i++)
                     f[i] = z[i] > th[i] ? z[i] : 0.0f;
@@ -359,7 +455,14 @@ int lp_sae_encode_into(lp_sae_work *w, const lp_sae *s, const float *x, int N, c
     if (w->dense && (c->arch == LP_SAE_TOPK || (o && o->n_prefix > 0)))
         return lp_set_error("dictionary: %zu active pairs exceed the work's %zu (%s keeps them sparse)", nnz, w->cap,
                             lp_sae_arch_name(c->arch));
-    if (!w->dense) {
+    if (!w->dense && c->arch == LP_SAE_TOPK) { /* staged by act_range at n*k: moved down in order */
+        for (int n = 1; n < N; n++)
+            if (w->rowptr[n] != n * c->k) {
+                size_t from = (size_t)n * c->k, cnt = (size_t)(w->rowptr[n + 1] - w->rowptr[n]);
+                memmove(w->idx + w->rowptr[n], w->idx + from, cnt * sizeof(int));
+                memmove(w->cval + w->rowptr[n], w->cval + from, cnt * sizeof(float));
+            }
+    } else if (!w->dense) {
         a.lists = 1;
         lp_par_for((size_t)N, 16, act_range, &a);
     }
@@ -375,7 +478,7 @@ struct dec_ctx {
     int width; /* features i < width only */
 };
 
-HOT static void dec_range(void *p, size_t lo, size_t hi)
+LP_KERNEL void dec_range_body(void *p, size_t lo, size_t hi)
 {
     struct dec_ctx *d = p;
     const int dout = d->s->cfg.d_out;
@@ -393,6 +496,7 @@ HOT static void dec_range(void *p, size_t lo, size_t hi)
         }
     }
 }
+LP_RANGE_VERSIONS(dec_range)
 
 /* out (N,d_out) from the lists (or dense f), features i < width. */
 void lp_sae_decode_from(float *out, const lp_sae_work *w, const lp_sae *s, const float *x, int N, int width);

@@ -7,8 +7,16 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/parallel.h"
 #include "dict/clt_ops.h"
 #include "dict/sae_work.h"
+
+#if defined(__GNUC__) && !defined(__clang__)
+/* no-trapping-math and no-math-errno let the compares and sqrtf vectorize; no value changes */
+#define HOT __attribute__((optimize("O3", "no-trapping-math", "no-math-errno")))
+#else
+#define HOT
+#endif
 
 struct lp_sae_trainer {
     lp_sae *s;
@@ -154,6 +162,66 @@ static int params(const lp_sae_trainer *t, float **p, size_t *n)
     return k;
 }
 
+/* Adam on one parameter slice, from the gradients scaled by sc, in ranges on lp_par_for. */
+struct adam_ctx {
+    float *p, *g, *m, *v;
+    float sc, b1, b2, c1, c2, eps, lr;
+};
+
+HOT static void adam_range(void *ctx, size_t lo, size_t hi)
+{
+    const struct adam_ctx *a = ctx;
+    float *restrict p = a->p, *restrict m = a->m, *restrict v = a->v;
+    const float *restrict g = a->g;
+    const float sc = a->sc, b1 = a->b1, b2 = a->b2, c1 = a->c1, c2 = a->c2, eps = a->eps, lr = a->lr;
+    for (size_t i = lo; i < hi; i++) {
+        float gi = g[i] * sc;
+        m[i] = b1 * m[i] + (1 - b1) * gi;
+        v[i] = b2 * v[i] + (1 - b2) * gi * gi;
+        p[i] -= lr * (m[i] / c1) / (sqrtf(v[i] / c2) + eps);
+    }
+}
+
+struct sumsq_ctx {
+    const float *g;
+    double *part; /* one per 64K block */
+};
+
+HOT static void sumsq_range(void *ctx, size_t lo, size_t hi)
+{
+    const struct sumsq_ctx *a = ctx;
+    for (size_t b = lo; b < hi; b++) {
+        double s = 0;
+        for (size_t i = b << 16; i < ((b + 1) << 16); i++)
+            s += (double)a->g[i] * a->g[i];
+        a->part[b] = s;
+    }
+}
+
+/* The gradients' squared norm: 64K blocks in parallel, each summed in order, then the rest. */
+static double grad_sumsq(const float *g, size_t n)
+{
+    size_t nb = n >> 16;
+    double part[nb ? nb : 1], s = 0;
+    if (nb) {
+        struct sumsq_ctx c = {g, part};
+        lp_par_for(nb, 1, sumsq_range, &c);
+    }
+    for (size_t b = 0; b < nb; b++)
+        s += part[b];
+    for (size_t i = nb << 16; i < n; i++)
+        s += (double)g[i] * g[i];
+    return s;
+}
+
+/* A dense batch's features (N,d_sae): fired[i] = 1 where any token's is non-zero. */
+HOT static void fired_dense(uint8_t *restrict fired, const float *restrict f, int N, int ds)
+{
+    for (int n = 0; n < N; n++)
+        for (int i = 0; i < ds; i++)
+            fired[i] |= f[(size_t)n * ds + i] != 0;
+}
+
 static float schedule_lr(const lp_sae_train_opts *o, long step)
 {
     float lr = o->lr;
@@ -239,21 +307,16 @@ static float adam(lp_sae_trainer *t, float **p, const size_t *np, int k, const f
     float c1 = 1.0f - powf(b1, (float)step), c2 = 1.0f - powf(b2, (float)step);
     size_t off = 0;
     for (int q = 0; q < k; q++) {
-        const float *gq = g + off;
-        float *mq = m + off, *vq = v + off, *pq = p[q];
-        for (size_t i = 0; i < np[q]; i++) {
-            float gi = gq[i] * sc;
-            mq[i] = b1 * mq[i] + (1 - b1) * gi;
-            vq[i] = b2 * vq[i] + (1 - b2) * gi * gi;
-            pq[i] -= lr * (mq[i] / c1) / (sqrtf(vq[i] / c2) + eps);
-        }
+        struct adam_ctx a = {p[q], (float *)g + off, m + off, v + off, sc, b1, b2, c1, c2, eps, lr};
+        lp_par_for(np[q], 16384, adam_range, &a);
         off += np[q];
     }
     return lr;
 }
 
-/* Steps since each feature of s's work last fired: +1, 0 for those active in the batch. */
-static void count_fired(int *since, const lp_sae_work *w, int N, int ds)
+/* Steps since each feature of s's work last fired: +1, 0 for those active in the batch.
+ * fired: ds bytes of scratch for the dense case (its contents are overwritten), or NULL. */
+static void count_fired(int *since, const lp_sae_work *w, int N, int ds, uint8_t *fired)
 {
     for (int i = 0; i < ds; i++)
         since[i]++;
@@ -261,7 +324,14 @@ static void count_fired(int *since, const lp_sae_work *w, int N, int ds)
         for (int q = 0; q < w->rowptr[N]; q++)
             if (w->cval[q] != 0)
                 since[w->idx[q]] = 0;
-    for (int n = 0; w->dense && n < N; n++) {
+    if (w->dense && fired) {
+        memset(fired, 0, (size_t)ds);
+        fired_dense(fired, w->f, N, ds);
+        for (int i = 0; i < ds; i++)
+            if (fired[i])
+                since[i] = 0;
+    }
+    for (int n = 0; w->dense && !fired && n < N; n++) {
         const float *f = w->f + (size_t)n * ds;
         for (int i = 0; i < ds; i++)
             if (f[i] != 0)
@@ -313,7 +383,7 @@ static int clt_step(lp_sae_trainer *t, const float *x, const float *y, int N, lp
     float lr = adam(t, t->pp, t->pn, k, t->cg->mem, t->cm->mem, t->cv->mem, gn, step);
     int ndead = 0;
     for (int l = 0; l < L; l++) {
-        count_fired(t->since_fired + (size_t)l * T, lp_clt_work_layer_work(t->cw, l), N, T);
+        count_fired(t->since_fired + (size_t)l * T, lp_clt_work_layer_work(t->cw, l), N, T, NULL);
         t->layer_ev[l] = sst[l] > 0 ? 1.0 - sse[l] / sst[l] : 0.0, t->layer_l0[l] = l0[l];
     }
     for (size_t i = 0; i < (size_t)L * T; i++)
@@ -359,10 +429,7 @@ int lp_sae_trainer_step(lp_sae_trainer *t, const float *x, const float *y, int N
     lp_sae_grads_zero(t->g);
     if (lp_sae_backward(t->g, t->w, s, x, y, N, &lo) < 0)
         return lp_error_prefix("SAE training, step %ld: ", step);
-    double gn = 0;
-    for (size_t i = 0; i < t->g->n; i++)
-        gn += (double)t->g->mem[i] * t->g->mem[i];
-    gn = sqrt(gn);
+    double gn = sqrt(grad_sumsq(t->g->mem, t->g->n));
     if (!isfinite(gn))
         return lp_set_error("SAE training: the gradient norm is %g at step %ld (NaN or Inf); the weights are kept as "
                             "of step %ld", gn, step, t->step);
@@ -384,7 +451,7 @@ int lp_sae_trainer_step(lp_sae_trainer *t, const float *x, const float *y, int N
                     r[d] = (float)(r[d] / sqrt(a));
         }
     /* dead-feature counters from this batch's features */
-    count_fired(t->since_fired, t->w, N, ds);
+    count_fired(t->since_fired, t->w, N, ds, t->dead); /* t->dead: scratch, made again below */
     int resampled = 0;
     if (c->arch == LP_SAE_STANDARD && t->o.resample_every > 0 && step % t->o.resample_every == 0) {
         ndead = 0;
@@ -394,7 +461,7 @@ int lp_sae_trainer_step(lp_sae_trainer *t, const float *x, const float *y, int N
     }
     ndead = 0;
     for (int i = 0; i < ds; i++)
-        ndead += t->since_fired[i] >= t->o.dead_window;
+        ndead += t->dead[i] = t->since_fired[i] >= t->o.dead_window;
     t->step = step;
     if (st) {
         st->loss = L;

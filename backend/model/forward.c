@@ -271,9 +271,16 @@ static int forward(lp_fwd *f, const int32_t *tokens)
     }
     if (!(resid = embed(f, tokens)))
         goto fail;
-    for (int L = 0; L < c->n_layers; L++)
+    int nl = f->nblocks > 0 && f->nblocks < c->n_layers ? f->nblocks : c->n_layers;
+    for (int L = 0; L < nl; L++)
         if (lp_interrupt_check() < 0 || block(f, L, &resid, cs, sn) < 0)
             goto fail;
+    if (nl < c->n_layers) { /* stopped early: the cache holds what the blocks made, no logits */
+        lp_tensor_free(resid);
+        lp_fwd_pool_clear(f);
+        free(cs), free(sn), free(inv);
+        return 0;
+    }
     lp_tensor *x = lp_fwd_norm(f, &tr, resid, NULL, NULL, NULL, m->lnf_w, m->lnf_b, "ln_final");
     lp_tensor *logits = x ? lp_fwd_linear(f, &tr, &m->unembed, x, "logits") : NULL;
     if (!logits || !(out->logits = lp_tensor_alias(logits)))
@@ -294,6 +301,12 @@ fail:
 
 int lp_model_run(const lp_model *m, const int32_t *tokens, int B, int T, const lp_run_opts *opts, lp_run *out)
 {
+    return lp_model_run_blocks(m, tokens, B, T, opts, 0, out);
+}
+
+int lp_model_run_blocks(const lp_model *m, const int32_t *tokens, int B, int T, const lp_run_opts *opts, int nblocks,
+                        lp_run *out)
+{
     memset(out, 0, sizeof *out);
     const lp_model_config *c = &m->cfg;
     if (B <= 0 || T <= 0)
@@ -305,7 +318,7 @@ int lp_model_run(const lp_model *m, const int32_t *tokens, int B, int T, const l
                             c->arch == LP_ARCH_GPT2 ? "n_positions" : "max_position_embeddings");
     if ((int64_t)B * T > (1 << 30))
         return lp_set_error("run: batch %d x %d tokens is too large", B, T);
-    lp_fwd f = {.m = m, .o = opts, .r = out, .B = B, .T = T};
+    lp_fwd f = {.m = m, .o = opts, .r = out, .B = B, .T = T, .nblocks = nblocks};
     return forward(&f, tokens);
 }
 

@@ -30,6 +30,7 @@ typedef struct lp_fwd {
     lp_run *r;
     int B, T;          /* the positions this run computes */
     int p0;            /* positions before them (held by kv); 0 without a cache */
+    int nblocks;       /* > 0: stop after this many blocks (no logits); 0: the whole model */
     lp_kv_cache *kv;   /* NULL: no cache */
     /* buffers of tensors nobody else holds, kept from one layer for the next (reused by size:
      * no allocation and no page faults per layer) */

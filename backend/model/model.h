@@ -156,6 +156,12 @@ typedef struct lp_run {
  * flag between layers. On error *out is left cleared. */
 int lp_model_run(const lp_model *m, const int32_t *tokens, int B, int T, const lp_run_opts *opts,
                  lp_run *out);
+/* lp_model_run stopped after blocks 0..nblocks-1 (nblocks >= the model's layers, or 0: the
+ * whole run): the cache holds what those blocks and the embeddings made, no ln_final hook
+ * point runs and out->logits is NULL. For callers that want early hook points only (the
+ * activation stream of backend/dict/). */
+int lp_model_run_blocks(const lp_model *m, const int32_t *tokens, int B, int T, const lp_run_opts *opts, int nblocks,
+                        lp_run *out);
 void lp_run_clear(lp_run *r);
 /* The cached activation called name (borrowed), or NULL. */
 lp_tensor *lp_run_get(const lp_run *r, const char *name);

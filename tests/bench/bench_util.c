@@ -45,18 +45,21 @@ int bench_env_int(const char *name, int def)
     return s && atoi(s) > 0 ? atoi(s) : def;
 }
 
-double bench_torch_tokens_per_s(const char *script_name, int B, int T, int reps, int threads)
+double bench_script_values(const char *script_name, const char *const *fields, double *vals, int n, int B, int T,
+                           int reps, int threads)
 {
+    for (int k = 0; k < n; k++)
+        vals[k] = -1;
     const char *root = getenv("LOUPE_ROOT");
     char py[512], script[512], out[] = "/tmp/loupe-bench-torch-XXXXXX";
     const char *venv = getenv("LOUPE_BENCH_VENV"); /* another environment's python (.venv-peer) */
     snprintf(py, sizeof py, "%s/%s/bin/python", root ? root : ".", venv ? venv : ".venv");
     snprintf(script, sizeof script, "%s/tests/bench/%s", root ? root : ".", script_name);
     if (access(py, X_OK) != 0 || access(script, R_OK) != 0)
-        return -1;
+        return vals[0];
     int fd = mkstemp(out);
     if (fd < 0)
-        return -1;
+        return vals[0];
     char b[16], t[16], r[16], th[16];
     snprintf(b, sizeof b, "%d", B), snprintf(t, sizeof t, "%d", T), snprintf(r, sizeof r, "%d", reps);
     snprintf(th, sizeof th, "%d", threads);
@@ -65,23 +68,35 @@ double bench_torch_tokens_per_s(const char *script_name, int B, int T, int reps,
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, fd, 1);
     pid_t pid;
-    double v = -1;
-    const char *key = "\"torch_tokens_per_s\":";
     if (posix_spawn(&pid, py, &fa, NULL, argv, environ) == 0) {
         int st;
         waitpid(pid, &st, 0);
         FILE *f = fopen(out, "r");
         char line[512];
-        while (f && fgets(line, sizeof line, f)) {
-            const char *p = strstr(line, key);
-            if (p)
-                v = atof(p + strlen(key));
-        }
+        while (f && fgets(line, sizeof line, f))
+            for (int k = 0; k < n; k++) {
+                char key[128];
+                snprintf(key, sizeof key, "\"%s\":", fields[k]);
+                const char *p = strstr(line, key);
+                if (p)
+                    vals[k] = atof(p + strlen(key));
+            }
         if (f)
             fclose(f);
     }
     posix_spawn_file_actions_destroy(&fa);
     close(fd);
     unlink(out);
-    return v;
+    return vals[0];
+}
+
+double bench_script_value(const char *script_name, const char *field, int B, int T, int reps, int threads)
+{
+    double v;
+    return bench_script_values(script_name, &field, &v, 1, B, T, reps, threads);
+}
+
+double bench_torch_tokens_per_s(const char *script_name, int B, int T, int reps, int threads)
+{
+    return bench_script_value(script_name, "torch_tokens_per_s", B, T, reps, threads);
 }

@@ -14,5 +14,10 @@ int bench_env_int(const char *name, int def);    /* a positive integer, else def
  * current folder; $LOUPE_BENCH_VENV names another environment than .venv) and returns the number after "torch_tokens_per_s": in its output, or -1
  * when the script or the venv is missing or prints no such field. */
 double bench_torch_tokens_per_s(const char *script, int B, int T, int reps, int threads);
+/* The same with another field than "torch_tokens_per_s" (the number after "FIELD":). */
+double bench_script_value(const char *script, const char *field, int B, int T, int reps, int threads);
+/* Several fields of one run of the script into vals (-1 where missing); returns vals[0]. */
+double bench_script_values(const char *script, const char *const *fields, double *vals, int n, int B, int T,
+                           int reps, int threads);
 
 #endif

@@ -8,7 +8,8 @@ on the CPU with the given thread count:
     x_hat = f @ W_dec + b_dec; loss = (x_hat - x).pow(2).sum(-1).mean() (+ penalty)
     opt.zero_grad(); loss.backward(); clip_grad_norm_(params, 1.0); opt.step()   # Adam
 
-    sae_torch.py BATCH D_IN REPS THREADS  ->  {"torch_tokens_per_s": ...}
+    sae_torch.py BATCH D_IN REPS THREADS  ->  {"torch_tokens_per_s": ..., "cpu_seconds": ...}
+(cpu_seconds: the median CPU time of the process, all threads, per step)
 with LOUPE_BENCH_SAE="topk:WIDTH:K" or "standard:WIDTH" naming the rest.
 Prints {"torch_tokens_per_s": null, "why": "..."} when torch is missing."""
 import json
@@ -59,12 +60,13 @@ def main() -> None:
         opt.step()
 
     step(xs[0])
-    times = []
+    times, cpu = [], []
     for r in range(reps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         step(xs[r % 4])
         times.append(time.perf_counter() - t0)
-    print(json.dumps({"torch_tokens_per_s": batch / statistics.median(times)}))
+        cpu.append(time.process_time() - c0)
+    print(json.dumps({"torch_tokens_per_s": batch / statistics.median(times), "cpu_seconds": statistics.median(cpu)}))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ SAELens writes (issue 15, files).
   save_model are loaded by loupe (loupe.sae.load) with their configuration, and saved again
   by loupe with identical tensors.
 
-loupe's own encode/decode lands separately; comparing its activations comes then.
+- loupe's own encode and forward (sae:forward) of its SAEs on the same inputs equal SAELens'
+  activations and outputs within 1e-5, with the same features active.
 A missing or broken .venv-peer fails this test with why (`bash install/setup test` makes it).
 """
 from __future__ import annotations
@@ -150,6 +151,32 @@ def test_saelens_and_loupe_read_each_others_saes(tmp_path: Path) -> None:
         worst = max(worst, close(sl[f"{name}.acts"], f, f"{name} activations"),
                     close(sl[f"{name}.out"], y, f"{name} output"))
     print(f"[peer] SAELens on loupe's files vs NumPy: max |diff| {worst:.2e} over {len(LOUPE_SAES)} SAEs")
+
+    # 1b. loupe's own encode and forward (sae:forward: encode then decode) of the same SAEs on
+    # the same inputs equal SAELens' (float32 values printed exactly, %.9g).
+    def lua_matrix(a: np.ndarray) -> str:
+        return "{" + ", ".join("{" + ", ".join(f"{v:.9g}" for v in row) + "}" for row in a) + "}"
+
+    lua = ["local function dump(t) local o = {} for _, r in ipairs(t:totable()) do "
+           "for _, v in ipairs(r) do o[#o + 1] = string.format('%.9g', v) end end return table.concat(o, ' ') end",
+           f"local x, x_tc = loupe.tensor({lua_matrix(x)}), loupe.tensor({lua_matrix(x_tc)})"]
+    for name in LOUPE_SAES:
+        lua.append(f"do local s = loupe.sae.load('{tmp_path}/loupe/{name}'); "
+                   f"local y, f = s:forward({'x_tc' if 'transcoder' in name else 'x'}); "
+                   f"print('{name}'); print(dump(f)); print(dump(y)) end")
+    lines = loupe_run("\n".join(lua) + "\n", tmp_path).strip().splitlines()
+    assert len(lines) == 3 * len(LOUPE_SAES), lines[:3]
+    worst = 0.0
+    for q, name in enumerate(LOUPE_SAES):
+        assert lines[3 * q] == name, lines[3 * q]
+        ours_f = np.array(lines[3 * q + 1].split(), dtype=np.float64).reshape(64, D_SAE)
+        ours_y = np.array(lines[3 * q + 2].split(), dtype=np.float64).reshape(64, -1)
+        theirs_f, theirs_y = sl[f"{name}.acts"].astype(np.float64), sl[f"{name}.out"].astype(np.float64)
+        assert ours_y.shape == theirs_y.shape, (name, ours_y.shape, theirs_y.shape)
+        assert np.array_equal(ours_f != 0, theirs_f != 0), f"{name}: loupe and SAELens activate different features"
+        worst = max(worst, close(ours_f, theirs_f, f"{name} activations, loupe vs SAELens"),
+                    close(ours_y, theirs_y, f"{name} output, loupe vs SAELens"))
+    print(f"[peer] loupe's encode/forward vs SAELens': max |diff| {worst:.2e} over {len(LOUPE_SAES)} SAEs")
 
     # 2. loupe reads what SAELens wrote.
     lua = []

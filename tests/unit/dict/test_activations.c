@@ -299,3 +299,55 @@ Test(activations, an_interrupt_stops_between_runs_and_loses_nothing)
     free(x), free(y), free(tok);
     lp_model_free(m);
 }
+
+/* A run stopped after the first block (what the stream does for hooks of block 0 only)
+ * caches the same values as the whole run for what it made, nothing of later blocks, and no
+ * logits; the stream of block-0 hooks on a two-block model serves rows of the whole run. */
+Test(activations, a_run_stops_after_the_last_block_the_hooks_need)
+{
+    lp_model *m = model();
+    int32_t ids[2 * CTX];
+    for (int i = 0; i < 2 * CTX; i++)
+        ids[i] = 1 + i % (V_ - 1);
+    lp_run full, part;
+    lp_run_opts o = {.cache_all = 1};
+    cr_assert_eq(lp_model_run(m, ids, 2, CTX, &o, &full), 0, "%s", lp_last_error());
+    cr_assert_eq(lp_model_run_blocks(m, ids, 2, CTX, &o, 1, &part), 0, "%s", lp_last_error());
+    cr_assert_null(part.logits);
+    cr_assert_not_null(full.logits);
+    cr_assert_gt(part.n, 5);
+    for (size_t i = 0; i < part.n; i++) {
+        cr_assert(strncmp(part.names[i], "blocks.1.", 9) != 0 && strncmp(part.names[i], "ln_final", 8) != 0,
+                  "a stopped run made %s", part.names[i]);
+        const lp_tensor *a = part.acts[i], *b = lp_run_get(&full, part.names[i]);
+        cr_assert_not_null(b, "%s", part.names[i]);
+        cr_assert_eq(lp_tensor_numel(a), lp_tensor_numel(b));
+        for (int64_t k = 0; k < lp_tensor_numel(a); k++)
+            cr_assert_eq(a->data[k], b->data[k], "%s[%lld]", part.names[i], (long long)k);
+    }
+    cr_assert_not_null(lp_run_get(&full, "blocks.1.hook_resid_post"));
+    cr_assert_null(lp_run_get(&part, "blocks.1.hook_resid_post"));
+    cr_assert_not_null(lp_run_get(&part, "blocks.0.hook_resid_post"));
+    lp_run_clear(&part);
+    lp_run_clear(&full);
+
+    /* the stream: block-0 rows are those of a whole run */
+    size_t n = 600;
+    int32_t *tok = corpus(n, 5);
+    ref_rows f = reference(m, tok, n);
+    const char *const early[] = {"blocks.0.mlp.hook_in", "blocks.0.mlp.hook_in"};
+    lp_act_opts ao = opts(tok, n);
+    ao.hooks = early;
+    lp_act_stream *s = lp_act_stream_new(m, &ao);
+    cr_assert_not_null(s, "%s", lp_last_error());
+    float a[BATCH * D_], b[BATCH * D_];
+    float *rows[2] = {a, b};
+    for (int k = 0; k < 3; k++) {
+        cr_assert_eq(lp_act_stream_next(s, rows), 0, "%s", lp_last_error());
+        for (int i = 0; i < BATCH; i++)
+            cr_assert_geq(find(&f, 0, a + i * D_, NULL), 0, "batch %d row %d is not a row of the whole run", k, i);
+    }
+    lp_act_stream_free(s);
+    free(f.row[0]), free(f.row[1]), free(f.win), free(tok);
+    lp_model_free(m);
+}

@@ -267,3 +267,61 @@ Test(sae_ops, topk_decode_is_a_gather_and_encode_decode_match_the_reference)
     close_arrays("x_hat", "decode", h1, h2, N * 16, 1e-5);
     lp_sae_free(s);
 }
+
+/* A wide topk SAE (width >= 64 k: the fast selection bounds the k-th value by block maxima)
+ * picks the same features as the reference, ties (equal encoder columns) by the lower index,
+ * tokens with fewer than k positive pre-activations included; the training forward's lists
+ * hold exactly those features. */
+Test(sae_ops, wide_topk_selection_equals_the_reference_with_ties)
+{
+    tcase t[20];
+    cases(t, 6, 1536, 8);
+    tcase *tk = &t[2]; /* plain topk */
+    cr_assert_eq(tk->c.arch, LP_SAE_TOPK);
+    lp_sae *s = make(tk, 9);
+    const int N = 24, ds = 1536, di = 6;
+    for (int i = 0; i < 400; i++) /* feature 1000 + i ties feature 100 + 2i: equal columns and biases */
+        for (int j = 0; j < di; j++) {
+            s->W_enc->data[j * ds + 1000 + i] = s->W_enc->data[j * ds + 100 + 2 * i];
+            s->b_enc->data[1000 + i] = s->b_enc->data[100 + 2 * i];
+        }
+    float *x = malloc(sizeof(float) * N * di), *y = malloc(sizeof(float) * N * di);
+    float *f1 = malloc(sizeof(float) * N * ds), *f2 = malloc(sizeof(float) * N * ds);
+    float *z1 = malloc(sizeof(float) * N * ds), *z2 = malloc(sizeof(float) * N * ds);
+    cr_assert(x && y && f1 && f2 && z1 && z2);
+    data(x, y, &s->cfg, N, 4);
+    for (int j = 0; j < di; j++) /* token 0: x = b_dec, so z = b_enc, few of them positive */
+        x[j] = s->b_dec->data[j];
+    for (int i = 0; i < ds; i++)
+        s->b_enc->data[i] = i % 300 == 7 ? 0.05f : -1.0f;
+    cr_assert_eq(lp_sae_encode(z1, f1, s, x, N, 1), 0, "%s", lp_last_error());
+    cr_assert_eq(lp_sae_encode_ref(z2, f2, s, x, N, 1), 0, "%s", lp_last_error());
+    int ties = 0, fewer = 0;
+    for (int n = 0; n < N; n++) {
+        int nz = 0;
+        for (int i = 0; i < ds; i++) {
+            cr_assert((f1[n * ds + i] != 0) == (f2[n * ds + i] != 0), "token %d feature %d: fast %g reference %g", n, i,
+                      f1[n * ds + i], f2[n * ds + i]);
+            nz += f1[n * ds + i] != 0;
+            ties += i >= 1000 && i < 1400 && f1[n * ds + i] == 0 && f1[n * ds + 100 + 2 * (i - 1000)] != 0;
+        }
+        cr_assert(nz <= 8);
+        fewer += nz < 8;
+    }
+    cr_assert(ties > 0, "no tie was decided");
+    cr_assert(fewer > 0, "no token with fewer than k positive features");
+    close_arrays("f", "wide encode", f1, f2, (size_t)N * ds, 1e-5);
+    /* the training forward's lists: the same features, in feature order */
+    lp_sae_work *w = lp_sae_work_new(&s->cfg, N, 0);
+    cr_assert_not_null(w);
+    lp_sae_losses L;
+    lp_sae_loss_opts o = tk->o;
+    cr_assert_eq(lp_sae_forward(&L, w, s, x, y, N, &o), 0, "%s", lp_last_error());
+    const float *f = lp_sae_work_f(w);
+    for (int n = 0; n < N; n++)
+        for (int i = 0; i < ds; i++)
+            cr_assert_eq(f[n * ds + i] != 0, f1[n * ds + i] != 0, "forward: token %d feature %d", n, i);
+    lp_sae_work_free(w);
+    free(x), free(y), free(f1), free(f2), free(z1), free(z2);
+    lp_sae_free(s);
+}
