@@ -34,6 +34,11 @@ class FakeElement {
   setAttribute(n, v) {
     this.attrs.set(n, String(v));
   }
+  replaceChildren(...cs) {
+    for (const c of this.children) c.parentNode = null;
+    this.children = [];
+    for (const c of cs) this.appendChild(c);
+  }
   appendChild(c) {
     c.parentNode = this;
     this.children.push(c);
