@@ -25,7 +25,8 @@
  *    "nodes": {"kind": [..], "layer": [..], "pos": [..], "feature": [..], "act": [..],
  *              "infl": [..], "prob": [..], "label": [..], "x": [..]},
  *    "edges": {"src": [..], "dst": [..], "w": [..], "share": [..]},
- *    "n_nodes": .., "n_edges": .., "drawn_edges": ..}
+ *    "n_nodes": .., "n_edges": .., "drawn_edges": ..,
+ *    "state": {"pinned": [..], "supernodes": [[name, i, ..], ..]}}  (only when given)
  * kind is 0 feature, 1 error, 2 embedding, 3 logit; a node's glyph is centred at (x[i],
  * rowy[row]) in the picture's units, row 0 for embeddings, 1 + layer, n_layers + 1 for
  * logits (x null: not drawn); tokens[j] is the text of position tpos[j] (every position,
@@ -73,6 +74,12 @@ typedef struct lp_circuit_path {
     double score;     /* e.g. the product of normalised weights along the path */
 } lp_circuit_path;
 
+typedef struct lp_circuit_group {
+    const char *name; /* untrusted */
+    int n;
+    const int *ids;   /* node indices */
+} lp_circuit_group;
+
 typedef struct lp_circuit {
     int n_nodes;
     const lp_circuit_node *nodes;
@@ -88,6 +95,12 @@ typedef struct lp_circuit {
     int n_paths;
     const lp_circuit_path *paths;
     const char *title; /* untrusted, may be NULL */
+    /* The view given from Lua (g:pin, g:supernode), shown by display/js/circuit.js: pinned
+     * node indices and named groups of them; out-of-range indices are left out. */
+    int n_pinned;
+    const int *pinned;
+    int n_groups;
+    const lp_circuit_group *groups;
 } lp_circuit;
 
 typedef struct lp_circuit_opts {

@@ -459,7 +459,14 @@ static json_t *graph_diagram(const lp_graph *g, const lp_circuit_opts *o)
                     .tokens = (const char *const *)g->token_text, .n_layers = g->n_layers,
                     .replacement_score = g->replacement, .completeness_score = g->completeness,
                     .n_paths = np, .paths = cp, .title = g->prompt};
+    lp_circuit_group *cg = g->n_groups ? lp_calloc((size_t)g->n_groups, sizeof *cg, "the diagram's supernodes") : NULL;
+    if (g->n_groups && !cg)
+        goto out;
+    for (int i = 0; i < g->n_groups; i++)
+        cg[i] = (lp_circuit_group){g->groups[i].name, g->groups[i].n, g->groups[i].ids};
+    c.n_pinned = g->n_pinned, c.pinned = g->pinned, c.n_groups = g->n_groups, c.groups = cg;
     bundle = lp_circuit_display(&c, o);
+    free(cg);
 out:
     if (np > 0)
         lp_graph_paths_free(p, np);
@@ -508,6 +515,77 @@ static int graph_diagram_fig(lua_State *L)
         o.max_table_nodes = (int)opt_num(L, 2, "max_table_nodes", 0, 0, 1 << 20);
     }
     return lp_lua_push_figure(L, graph_diagram(g, &o), "g:diagram");
+}
+
+/* ---- the diagram's view: pins and supernodes (issue 18) ---- */
+
+/* The nodes of the list at idx (1-based indices, ids or node tables) as 0-based indices,
+ * *n of them, in a userdata pushed on the stack (the GC frees it, also after an error); a
+ * Lua error names the bad entry. */
+static int *check_node_list(lua_State *L, const lp_graph *g, int idx, const char *what, int *n)
+{
+    luaL_checktype(L, idx, LUA_TTABLE);
+    lua_Integer len = luaL_len(L, idx);
+    if (len < 0 || len > g->n_nodes * 4LL + 16)
+        luaL_error(L, "%s: too many nodes (%d)", what, (int)len);
+    int *ids = lua_newuserdatauv(L, (size_t)(len ? len : 1) * sizeof *ids, 0); /* freed by the GC */
+    for (lua_Integer k = 1; k <= len; k++) {
+        lua_geti(L, idx, k);
+        ids[k - 1] = check_node(L, g, lua_gettop(L));
+        lua_pop(L, 1);
+    }
+    *n = (int)len;
+    return ids;
+}
+
+/* g:pin{nodes} -> g: the pinned nodes become these ({} unpins all) */
+static int graph_pin(lua_State *L)
+{
+    lp_graph *g = check_graph(L, 1);
+    int n;
+    int *ids = check_node_list(L, g, 2, "g:pin", &n);
+    if (lp_graph_set_pinned(g, ids, n) != 0)
+        return lp_lua_backend_error(L, "g:pin");
+    lua_settop(L, 1);
+    return 1;
+}
+
+/* g:supernode(name, {nodes}) -> g */
+static int graph_supernode(lua_State *L)
+{
+    lp_graph *g = check_graph(L, 1);
+    const char *name = luaL_checkstring(L, 2);
+    int n;
+    int *ids = check_node_list(L, g, 3, "g:supernode", &n);
+    if (n == 0)
+        return luaL_error(L, "g:supernode: '%s' needs at least one node", name);
+    if (lp_graph_add_group(g, name, ids, n) != 0)
+        return lp_lua_backend_error(L, "g:supernode");
+    lua_settop(L, 1);
+    return 1;
+}
+
+/* g:state() -> {pinned = {i..}, supernodes = {{name = .., nodes = {i..}}..}} (1-based) */
+static int graph_state(lua_State *L)
+{
+    lp_graph *g = check_graph(L, 1);
+    lua_createtable(L, 0, 2);
+    lua_createtable(L, g->n_pinned, 0);
+    for (int i = 0; i < g->n_pinned; i++)
+        lua_pushinteger(L, g->pinned[i] + 1), lua_rawseti(L, -2, i + 1);
+    lua_setfield(L, -2, "pinned");
+    lua_createtable(L, g->n_groups, 0);
+    for (int k = 0; k < g->n_groups; k++) {
+        lua_createtable(L, 0, 2);
+        lua_pushstring(L, g->groups[k].name), lua_setfield(L, -2, "name");
+        lua_createtable(L, g->groups[k].n, 0);
+        for (int i = 0; i < g->groups[k].n; i++)
+            lua_pushinteger(L, g->groups[k].ids[i] + 1), lua_rawseti(L, -2, i + 1);
+        lua_setfield(L, -2, "nodes");
+        lua_rawseti(L, -2, k + 1);
+    }
+    lua_setfield(L, -2, "supernodes");
+    return 1;
 }
 
 /* ---- loupe.attribute ---- */
@@ -666,6 +744,16 @@ void lp_lua_open_graph(lua_State *L)
                    "The circuit diagram (what a graph displays as): positions left to right, embeddings at the "
                    "bottom, layers, logits at the top; the strongest edges by share of their target's input, "
                    "green positive, purple negative; the scores, the top paths and the top nodes by influence.");
+    lp_lua_setfunc(L, -1, "pin", graph_pin,
+                   "g:pin{nodes} -> g\nPins these nodes (1-based indices, ids or node tables; {} unpins all) in "
+                   "the diagram: they are shown in its pinned panel and saved in the JSON's qParams.pinnedIds. "
+                   "The diagram's \"copy as Lua\" button writes these lines.");
+    lp_lua_setfunc(L, -1, "supernode", graph_supernode,
+                   "g:supernode(name, {nodes}) -> g\nGroups nodes into a supernode named name (replacing one of "
+                   "that name), shown by the diagram and saved in the JSON's qParams.supernodes.");
+    lp_lua_setfunc(L, -1, "state", graph_state,
+                   "g:state() -> {pinned = {..}, supernodes = {{name, nodes}..}}\nThe diagram's view given by "
+                   "g:pin and g:supernode (or loaded from a file's qParams), 1-based node indices.");
     lp_lua_setfunc(L, -1, "save", graph_save,
                    "g:save(path) -> g\nWrites the graph JSON (circuit-tracer's schema 1: metadata, qParams, nodes, "
                    "links) that circuit-tracer's viewer and Neuronpedia open.");

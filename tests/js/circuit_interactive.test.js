@@ -198,3 +198,53 @@ for (const { label, mod: cj } of variants("circuit")) {
     assert.ok(q('div[data-lp-list="group-0"]'), "the groups stay");
   });
 }
+
+/* The view given from Lua (g:pin, g:supernode) reaches the script through the data: a
+ * graph file loaded by the kernel binary, pinned and grouped, its diagram's state read as
+ * the set-up reads it; g:state() gives it back 1-based. */
+const fs = require("node:fs");
+const os = require("node:os");
+const path = require("node:path");
+const { spawnSync } = require("node:child_process");
+const { ROOT } = require("./load.js");
+const LOUPE = process.env.LOUPE_BIN || path.join(ROOT, "build", "kernel", "loupe");
+const SKIP = fs.existsSync(LOUPE) || process.env.LOUPE_JS_BUILT ? false : `${LOUPE} not built`;
+const GRAPH = {
+  metadata: { slug: "s", prompt_tokens: ["<bos>", " a", " b"] },
+  nodes: [
+    { node_id: "1_7_2", feature: 43, layer: "1", ctx_idx: 2, feature_type: "cross layer transcoder", activation: 1.5, influence: 0.2 },
+    { node_id: "0_0_1", feature: -1, layer: "0", ctx_idx: 1, feature_type: "mlp reconstruction error" },
+    { node_id: "E_5_1", feature: 1, layer: "E", ctx_idx: 1, feature_type: "embedding" },
+    { node_id: "3_9_2", feature: 9, layer: "3", ctx_idx: 2, feature_type: "logit", token_prob: 0.5, is_target_logit: true },
+  ],
+  links: [{ source: "E_5_1", target: "0_0_1", weight: 0.25 }, { source: "0_0_1", target: "1_7_2", weight: -0.5 },
+    { source: "1_7_2", target: "3_9_2", weight: 2 }],
+};
+
+test("g:pin and g:supernode reach the diagram's script", { skip: SKIP }, () => {
+  const cj = require(path.join(ROOT, "display", "js", "circuit.js"));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "loupe-circuit-state-"));
+  let out;
+  try {
+    fs.writeFileSync(path.join(dir, "g.json"), JSON.stringify(GRAPH));
+    fs.writeFileSync(path.join(dir, "c.lua"), `
+local g = loupe.graph.load(${JSON.stringify(path.join(dir, "g.json"))})
+g:pin{4, "E_5_1", 4}
+g:supernode("say </script> x", {1, "0_0_1"})
+local s = g:state()
+io.write(#s.pinned, " ", s.pinned[1], " ", s.supernodes[1].name, "\\n")
+io.write(getmetatable(g).__display(g)["text/html"])
+`);
+    const r = spawnSync(LOUPE, ["run", path.join(dir, "c.lua")], { encoding: "utf8", maxBuffer: 16 << 20 });
+    assert.equal(r.status, 0, r.stderr);
+    out = r.stdout;
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+  assert.ok(out.startsWith("2 3 say </script> x\n"), out.slice(0, 80));
+  const html = out.slice(out.indexOf("\n") + 1);
+  const json = /<script type="application\/json" data-lp-circuit="1">([\s\S]*?)<\/script>/.exec(html)[1];
+  const d = JSON.parse(json);
+  assert.deepEqual(cj.stateFromData(d), { pinned: [2, 3], groups: [{ name: "say </script> x", ids: [0, 1] }] });
+  assert.equal(cj.stateToLua(cj.stateFromData(d)), 'g:pin{3, 4}\ng:supernode("say </script> x", {1, 2})');
+});
