@@ -357,6 +357,12 @@ static int graph_load(lua_State *L)
 
 /* ---- display: a summary, and the circuit diagram (display/circuit.h) ---- */
 
+/* The edges a graph's diagram embeds for its script (a node's inputs and outputs, the
+ * canvas): about 25 bytes each, so 20,000 are about 500 KB; g:diagram{max_data_edges} up to
+ * 100,000. */
+#define GRAPH_DATA_EDGES 20000
+
+
 static void summary(lp_buf *b, const lp_graph *g)
 {
     int nf = 0, ne = 0, nt = 0, nl = 0;
@@ -482,7 +488,8 @@ static int graph_display(lua_State *L)
     lp_buf b = LP_BUF_INIT, h = LP_BUF_INIT;
     summary(&b, g);
     char *s = lp_buf_finish(&b);
-    json_t *d = s ? graph_diagram(g, NULL) : NULL;
+    const lp_circuit_opts o = {.max_data_edges = GRAPH_DATA_EDGES};
+    json_t *d = s ? graph_diagram(g, &o) : NULL;
     if (!d) {
         free(s);
         return lp_lua_backend_error(L, "the graph's display");
@@ -502,7 +509,7 @@ static int graph_display(lua_State *L)
     return 1;
 }
 
-/* g:diagram{max_edges, max_per_cell, max_paths, max_table_nodes} -> Figure */
+/* g:diagram{max_edges, max_per_cell, max_paths, max_table_nodes, max_data_edges} -> Figure */
 static int graph_diagram_fig(lua_State *L)
 {
     lp_graph *g = check_graph(L, 1);
@@ -513,6 +520,9 @@ static int graph_diagram_fig(lua_State *L)
         o.max_per_cell = (int)opt_num(L, 2, "max_per_cell", 0, 0, 1 << 20);
         o.max_paths = (int)opt_num(L, 2, "max_paths", 0, 0, 1 << 20);
         o.max_table_nodes = (int)opt_num(L, 2, "max_table_nodes", 0, 0, 1 << 20);
+        o.max_data_edges = (int)opt_num(L, 2, "max_data_edges", GRAPH_DATA_EDGES, 1, 100000);
+    } else {
+        o.max_data_edges = GRAPH_DATA_EDGES;
     }
     return lp_lua_push_figure(L, graph_diagram(g, &o), "g:diagram");
 }
@@ -740,10 +750,14 @@ void lp_lua_open_graph(lua_State *L)
                    "g:node(node) -> {index, id, kind, layer, pos, ctx_idx, feature, activation, token, text, prob, "
                    "is_target, influence, label}\nOne node (by 1-based index or id).");
     lp_lua_setfunc(L, -1, "diagram", graph_diagram_fig,
-                   "g:diagram{max_edges = 300, max_per_cell = 8, max_paths = 10, max_table_nodes = 20} -> Figure\n"
+                   "g:diagram{max_edges = 300, max_per_cell = 8, max_paths = 10, max_table_nodes = 20, "
+                   "max_data_edges = 20000} -> Figure\n"
                    "The circuit diagram (what a graph displays as): positions left to right, embeddings at the "
                    "bottom, layers, logits at the top; the strongest edges by share of their target's input, "
-                   "green positive, purple negative; the scores, the top paths and the top nodes by influence.");
+                   "green positive, purple negative; the scores, the top paths and the top nodes by influence. Where "
+                   "scripts run: click a node for its inputs and outputs (from the max_data_edges strongest edges), "
+                   "ctrl/cmd-click pins, group pinned nodes, prune by influence, copy the view as Lua (g:pin, "
+                   "g:supernode).");
     lp_lua_setfunc(L, -1, "pin", graph_pin,
                    "g:pin{nodes} -> g\nPins these nodes (1-based indices, ids or node tables; {} unpins all) in "
                    "the diagram: they are shown in its pinned panel and saved in the JSON's qParams.pinnedIds. "
