@@ -35,8 +35,12 @@
  * strongest by share, up to max_data_edges; numbers have 4 significant digits, non-finite
  * ones are null. Sizes: 2,000 nodes and 20,000 edges give about 235 KB in all.
  * No script is needed for the picture, the tables or the tooltips; where scripts run,
- * display/js/circuit.js (embedded after the data) adds a tooltip for the glyph under the
- * mouse: the node, its label, activation and influence.
+ * display/js/circuit.js (embedded after the data) makes it interactive: a tooltip for the
+ * glyph under the mouse; a click shows the node's inputs and outputs (from the embedded
+ * edges) and draws its edges on a canvas over the picture; ctrl/cmd-click pins, pinned
+ * nodes are grouped into supernodes, "copy as Lua" gives the view as g:pin/g:supernode;
+ * a slider prunes by influence; toggles for edge signs, errors and dense features (when
+ * nodes.dens is in the data).
  */
 #ifndef LP_DISPLAY_CIRCUIT_H
 #define LP_DISPLAY_CIRCUIT_H

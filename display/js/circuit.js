@@ -1,9 +1,16 @@
 /* The circuit diagram (display/circuit.c) where scripts run: hovering a node's glyph shows
  * a tooltip with what it is (layer, feature, position and token), its label, activation
- * and influence; a logit shows its token and probability.
+ * and influence; a logit shows its token and probability. A click selects a node: its
+ * edges drawn strong on a canvas over the picture, its inputs and outputs (by sign,
+ * strongest first) in a side panel; ctrl/cmd-click pins nodes into the pinned panel
+ * (top layer first), "group pinned" makes them a named supernode, "copy as Lua" writes
+ * the view as g:pin{...} / g:supernode(...) lines; a slider hides the features and errors
+ * below an influence, check boxes switch edge signs, errors and dense features; Escape
+ * clears the selection, then the pins. Pins and supernodes given from Lua come in the
+ * data's "state".
  *
  * Without scripts the picture, its tables and the <img> tooltip are all there; this script
- * only adds the hover. The output holds the picture (an <img>), the graph's data (a
+ * only adds to them. The output holds the picture (an <img>), the graph's data (a
  * <script type="application/json" data-lp-circuit="1">, format in display/circuit.h:
  * column arrays nodes.kind/layer/pos/feature/act/infl/prob/label/x, rowy, tokens at tpos)
  * and this script, in which the C side replaces "@ID@" by the figure's data-lp-id.
