@@ -498,8 +498,8 @@
     var cbtn = mk("button", { type: "button", "data-lp-copy": "1" }, "copy as Lua");
     var xbtn = mk("button", { type: "button", "data-lp-clear": "1" }, "clear");
     [gname, gbtn, cbtn, xbtn].forEach(function (e) { bar.appendChild(e); });
-    var lua = mk("textarea", { readonly: "readonly", rows: "3", cols: "60", "data-lp-lua": "1" });
-    lua.style.cssText = "display:none;font:12px monospace";
+    var lua = mk("textarea", { readonly: "readonly", rows: "3", "data-lp-lua": "1" });
+    lua.style.cssText = "display:none;font:12px monospace;width:100%;box-sizing:border-box";
     var panel = mk("div", { "data-lp-panel": "1" });
     panel.style.cssText = PANEL_STYLE;
     var pins = mk("div", { "data-lp-pinned": "1" });
@@ -508,7 +508,15 @@
     function section(parent, title, rows, attr) {
       parent.appendChild(mk("div", { style: "font-weight:bold;margin-top:4px" }, title));
       var ul = mk("div", { "data-lp-list": attr });
-      rows.forEach(function (r) { ul.appendChild(mk("div", { "data-node": String(r.node) }, r.text)); });
+      rows.forEach(function (r) {
+        var row = mk("div", { "data-node": String(r.node) }, r.text);
+        row.style.cursor = "pointer";
+        row.addEventListener("click", function () { // select it (also a node the picture has no room for)
+          if (vis[r.node]) sel = r.node;
+          refresh();
+        });
+        ul.appendChild(row);
+      });
       parent.appendChild(ul);
     }
     function renderPanel() {
@@ -602,13 +610,28 @@
       refresh();
     }
     return function mount() {
-      if (img.parentNode && img.parentNode.style) img.parentNode.style.position = "relative";
-      if (img.parentNode) img.parentNode.appendChild(canvas);
+      // the controls above the picture, the side panel on its right: [bar] [pic | side]
+      var pic = img.parentNode, host = pic && pic.parentNode;
+      var row = mk("div", { "data-lp-row": "1" }), side = mk("div", { "data-lp-side": "1" });
+      row.style.cssText = "display:flex;align-items:flex-start;gap:8px";
+      side.style.cssText = "flex:0 0 340px;max-width:45%;min-width:0";
+      pic.style.position = "relative";
+      pic.style.flex = "1 1 auto";
+      pic.style.minWidth = "0";
+      pic.appendChild(canvas);
+      if (host && host.insertBefore) {
+        host.insertBefore(bar, pic);
+        host.insertBefore(row, pic);
+      } else {
+        root.appendChild(bar);
+        root.appendChild(row);
+      }
+      row.appendChild(pic);
+      row.appendChild(side);
+      side.appendChild(lua);
+      side.appendChild(panel);
+      side.appendChild(pins);
       root.setAttribute("tabindex", "0");
-      root.appendChild(bar);
-      root.appendChild(lua);
-      root.appendChild(panel);
-      root.appendChild(pins);
       root.appendChild(tip);
       img.addEventListener("mousemove", move);
       img.addEventListener("mouseleave", leave);

@@ -170,6 +170,17 @@ for (const { label, mod: cj } of variants("circuit")) {
     const list = (a) => q(`div[data-lp-list="${a}"]`).children.map((c) => [c.getAttribute("data-node"), c.textContent]);
     assert.deepEqual(list("in-pos"), [["2", "3  L0 #7 @0  <b>bold</b>"], ["4", "0.5  L1 error @1"]]);
     assert.deepEqual(list("in-neg"), [["3", "-1.5  L0 #8 @1  cities"]]);
+    q('div[data-lp-list="in-neg"]').children[0].dispatch("click");
+    assert.equal(root.getAttribute("data-lp-selected"), "3", "a row of the panel selects its node");
+    img.dispatch("click", { clientX: 120, clientY: 50 });
+    assert.equal(root.getAttribute("data-lp-selected"), "5");
+    // the layout: the controls above, the picture and the side panel in a row
+    const kids = root.children.map((c) => c.getAttribute("data-lp-controls") ? "bar" : c.getAttribute("data-lp-row") ? "row" : c.tagName);
+    assert.deepEqual(kids, ["bar", "row", "script", "script", "div"]);
+    const row = q("div[data-lp-row]");
+    assert.equal(row.children[0], img.parentNode);
+    assert.equal(row.children[1].getAttribute("data-lp-side"), "1");
+    assert.equal(img.parentNode.children[1].tagName, "canvas");
     img.dispatch("click", { clientX: 40, clientY: 130, ctrlKey: true });
     assert.deepEqual(pinned(), ["2", "3"]);
     img.dispatch("click", { clientX: 120, clientY: 170, metaKey: true });

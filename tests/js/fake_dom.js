@@ -40,8 +40,17 @@ class FakeElement {
     for (const c of cs) this.appendChild(c);
   }
   appendChild(c) {
+    if (c.parentNode) c.parentNode.children = c.parentNode.children.filter((x) => x !== c);
     c.parentNode = this;
     this.children.push(c);
+    return c;
+  }
+  insertBefore(c, ref) {
+    if (c.parentNode) c.parentNode.children = c.parentNode.children.filter((x) => x !== c);
+    const at = this.children.indexOf(ref);
+    if (at < 0) throw new Error("fake DOM: insertBefore: not a child");
+    c.parentNode = this;
+    this.children.splice(at, 0, c);
     return c;
   }
   addEventListener(type, fn) {
