@@ -655,3 +655,29 @@ Test(circuit, random_garbage_never_breaks_the_figure)
         free(edges);
     }
 }
+
+/* The view given from Lua (pins and supernodes) is in the data as "state", indices out of
+ * range left out, names as JSON strings; without a view there is no "state". */
+Test(circuit, the_view_from_lua_is_in_the_data)
+{
+    lp_circuit c = small_graph();
+    json_t *b = lp_circuit_display(&c, NULL);
+    json_t *d = diagram_data(b);
+    cr_assert_null(json_object_get(d, "state"));
+    json_decref(d), json_decref(b);
+    c.n_pinned = 3, c.pinned = FUZZ_PINS, c.n_groups = 2, c.groups = FUZZ_GROUPS;
+    b = lp_circuit_display(&c, NULL);
+    d = diagram_data(b);
+    json_t *st = json_object_get(d, "state");
+    cr_assert_not_null(st);
+    json_t *pins = json_object_get(st, "pinned"), *sns = json_object_get(st, "supernodes");
+    cr_assert(json_array_size(pins) == 1 && json_integer_value(json_array_get(pins, 0)) == 0);
+    cr_assert_eq(json_array_size(sns), 2);
+    json_t *g0 = json_array_get(sns, 0), *g1 = json_array_get(sns, 1);
+    cr_assert_str_eq(json_string_value(json_array_get(g0, 0)), "</script><b>");
+    cr_assert(json_array_size(g0) == 2 && json_integer_value(json_array_get(g0, 1)) == 0);
+    cr_assert(json_array_size(g1) == 1 && !strcmp(json_string_value(json_array_get(g1, 0)), ""));
+    const char *html = json_string_value(json_object_get(b, "text/html"));
+    cr_assert_null(strstr(html, "</script><b>"), "the name is not markup");
+    json_decref(d), json_decref(b);
+}
