@@ -345,18 +345,14 @@
     return out;
   }
 
-  /* Draws the graph as view shows it on a 2D context g whose canvas is cw x ch pixels:
-   * view = {xy: {X, Y} (Float64Arrays, NaN: not drawn), vis, f, sel, pinned (a set),
-   * bg, ink}. Edges are batched by colour and width so that 100,000 edges are a few
-   * strokes; with a selection, its edges are drawn strong and the others faint. */
-  function draw(g, d, view, cw, ch) {
-    var X = view.xy.X, Y = view.xy.Y, E = d.edges, sel = view.sel, m = E.src.length;
-    g.setTransform(cw / d.W, 0, 0, ch / d.H, 0, 0);
-    g.globalAlpha = 1;
-    g.fillStyle = view.bg;
-    g.fillRect(0, 0, d.W, d.H);
+  /* The shown edges among ks (edge indices; null: all) on g (in picture units), batched
+   * by colour and width step: a few strokes for 100,000 edges. With a selection
+   * (view.sel >= 0) its edges are strong and the others faint. */
+  function drawEdges(g, d, view, ks) {
+    var X = view.xy.X, Y = view.xy.Y, E = d.edges, sel = view.sel, m = ks ? ks.length : E.src.length;
     var buckets = {};
-    for (var k = 0; k < m; k++) {
+    for (var j0 = 0; j0 < m; j0++) {
+      var k = ks ? ks[j0] : j0;
       if (!edgeVisible(d, k, view.vis, view.f)) continue;
       var s = E.src[k], t = E.dst[k];
       if (isNaN(X[s]) || isNaN(X[t])) continue;
@@ -379,6 +375,23 @@
       g.globalAlpha = hl ? 0.95 : sel >= 0 ? 0.08 : 0.5;
       g.stroke();
     });
+  }
+
+  /* Draws the graph as view shows it on a 2D context g whose canvas is cw x ch pixels:
+   * view = {xy: {X, Y, tokX} (Float64Arrays, NaN: not drawn), vis, f, sel, pinned (a set),
+   * bg, ink, and optionally layer (a canvas of the shown edges, drawEdges with no
+   * selection) with adj}: with a layer, a click redraws only the selected node's edges. */
+  function draw(g, d, view, cw, ch) {
+    var sel = view.sel, X = view.xy.X, Y = view.xy.Y;
+    g.setTransform(cw / d.W, 0, 0, ch / d.H, 0, 0);
+    g.globalAlpha = 1;
+    g.fillStyle = view.bg;
+    g.fillRect(0, 0, d.W, d.H);
+    if (view.layer) { // the shown edges drawn once, dimmed under a selection
+      g.globalAlpha = sel >= 0 ? 0.16 : 1;
+      g.drawImage(view.layer, 0, 0, d.W, d.H);
+      if (sel >= 0) drawEdges(g, d, view, view.adj.ins[sel].concat(view.adj.outs[sel]));
+    } else drawEdges(g, d, view, null);
     g.globalAlpha = 1;
     g.lineWidth = 0.8;
     for (var i = 0; i < d.n_nodes; i++) {
@@ -451,7 +464,7 @@
           break;
         }
     }
-    var xy = { X: X, Y: Y, tokX: tokX };
+    var xy = { X: X, Y: Y, tokX: tokX }, layer = null, layerKey = null;
 
     function mk(tag, attrs, text) {
       var e = doc.createElement(tag);
@@ -562,8 +575,18 @@
       canvas.style.display = "block";
       var pinned = new Uint8Array(n);
       st.pinned.forEach(function (i) { pinned[i] = 1; });
+      var key = [f.minInfl, f.pos, f.neg, f.errors, f.hideDense, canvas.width, canvas.height].join(" ");
+      if (layerKey !== key) { // the edges change only with the filters and the size
+        layer = doc.createElement("canvas");
+        layer.width = canvas.width;
+        layer.height = canvas.height;
+        var lg = layer.getContext("2d");
+        lg.setTransform(canvas.width / d.W, 0, 0, canvas.height / d.H, 0, 0);
+        drawEdges(lg, d, { xy: xy, vis: vis, f: f, sel: -1 }, null);
+        layerKey = key;
+      }
       draw(g, d, { xy: xy, vis: vis, f: f, sel: sel, pinned: pinned, bg: css("--jp-layout-color0", "#ffffff"),
-        ink: css("--jp-ui-font-color1", "#000000") }, canvas.width, canvas.height);
+        ink: css("--jp-ui-font-color1", "#000000"), layer: layer, adj: adj }, canvas.width, canvas.height);
     }
     function refresh() {
       vis = visibleNodes(d, f);
@@ -682,7 +705,7 @@
 
   if (typeof module !== "undefined" && module.exports) {
     module.exports = { KINDS, checkData, showToken, num, rowOf, nodeXY, hitNode, tokenAt, nodeText,
-      toPicture, build, start, adjacency, edgesOf, edgeStyle, sliderMax, visibleNodes, edgeVisible,
+      toPicture, build, start, adjacency, edgesOf, edgeStyle, drawEdges, sliderMax, visibleNodes, edgeVisible,
       newState, togglePin, group, stateFromData, stateToLua, stateFromLua, luaString, draw, panelRows };
   }
   if (typeof document !== "undefined") start(document, document.currentScript, "@ID@");

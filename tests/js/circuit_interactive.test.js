@@ -127,6 +127,18 @@ for (const { label, mod: cj } of variants("circuit")) {
     cj.draw(g, d, view, 200, 220);
     const strong = g.strokes.filter((s) => s.alpha > 0.9 && isEdge(s));
     assert.equal(strong.reduce((a, s) => a + s.path.length / 2, 0), 3, "3's edges: from 1, from 2, to 5");
+    // with a layer of the edges (drawn once), a selection strokes only its own edges
+    const layer = { name: "layer" };
+    g = recorder();
+    g.drawImage = (...a) => g.ops.push(["drawImage", ...a]);
+    cj.draw(g, d, { ...view, layer, adj: cj.adjacency(d) }, 200, 220);
+    assert.deepEqual(g.ops.find((o) => o[0] === "drawImage"), ["drawImage", layer, 0, 0, 200, 220]);
+    const own = g.strokes.filter(isEdge);
+    assert.ok(own.every((s) => s.alpha > 0.9), "only the selection's edges");
+    assert.equal(own.reduce((a, s) => a + s.path.length / 2, 0), 3);
+    const lg = recorder();
+    cj.drawEdges(lg, d, { ...view, sel: -1 }, null);
+    assert.equal(lg.strokes.reduce((a, s) => a + s.path.length / 2, 0), 6, "the layer: every shown edge");
   });
 
   test(`${label}: pins and supernodes: Lua snippet round trip, data state, hostile names`, () => {
