@@ -422,9 +422,14 @@
     g.font = "9px monospace";
     g.textAlign = "center";
     g.fillStyle = view.ink;
+    var TX = view.xy.tokX;
     for (var p = 0; p < d.tpos.length; p++) {
-      var tx = view.xy.tokX[p];
-      if (!isNaN(tx)) g.fillText(showToken(d.tokens[p]).slice(0, 12), tx, d.rowy[0] + 24);
+      if (isNaN(TX[p])) continue;
+      var room = 80; // as many characters as fit between the neighbouring tokens (9px monospace)
+      if (p > 0 && !isNaN(TX[p - 1])) room = Math.min(room, TX[p] - TX[p - 1]);
+      if (p + 1 < TX.length && !isNaN(TX[p + 1])) room = Math.min(room, TX[p + 1] - TX[p]);
+      var fit = Math.max(1, Math.floor(room / 5.6) - 1), text = showToken(d.tokens[p]);
+      g.fillText(text.length > fit ? text.slice(0, Math.max(1, fit - 1)) + "\u2026" : text, TX[p], d.rowy[0] + 24);
     }
   }
 

@@ -122,6 +122,11 @@ for (const { label, mod: cj } of variants("circuit")) {
     const strongest = edgeStrokes.find((s) => s.path.some((p, j) => p[0] === "M" && p[1] === 40 && p[2] === 170));
     assert.equal(strongest.width, cj.edgeStyle(1, 7.5 / 8).width, "share 1: the widest step");
     assert.deepEqual(g.ops.filter((o) => o[0] === "fillText").map((o) => o[1]), ["The", "\u2423cap"]);
+    view.xy.tokX = new Float64Array([40, 60]); // 20 units apart: 2 characters fit
+    g = recorder();
+    cj.draw(g, d, view, 400, 440);
+    assert.deepEqual(g.ops.filter((o) => o[0] === "fillText").map((o) => o[1]), ["T\u2026", "\u2423\u2026"]);
+    view.xy.tokX = new Float64Array([40, 120]);
     view.sel = 3; // node 3's edges strong, the others faint
     g = recorder();
     cj.draw(g, d, view, 200, 220);
