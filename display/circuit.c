@@ -983,6 +983,25 @@ json_t *lp_circuit_display(const lp_circuit *c, const lp_circuit_opts *o)
                          "n_nodes", x.n, "n_edges", ne, "drawn_edges", drawn_edges);
         if (!data)
             goto done;
+        if ((c->n_pinned > 0 && c->pinned) || (c->n_groups > 0 && c->groups)) {
+            json_t *pins = json_array(), *sns = json_array();
+            for (int k = 0; pins && c->pinned && k < c->n_pinned; k++)
+                if (c->pinned[k] >= 0 && c->pinned[k] < x.n)
+                    json_array_append_new(pins, json_integer(c->pinned[k]));
+            for (int k = 0; sns && c->groups && k < c->n_groups; k++) {
+                const lp_circuit_group *gr = &c->groups[k];
+                lp_buf_reset(&tmp);
+                lp_utf8_truncate(&tmp, gr->name ? gr->name : "", DATA_CHARS);
+                json_t *ga = json_array();
+                json_array_append_new(ga, lp_json_str(lp_buf_str(&tmp)));
+                for (int j = 0; gr->ids && j < gr->n; j++)
+                    if (gr->ids[j] >= 0 && gr->ids[j] < x.n)
+                        json_array_append_new(ga, json_integer(gr->ids[j]));
+                json_array_append_new(sns, ga);
+            }
+            if (json_object_set_new(data, "state", json_pack("{s:o*,s:o*}", "pinned", pins, "supernodes", sns)) != 0)
+                goto done;
+        }
         lp_buf_puts(&html, "<script type=\"application/json\" data-lp-circuit=\"1\">");
         if (lp_html_json_script(&html, data) != 0)
             goto done;

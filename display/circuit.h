@@ -25,7 +25,8 @@
  *    "nodes": {"kind": [..], "layer": [..], "pos": [..], "feature": [..], "act": [..],
  *              "infl": [..], "prob": [..], "label": [..], "x": [..]},
  *    "edges": {"src": [..], "dst": [..], "w": [..], "share": [..]},
- *    "n_nodes": .., "n_edges": .., "drawn_edges": ..}
+ *    "n_nodes": .., "n_edges": .., "drawn_edges": ..,
+ *    "state": {"pinned": [..], "supernodes": [[name, i, ..], ..]}}  (only when given)
  * kind is 0 feature, 1 error, 2 embedding, 3 logit; a node's glyph is centred at (x[i],
  * rowy[row]) in the picture's units, row 0 for embeddings, 1 + layer, n_layers + 1 for
  * logits (x null: not drawn); tokens[j] is the text of position tpos[j] (every position,
@@ -34,8 +35,12 @@
  * strongest by share, up to max_data_edges; numbers have 4 significant digits, non-finite
  * ones are null. Sizes: 2,000 nodes and 20,000 edges give about 235 KB in all.
  * No script is needed for the picture, the tables or the tooltips; where scripts run,
- * display/js/circuit.js (embedded after the data) adds a tooltip for the glyph under the
- * mouse: the node, its label, activation and influence.
+ * display/js/circuit.js (embedded after the data) makes it interactive: a tooltip for the
+ * glyph under the mouse; a click shows the node's inputs and outputs (from the embedded
+ * edges) and draws its edges on a canvas over the picture; ctrl/cmd-click pins, pinned
+ * nodes are grouped into supernodes, "copy as Lua" gives the view as g:pin/g:supernode;
+ * a slider prunes by influence; toggles for edge signs, errors and dense features (when
+ * nodes.dens is in the data).
  */
 #ifndef LP_DISPLAY_CIRCUIT_H
 #define LP_DISPLAY_CIRCUIT_H
@@ -73,6 +78,12 @@ typedef struct lp_circuit_path {
     double score;     /* e.g. the product of normalised weights along the path */
 } lp_circuit_path;
 
+typedef struct lp_circuit_group {
+    const char *name; /* untrusted */
+    int n;
+    const int *ids;   /* node indices */
+} lp_circuit_group;
+
 typedef struct lp_circuit {
     int n_nodes;
     const lp_circuit_node *nodes;
@@ -88,6 +99,12 @@ typedef struct lp_circuit {
     int n_paths;
     const lp_circuit_path *paths;
     const char *title; /* untrusted, may be NULL */
+    /* The view given from Lua (g:pin, g:supernode), shown by display/js/circuit.js: pinned
+     * node indices and named groups of them; out-of-range indices are left out. */
+    int n_pinned;
+    const int *pinned;
+    int n_groups;
+    const lp_circuit_group *groups;
 } lp_circuit;
 
 typedef struct lp_circuit_opts {

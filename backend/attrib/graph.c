@@ -57,7 +57,92 @@ void lp_graph_free(lp_graph *g)
     free(g->prompt);
     free(g->model), free(g->scan), free(g->slug), free(g->generator), free(g->generator_version);
     free(g->adj_);
+    free(g->pinned);
+    for (int i = 0; g->groups && i < g->n_groups; i++)
+        free(g->groups[i].name), free(g->groups[i].ids);
+    free(g->groups);
     free(g);
+}
+
+/* ---- the diagram's view: pins and supernodes ---- */
+
+static int cmp_int(const void *a, const void *b)
+{
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
+
+/* ids[0..n) checked, sorted and deduplicated into a new array (*out, *nout); -1 with an
+ * error. */
+static int node_set(const lp_graph *g, const int *ids, int n, const char *what, int **out, int *nout)
+{
+    *out = NULL, *nout = 0;
+    if (n < 0 || (n > 0 && !ids)) {
+        lp_set_error("graph: %s: no node list", what);
+        return -1;
+    }
+    for (int i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= g->n_nodes) {
+            lp_set_error("graph: %s: node %d out of range (1..%d)", what, ids[i] + 1, g->n_nodes);
+            return -1;
+        }
+    int *a = lp_malloc((size_t)(n ? n : 1) * sizeof *a, "a node list");
+    if (!a)
+        return -1;
+    if (n)
+        memcpy(a, ids, (size_t)n * sizeof *a);
+    qsort(a, (size_t)n, sizeof *a, cmp_int);
+    int m = 0;
+    for (int i = 0; i < n; i++)
+        if (m == 0 || a[m - 1] != a[i])
+            a[m++] = a[i];
+    *out = a, *nout = m;
+    return 0;
+}
+
+int lp_graph_set_pinned(lp_graph *g, const int *ids, int n)
+{
+    int *a, m;
+    if (node_set(g, ids, n, "pinned nodes", &a, &m) != 0)
+        return -1;
+    free(g->pinned);
+    g->pinned = a, g->n_pinned = m;
+    return 0;
+}
+
+int lp_graph_add_group(lp_graph *g, const char *name, const int *ids, int n)
+{
+    if (!name || !*name) {
+        lp_set_error("graph: a supernode needs a name");
+        return -1;
+    }
+    if (n < 1) {
+        lp_set_error("graph: supernode '%s' has no nodes", name);
+        return -1;
+    }
+    int *a, m;
+    if (node_set(g, ids, n, "supernode", &a, &m) != 0)
+        return -1;
+    char *nm = lp_strdup(name, "a supernode name");
+    if (!nm) {
+        free(a);
+        return -1;
+    }
+    for (int i = 0; i < g->n_groups; i++)
+        if (!strcmp(g->groups[i].name, name)) {
+            free(g->groups[i].name), free(g->groups[i].ids);
+            g->groups[i] = (lp_graph_group){nm, m, a};
+            return 0;
+        }
+    lp_graph_group *gs = realloc(g->groups, (size_t)(g->n_groups + 1) * sizeof *gs);
+    if (!gs) {
+        free(nm), free(a);
+        lp_set_error_code(LP_ERR_NOMEM, "graph: cannot allocate a supernode");
+        return -1;
+    }
+    g->groups = gs;
+    g->groups[g->n_groups++] = (lp_graph_group){nm, m, a};
+    return 0;
 }
 
 /* ---- edges: the only code that knows the storage ---- */

@@ -48,6 +48,13 @@ typedef struct lp_graph_node {
     char id[64];      /* the file's node_id, circuit-tracer's forms (see graph_json.c) */
 } lp_graph_node;
 
+/* A supernode made by hand (g:supernode): a name and its member nodes (0-based). */
+typedef struct lp_graph_group {
+    char *name;
+    int n;
+    int *ids;
+} lp_graph_group;
+
 typedef struct lp_graph {
     int n_nodes, n_layers, n_tokens;
     lp_graph_node *nodes;  /* n_nodes */
@@ -60,6 +67,11 @@ typedef struct lp_graph {
     double desired_logit_prob;
     char *model, *scan, *slug, *generator, *generator_version; /* metadata (may be NULL) */
     float *adj_;           /* private: dense n x n, row = target; use the functions below */
+    /* the diagram's view (issue 18), the file's qParams pinnedIds and supernodes: */
+    int n_pinned;          /* pinned nodes, 0-based, ascending, distinct */
+    int *pinned;
+    int n_groups;          /* supernodes, in the order made */
+    lp_graph_group *groups;
 } lp_graph;
 
 /* An explicit target instead of the model's top logits: token (>= 0), minus the logit of
@@ -94,6 +106,13 @@ lp_graph *lp_graph_attribute(const lp_model *m, const lp_transcoder_set *tcs, co
                              const lp_attrib_opts *o, const lp_graph_target *target, const lp_graph_meta *meta);
 
 void lp_graph_free(lp_graph *g);
+
+/* The diagram's view: the pinned nodes become ids[0..n) (0-based; sorted, duplicates
+ * dropped; n = 0 unpins all); a supernode name of ids[0..n) (n >= 1) is added, replacing a
+ * supernode of the same name. 0, or -1 with an error (a node out of range, no name, no
+ * memory; the graph is left as it was). Not carried by lp_graph_prune (indices change). */
+int lp_graph_set_pinned(lp_graph *g, const int *ids, int n);
+int lp_graph_add_group(lp_graph *g, const char *name, const int *ids, int n);
 
 /* A new graph of g pruned as ATTRIBUTION.md says (prune.h), circuit-tracer's file selection:
  * nodes kept by the node mask that have a kept edge (embeddings and logits always), edges

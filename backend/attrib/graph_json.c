@@ -189,6 +189,68 @@ static int dump(FILE *f, json_t *j)
     return rc < 0 ? lp_set_error("graph: cannot write the JSON") : 0;
 }
 
+/* qParams: the diagram's view (pinned nodes and supernodes by node id, as Neuronpedia's
+ * viewer keeps them) and the viewer's defaults. */
+static json_t *qparams_json(const lp_graph *g)
+{
+    json_t *pins = json_array(), *sns = json_array();
+    for (int i = 0; pins && i < g->n_pinned; i++)
+        json_array_append_new(pins, json_string(g->nodes[g->pinned[i]].id));
+    for (int k = 0; sns && k < g->n_groups; k++) {
+        json_t *a = json_array();
+        json_array_append_new(a, jstr(g->groups[k].name));
+        for (int i = 0; i < g->groups[k].n; i++)
+            json_array_append_new(a, json_string(g->nodes[g->groups[k].ids[i]].id));
+        json_array_append_new(sns, a);
+    }
+    return json_pack("{s:o*,s:o*,s:s,s:s,s:s}", "pinnedIds", pins, "supernodes", sns, "linkType", "both",
+                     "clickedId", "", "sg_pos", "");
+}
+
+/* The view from a file's qParams, leniently (a viewer's file may hold anything there):
+ * ids of nodes the graph has; other entries are ignored. -1 only when memory runs out. */
+static int load_qparams(lp_graph *g, json_t *q)
+{
+    if (!json_is_object(q))
+        return 0;
+    json_t *pins = json_object_get(q, "pinnedIds"), *sns = json_object_get(q, "supernodes");
+    size_t np = json_is_array(pins) ? json_array_size(pins) : 0, cap = np;
+    for (size_t k = 0; json_is_array(sns) && k < json_array_size(sns); k++)
+        if (json_is_array(json_array_get(sns, k)) && json_array_size(json_array_get(sns, k)) > cap)
+            cap = json_array_size(json_array_get(sns, k));
+    if (np == 0 && !json_is_array(sns))
+        return 0;
+    int *ids = lp_malloc((cap ? cap : 1) * sizeof *ids, "the file's pinned nodes");
+    if (!ids)
+        return -1;
+    int m = 0, rc = 0;
+    for (size_t k = 0; k < np; k++) {
+        const char *id = json_string_value(json_array_get(pins, k));
+        int i = id ? lp_graph_find(g, id) : -1;
+        if (i >= 0)
+            ids[m++] = i;
+    }
+    if (m && lp_graph_set_pinned(g, ids, m) != 0)
+        rc = -1;
+    for (size_t k = 0; !rc && json_is_array(sns) && k < json_array_size(sns); k++) {
+        json_t *a = json_array_get(sns, k);
+        const char *name = json_string_value(json_array_get(a, 0));
+        if (!json_is_array(a) || !name || !*name)
+            continue;
+        m = 0;
+        for (size_t j = 1; j < json_array_size(a); j++) {
+            const char *id = json_string_value(json_array_get(a, j));
+            int i = id ? lp_graph_find(g, id) : -1;
+            if (i >= 0)
+                ids[m++] = i;
+        }
+        if (m && lp_graph_add_group(g, name, ids, m) != 0)
+            rc = -1;
+    }
+    free(ids);
+    return rc;
+}
+
 int lp_graph_save_json(const lp_graph *g, const char *path)
 {
     for (size_t i = 0, nn = (size_t)g->n_nodes * g->n_nodes; i < nn; i++)
@@ -211,9 +273,9 @@ int lp_graph_save_json(const lp_graph *g, const char *path)
     int rc = 0;
     fputs("{\"metadata\":", f);
     rc |= dump(f, metadata_json(g));
-    fputs(",\n\"qParams\":{\"pinnedIds\":[],\"supernodes\":[],\"linkType\":\"both\",\"clickedId\":\"\",\"sg_pos\":\"\"},"
-          "\n\"nodes\":[",
-          f);
+    fputs(",\n\"qParams\":", f);
+    rc |= dump(f, qparams_json(g));
+    fputs(",\n\"nodes\":[", f);
     for (int i = 0; i < g->n_nodes && !rc; i++) {
         fputs(i ? ",\n" : "\n", f);
         rc |= dump(f, node_json(g, &g->nodes[i]));
@@ -689,6 +751,9 @@ static lp_graph *load(const reader *r, json_t *root)
             goto fail;
     }
     free(ix);
+    ix = NULL;
+    if (load_qparams(g, json_object_get(root, "qParams")) != 0)
+        goto fail;
     return g;
 fail:
     free(ix);

@@ -357,6 +357,12 @@ static int graph_load(lua_State *L)
 
 /* ---- display: a summary, and the circuit diagram (display/circuit.h) ---- */
 
+/* The edges a graph's diagram embeds for its script (a node's inputs and outputs, the
+ * canvas): about 25 bytes each, so 20,000 are about 500 KB; g:diagram{max_data_edges} up to
+ * 100,000. */
+#define GRAPH_DATA_EDGES 20000
+
+
 static void summary(lp_buf *b, const lp_graph *g)
 {
     int nf = 0, ne = 0, nt = 0, nl = 0;
@@ -459,7 +465,14 @@ static json_t *graph_diagram(const lp_graph *g, const lp_circuit_opts *o)
                     .tokens = (const char *const *)g->token_text, .n_layers = g->n_layers,
                     .replacement_score = g->replacement, .completeness_score = g->completeness,
                     .n_paths = np, .paths = cp, .title = g->prompt};
+    lp_circuit_group *cg = g->n_groups ? lp_calloc((size_t)g->n_groups, sizeof *cg, "the diagram's supernodes") : NULL;
+    if (g->n_groups && !cg)
+        goto out;
+    for (int i = 0; i < g->n_groups; i++)
+        cg[i] = (lp_circuit_group){g->groups[i].name, g->groups[i].n, g->groups[i].ids};
+    c.n_pinned = g->n_pinned, c.pinned = g->pinned, c.n_groups = g->n_groups, c.groups = cg;
     bundle = lp_circuit_display(&c, o);
+    free(cg);
 out:
     if (np > 0)
         lp_graph_paths_free(p, np);
@@ -475,7 +488,8 @@ static int graph_display(lua_State *L)
     lp_buf b = LP_BUF_INIT, h = LP_BUF_INIT;
     summary(&b, g);
     char *s = lp_buf_finish(&b);
-    json_t *d = s ? graph_diagram(g, NULL) : NULL;
+    const lp_circuit_opts o = {.max_data_edges = GRAPH_DATA_EDGES};
+    json_t *d = s ? graph_diagram(g, &o) : NULL;
     if (!d) {
         free(s);
         return lp_lua_backend_error(L, "the graph's display");
@@ -495,7 +509,7 @@ static int graph_display(lua_State *L)
     return 1;
 }
 
-/* g:diagram{max_edges, max_per_cell, max_paths, max_table_nodes} -> Figure */
+/* g:diagram{max_edges, max_per_cell, max_paths, max_table_nodes, max_data_edges} -> Figure */
 static int graph_diagram_fig(lua_State *L)
 {
     lp_graph *g = check_graph(L, 1);
@@ -506,8 +520,82 @@ static int graph_diagram_fig(lua_State *L)
         o.max_per_cell = (int)opt_num(L, 2, "max_per_cell", 0, 0, 1 << 20);
         o.max_paths = (int)opt_num(L, 2, "max_paths", 0, 0, 1 << 20);
         o.max_table_nodes = (int)opt_num(L, 2, "max_table_nodes", 0, 0, 1 << 20);
+        o.max_data_edges = (int)opt_num(L, 2, "max_data_edges", GRAPH_DATA_EDGES, 1, 100000);
+    } else {
+        o.max_data_edges = GRAPH_DATA_EDGES;
     }
     return lp_lua_push_figure(L, graph_diagram(g, &o), "g:diagram");
+}
+
+/* ---- the diagram's view: pins and supernodes (issue 18) ---- */
+
+/* The nodes of the list at idx (1-based indices, ids or node tables) as 0-based indices,
+ * *n of them, in a userdata pushed on the stack (the GC frees it, also after an error); a
+ * Lua error names the bad entry. */
+static int *check_node_list(lua_State *L, const lp_graph *g, int idx, const char *what, int *n)
+{
+    luaL_checktype(L, idx, LUA_TTABLE);
+    lua_Integer len = luaL_len(L, idx);
+    if (len < 0 || len > g->n_nodes * 4LL + 16)
+        luaL_error(L, "%s: too many nodes (%d)", what, (int)len);
+    int *ids = lua_newuserdatauv(L, (size_t)(len ? len : 1) * sizeof *ids, 0); /* freed by the GC */
+    for (lua_Integer k = 1; k <= len; k++) {
+        lua_geti(L, idx, k);
+        ids[k - 1] = check_node(L, g, lua_gettop(L));
+        lua_pop(L, 1);
+    }
+    *n = (int)len;
+    return ids;
+}
+
+/* g:pin{nodes} -> g: the pinned nodes become these ({} unpins all) */
+static int graph_pin(lua_State *L)
+{
+    lp_graph *g = check_graph(L, 1);
+    int n;
+    int *ids = check_node_list(L, g, 2, "g:pin", &n);
+    if (lp_graph_set_pinned(g, ids, n) != 0)
+        return lp_lua_backend_error(L, "g:pin");
+    lua_settop(L, 1);
+    return 1;
+}
+
+/* g:supernode(name, {nodes}) -> g */
+static int graph_supernode(lua_State *L)
+{
+    lp_graph *g = check_graph(L, 1);
+    const char *name = luaL_checkstring(L, 2);
+    int n;
+    int *ids = check_node_list(L, g, 3, "g:supernode", &n);
+    if (n == 0)
+        return luaL_error(L, "g:supernode: '%s' needs at least one node", name);
+    if (lp_graph_add_group(g, name, ids, n) != 0)
+        return lp_lua_backend_error(L, "g:supernode");
+    lua_settop(L, 1);
+    return 1;
+}
+
+/* g:state() -> {pinned = {i..}, supernodes = {{name = .., nodes = {i..}}..}} (1-based) */
+static int graph_state(lua_State *L)
+{
+    lp_graph *g = check_graph(L, 1);
+    lua_createtable(L, 0, 2);
+    lua_createtable(L, g->n_pinned, 0);
+    for (int i = 0; i < g->n_pinned; i++)
+        lua_pushinteger(L, g->pinned[i] + 1), lua_rawseti(L, -2, i + 1);
+    lua_setfield(L, -2, "pinned");
+    lua_createtable(L, g->n_groups, 0);
+    for (int k = 0; k < g->n_groups; k++) {
+        lua_createtable(L, 0, 2);
+        lua_pushstring(L, g->groups[k].name), lua_setfield(L, -2, "name");
+        lua_createtable(L, g->groups[k].n, 0);
+        for (int i = 0; i < g->groups[k].n; i++)
+            lua_pushinteger(L, g->groups[k].ids[i] + 1), lua_rawseti(L, -2, i + 1);
+        lua_setfield(L, -2, "nodes");
+        lua_rawseti(L, -2, k + 1);
+    }
+    lua_setfield(L, -2, "supernodes");
+    return 1;
 }
 
 /* ---- loupe.attribute ---- */
@@ -662,10 +750,24 @@ void lp_lua_open_graph(lua_State *L)
                    "g:node(node) -> {index, id, kind, layer, pos, ctx_idx, feature, activation, token, text, prob, "
                    "is_target, influence, label}\nOne node (by 1-based index or id).");
     lp_lua_setfunc(L, -1, "diagram", graph_diagram_fig,
-                   "g:diagram{max_edges = 300, max_per_cell = 8, max_paths = 10, max_table_nodes = 20} -> Figure\n"
+                   "g:diagram{max_edges = 300, max_per_cell = 8, max_paths = 10, max_table_nodes = 20, "
+                   "max_data_edges = 20000} -> Figure\n"
                    "The circuit diagram (what a graph displays as): positions left to right, embeddings at the "
                    "bottom, layers, logits at the top; the strongest edges by share of their target's input, "
-                   "green positive, purple negative; the scores, the top paths and the top nodes by influence.");
+                   "green positive, purple negative; the scores, the top paths and the top nodes by influence. Where "
+                   "scripts run: click a node for its inputs and outputs (from the max_data_edges strongest edges), "
+                   "ctrl/cmd-click pins, group pinned nodes, prune by influence, copy the view as Lua (g:pin, "
+                   "g:supernode).");
+    lp_lua_setfunc(L, -1, "pin", graph_pin,
+                   "g:pin{nodes} -> g\nPins these nodes (1-based indices, ids or node tables; {} unpins all) in "
+                   "the diagram: they are shown in its pinned panel and saved in the JSON's qParams.pinnedIds. "
+                   "The diagram's \"copy as Lua\" button writes these lines.");
+    lp_lua_setfunc(L, -1, "supernode", graph_supernode,
+                   "g:supernode(name, {nodes}) -> g\nGroups nodes into a supernode named name (replacing one of "
+                   "that name), shown by the diagram and saved in the JSON's qParams.supernodes.");
+    lp_lua_setfunc(L, -1, "state", graph_state,
+                   "g:state() -> {pinned = {..}, supernodes = {{name, nodes}..}}\nThe diagram's view given by "
+                   "g:pin and g:supernode (or loaded from a file's qParams), 1-based node indices.");
     lp_lua_setfunc(L, -1, "save", graph_save,
                    "g:save(path) -> g\nWrites the graph JSON (circuit-tracer's schema 1: metadata, qParams, nodes, "
                    "links) that circuit-tracer's viewer and Neuronpedia open.");

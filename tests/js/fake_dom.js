@@ -34,9 +34,23 @@ class FakeElement {
   setAttribute(n, v) {
     this.attrs.set(n, String(v));
   }
+  replaceChildren(...cs) {
+    for (const c of this.children) c.parentNode = null;
+    this.children = [];
+    for (const c of cs) this.appendChild(c);
+  }
   appendChild(c) {
+    if (c.parentNode) c.parentNode.children = c.parentNode.children.filter((x) => x !== c);
     c.parentNode = this;
     this.children.push(c);
+    return c;
+  }
+  insertBefore(c, ref) {
+    if (c.parentNode) c.parentNode.children = c.parentNode.children.filter((x) => x !== c);
+    const at = this.children.indexOf(ref);
+    if (at < 0) throw new Error("fake DOM: insertBefore: not a child");
+    c.parentNode = this;
+    this.children.splice(at, 0, c);
     return c;
   }
   addEventListener(type, fn) {

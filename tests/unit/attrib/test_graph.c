@@ -523,3 +523,47 @@ Test(graph, bad_files_are_clear_errors)
     cr_assert_null(lp_graph_load_json("/nonexistent/graph.json"));
     cr_assert(strstr(lp_last_error(), "/nonexistent/graph.json"), "%s", lp_last_error());
 }
+
+/* The diagram's view (issue 18): pins and supernodes are checked, kept sorted and distinct,
+ * saved in qParams by node id and loaded back; what a viewer's file holds that the graph
+ * does not know is ignored. */
+Test(graph, pins_and_supernodes_round_trip_through_qparams)
+{
+    const char *path = write_tmp("{" META ",\"qParams\":{\"pinnedIds\":[\"3_9_2\",\"nope\",7,\"E_5_1\"],"
+                                 "\"supernodes\":[[\"say x\",\"1_7_2\",\"0_0_1\",\"gone\"],[\"empty\",\"gone\"],[3],\"x\"]},"
+                                 NODES ",\"links\":[{\"source\":\"1_7_2\",\"target\":\"3_9_2\",\"weight\":2}]}");
+    lp_graph *g = lp_graph_load_json(path);
+    cr_assert_not_null(g, "%s", lp_last_error());
+    cr_assert(g->n_pinned == 2 && g->pinned[0] == 2 && g->pinned[1] == 3);
+    cr_assert_eq(g->n_groups, 1);
+    cr_assert_str_eq(g->groups[0].name, "say x");
+    cr_assert(g->groups[0].n == 2 && g->groups[0].ids[0] == 0 && g->groups[0].ids[1] == 1);
+    int pins[] = {3, 1, 3};
+    cr_assert_eq(lp_graph_set_pinned(g, pins, 3), 0);
+    cr_assert(g->n_pinned == 2 && g->pinned[0] == 1 && g->pinned[1] == 3);
+    int bad_ids[] = {0, 4};
+    cr_assert_lt(lp_graph_set_pinned(g, bad_ids, 2), 0);
+    cr_assert(strstr(lp_last_error(), "node 5 out of range"), "%s", lp_last_error());
+    cr_assert(g->n_pinned == 2 && g->pinned[0] == 1, "a failed call changed the pins");
+    cr_assert_lt(lp_graph_add_group(g, "", pins, 1), 0);
+    cr_assert_lt(lp_graph_add_group(g, "n", pins, 0), 0);
+    cr_assert_eq(lp_graph_add_group(g, "say x", pins + 1, 1), 0); /* replaces */
+    cr_assert_eq(lp_graph_add_group(g, "q\"<b>", pins, 2), 0);
+    cr_assert(g->n_groups == 2 && g->groups[0].n == 1 && g->groups[0].ids[0] == 1);
+    char out[80];
+    snprintf(out, sizeof out, "%s.out", path);
+    cr_assert_eq(lp_graph_save_json(g, out), 0, "%s", lp_last_error());
+    size_t n;
+    char *text = slurp(out, &n);
+    cr_assert(strstr(text, "\"qParams\":{\"pinnedIds\":[\"0_0_1\",\"3_9_2\"],\"supernodes\":[[\"say x\",\"0_0_1\"],"
+                           "[\"q\\\"<b>\",\"0_0_1\",\"3_9_2\"]],\"linkType\":\"both\""), "%s", text);
+    free(text);
+    lp_graph *h = lp_graph_load_json(out);
+    cr_assert_not_null(h, "%s", lp_last_error());
+    cr_assert(h->n_pinned == 2 && h->pinned[0] == 1 && h->pinned[1] == 3);
+    cr_assert(h->n_groups == 2 && !strcmp(h->groups[1].name, "q\"<b>") && h->groups[1].n == 2);
+    lp_graph_free(h);
+    lp_graph_free(g);
+    unlink(out);
+    unlink(path);
+}

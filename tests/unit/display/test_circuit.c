@@ -156,8 +156,12 @@ static const lp_circuit_edge EDGES[] = {
 
 static lp_circuit small_graph(void)
 {
-    return (lp_circuit){NN, NODES, NE, EDGES, 3, TOKS3, 2, 0.75, 0.62, 0, NULL, "capital"};
+    return (lp_circuit){NN, NODES, NE, EDGES, 3, TOKS3, 2, 0.75, 0.62, 0, NULL, "capital", 0, NULL, 0, NULL};
 }
+
+/* a view from Lua with indices out of range, for the fuzz test: they are left out */
+static const int FUZZ_PINS[] = {-1, 0, 99999};
+static const lp_circuit_group FUZZ_GROUPS[] = {{"</script><b>", 3, FUZZ_PINS}, {NULL, 0, NULL}};
 
 Test(circuit, layout_rows_by_layer_and_columns_by_position)
 {
@@ -418,7 +422,7 @@ static rgraph random_graph(int nf, int T, int L, int ne, unsigned seed)
         } while (!(ra < rb && g.nodes[b].kind != LP_CIRCUIT_ERROR && g.nodes[b].kind != LP_CIRCUIT_EMBEDDING));
         g.edges[e] = (lp_circuit_edge){a, b, ((float)(rnd(&s) % 2001) - 1000) / 100};
     }
-    g.c = (lp_circuit){n, g.nodes, ne, g.edges, T, g.tokens, L, 0.5, 0.8, 0, NULL, NULL};
+    g.c = (lp_circuit){n, g.nodes, ne, g.edges, T, g.tokens, L, 0.5, 0.8, 0, NULL, NULL, 0, NULL, 0, NULL};
     return g;
 }
 
@@ -517,7 +521,7 @@ Test(circuit, degenerate_graphs_give_a_picture_with_a_note)
     };
     static const lp_circuit_edge one_e[] = {{0, 1, 1}, {1, 2, 1}};
     static const char *const one_t[] = {"Hi"};
-    c = (lp_circuit){3, one, 2, one_e, 1, one_t, 1, NAN, NAN, 0, NULL, NULL};
+    c = (lp_circuit){3, one, 2, one_e, 1, one_t, 1, NAN, NAN, 0, NULL, NULL, 0, NULL, 0, NULL};
     b = lp_circuit_display(&c, NULL);
     svg = check_picture(b, "one token");
     cr_assert_eq(t_count(svg, "<line "), 2);
@@ -576,7 +580,7 @@ Test(circuit, degenerate_graphs_give_a_picture_with_a_note)
         {LP_CIRCUIT_LOGIT, 0, 99999, 2, 0, 1, 0.5f, " late"},
     };
     static const lp_circuit_edge far_e[] = {{0, 1, 1}};
-    c = (lp_circuit){2, far, 1, far_e, 100000, NULL, 1, 0.5, 0.5, 0, NULL, NULL};
+    c = (lp_circuit){2, far, 1, far_e, 100000, NULL, 1, 0.5, 0.5, 0, NULL, NULL, 0, NULL, 0, NULL};
     b = lp_circuit_display(&c, NULL);
     svg = check_picture(b, "100,000 positions");
     double W = 0;
@@ -628,7 +632,8 @@ Test(circuit, random_garbage_never_breaks_the_figure)
             edges[k] = (lp_circuit_edge){(int)(rnd(&s) % (unsigned)(n + 3)) - 1,
                                          (int)(rnd(&s) % (unsigned)(n + 3)) - 1, odd[rnd(&s) % 8]};
         lp_circuit c = {n, nodes, ne, edges, T, rnd(&s) % 3 ? toks : NULL, L, odd[rnd(&s) % 8],
-                        odd[rnd(&s) % 8], 0, NULL, labels[rnd(&s) % 8]};
+                        odd[rnd(&s) % 8], 0, NULL, labels[rnd(&s) % 8],
+                        3, FUZZ_PINS, 2, FUZZ_GROUPS}; /* indices out of range too */
         lp_circuit_opts o = {(int)(rnd(&s) % 5) - 1, (int)(rnd(&s) % 4) - 1, (int)(rnd(&s) % 4) - 1,
                              (int)(rnd(&s) % 4) - 1, (int)(rnd(&s) % 4) - 1};
         json_t *b = lp_circuit_display(&c, &o);
@@ -649,4 +654,30 @@ Test(circuit, random_garbage_never_breaks_the_figure)
         free(nodes);
         free(edges);
     }
+}
+
+/* The view given from Lua (pins and supernodes) is in the data as "state", indices out of
+ * range left out, names as JSON strings; without a view there is no "state". */
+Test(circuit, the_view_from_lua_is_in_the_data)
+{
+    lp_circuit c = small_graph();
+    json_t *b = lp_circuit_display(&c, NULL);
+    json_t *d = diagram_data(b);
+    cr_assert_null(json_object_get(d, "state"));
+    json_decref(d), json_decref(b);
+    c.n_pinned = 3, c.pinned = FUZZ_PINS, c.n_groups = 2, c.groups = FUZZ_GROUPS;
+    b = lp_circuit_display(&c, NULL);
+    d = diagram_data(b);
+    json_t *st = json_object_get(d, "state");
+    cr_assert_not_null(st);
+    json_t *pins = json_object_get(st, "pinned"), *sns = json_object_get(st, "supernodes");
+    cr_assert(json_array_size(pins) == 1 && json_integer_value(json_array_get(pins, 0)) == 0);
+    cr_assert_eq(json_array_size(sns), 2);
+    json_t *g0 = json_array_get(sns, 0), *g1 = json_array_get(sns, 1);
+    cr_assert_str_eq(json_string_value(json_array_get(g0, 0)), "</script><b>");
+    cr_assert(json_array_size(g0) == 2 && json_integer_value(json_array_get(g0, 1)) == 0);
+    cr_assert(json_array_size(g1) == 1 && !strcmp(json_string_value(json_array_get(g1, 0)), ""));
+    const char *html = json_string_value(json_object_get(b, "text/html"));
+    cr_assert_null(strstr(html, "</script><b>"), "the name is not markup");
+    json_decref(d), json_decref(b);
 }
