@@ -76,7 +76,8 @@ static graph make(int n_nodes, int T, int L, unsigned seed)
         } while (!(row_of(&g.nodes[a], L) < row_of(&g.nodes[b], L) && g.nodes[b].kind != LP_CIRCUIT_ERROR));
         g.edges[e] = (lp_circuit_edge){a, b, ((float)(rnd(&s) % 2001) - 1000) / 100};
     }
-    g.c = (lp_circuit){n_nodes, g.nodes, ne, g.edges, T, g.tok, L, 0.6, 0.8, 0, NULL, NULL};
+    g.c = (lp_circuit){.n_nodes = n_nodes, .nodes = g.nodes, .n_edges = ne, .edges = g.edges, .n_tokens = T,
+                       .tokens = g.tok, .n_layers = L, .replacement_score = 0.6, .completeness_score = 0.8};
     return g;
 }
 
