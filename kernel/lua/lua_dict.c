@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/buf.h"
+#include "core/error.h"
 #include "dict/sae_io.h"
 #include "html.h"
 #include "lua_api.h"
@@ -406,7 +407,7 @@ static void tc_summary(lp_buf *b, const tc_ud *u)
         lp_buf_printf(b, "transcoder set: %d layers, d_model %d, d_transcoder %d, %s%s%s, %s -> %s", u->set->n_layers,
                       c->d_in, c->d_sae, c->arch == LP_SAE_TOPK ? "topk" : c->arch == LP_SAE_STANDARD ? "relu" : "jumprelu",
                       c->skip ? ", skip" : "", "", u->set->feature_input_hook, u->set->feature_output_hook);
-        if (c->k)
+        if (c->k && c->arch == LP_SAE_TOPK) /* a trained jumprelu or relu keeps the option's k: not shown */
             lp_buf_printf(b, ", k %d", c->k);
     } else {
         lp_buf_printf(b, "cross-layer transcoder: %d layers, d_model %d, d_transcoder %d per layer, %s, %s -> %s",
@@ -551,6 +552,68 @@ static int tc_random(lua_State *L)
     return 1;
 }
 
+/* "blocks.L.rest" -> rest when L == layer, else NULL */
+static const char *layer_suffix(const char *hook, int layer)
+{
+    int l, n = 0;
+    if (sscanf(hook, "blocks.%d.%n", &l, &n) != 1 || n == 0 || l != layer)
+        return NULL;
+    return hook + n;
+}
+
+/* loupe.transcoders.save({tc_0, tc_1, ...}, dir) -> Transcoders: per-layer transcoders (SAEs
+ * trained with transcoder = true, in layer order) made into a transcoder set (copies) and
+ * written in circuit-tracer's layout. Layer l must read blocks.l.<in> and write blocks.l.<out>,
+ * the same <in> and <out> for every layer. */
+static int tc_save_list(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    const char *dir = luaL_checkstring(L, 2);
+    lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
+    if (n < 1)
+        return luaL_error(L, "loupe.transcoders.save: give a list of transcoders, one per layer from layer 0");
+    char in[96] = "", out[96] = "";
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, 1, i);
+        if (!luaL_testudata(L, -1, LP_LUA_SAE_MT))
+            return luaL_error(L, "loupe.transcoders.save: [%d] is not a transcoder (%s)", (int)i, luaL_typename(L, -1));
+        const lp_sae_config *c = &lp_lua_check_sae(L, -1)->cfg;
+        const char *a = layer_suffix(c->hook_in, (int)i - 1), *b = layer_suffix(c->hook_out, (int)i - 1);
+        if (!c->transcoder || !a || !b)
+            return luaL_error(L, "loupe.transcoders.save: [%d] must be a transcoder of layer %d (blocks.%d.* -> "
+                                 "blocks.%d.*), not %s -> %s", (int)i, (int)i - 1, (int)i - 1, (int)i - 1,
+                              c->hook_in, c->hook_out);
+        if (i == 1) {
+            snprintf(in, sizeof in, "%s", a);
+            snprintf(out, sizeof out, "%s", b);
+        } else if (strcmp(in, a) || strcmp(out, b)) {
+            return luaL_error(L, "loupe.transcoders.save: [%d] reads %s and writes %s; layer 0's read %s and "
+                                 "wrote %s (a set has the same hooks on every layer)", (int)i, a, b, in, out);
+        }
+        lua_pop(L, 1);
+    }
+    lp_transcoder_set *t = lp_calloc(1, sizeof *t, "a transcoder set");
+    if (t && !(t->layers = lp_calloc((size_t)n, sizeof *t->layers, "a transcoder set")))
+        free(t), t = NULL;
+    if (!t)
+        return lp_lua_backend_error(L, "loupe.transcoders.save");
+    push_tc(L, t, NULL); /* owns the layers as they come: the collector frees a half-made set */
+    snprintf(t->feature_input_hook, sizeof t->feature_input_hook, "%s", in);
+    snprintf(t->feature_output_hook, sizeof t->feature_output_hook, "%s", out);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, 1, i);
+        lp_sae *c = lp_sae_clone(lp_lua_check_sae(L, -1));
+        lua_pop(L, 1);
+        if (!c)
+            return lp_lua_backend_error(L, "loupe.transcoders.save");
+        c->cfg.layer = (int)i - 1;
+        t->layers[t->n_layers++] = c;
+    }
+    if (lp_transcoder_set_save(t, dir) < 0)
+        return lp_lua_backend_error(L, "loupe.transcoders.save");
+    return 1;
+}
+
 /* ---- registration ----------------------------------------------------------------------- */
 
 static void metatable(lua_State *L, const char *name, lua_CFunction index, lua_CFunction gc, lua_CFunction tostring,
@@ -609,6 +672,11 @@ void lp_lua_open_dict(lua_State *L)
                    "layer_{i}.safetensors) or a CLT (W_enc_{i}, W_dec_{i}.safetensors) in circuit-tracer's layout. "
                    "Fields: kind, n_layers, d_model, d_transcoder, feature_input_hook, feature_output_hook; t[l] "
                    "is layer l's transcoder (a copy, 1-based).");
+    lp_lua_setfunc(L, -1, "save", tc_save_list,
+                   "loupe.transcoders.save({tc_0, tc_1, ...}, dir) -> Transcoders\nMakes per-layer transcoders "
+                   "(loupe.sae.train{transcoder = true, layer = l, ...}, one per layer from layer 0, the same "
+                   "activation, width and skip) into a transcoder set and writes it in circuit-tracer's layout "
+                   "(config.yaml, layer_{i}.safetensors); loupe.transcoders.load(dir) and circuit-tracer read it.");
     lp_lua_setfunc(L, -1, "random", tc_random,
                    "loupe.transcoders.random{n_layers, d_model, d_transcoder [, activation = 'relu' | 'jumprelu' | "
                    "'topk', k, skip, clt, seed]} -> Transcoders\nSeeded random weights, FOR TESTS ONLY.");

@@ -314,7 +314,7 @@ static lp_sae_train_opts read_train_opts(lua_State *L, const lp_sae_config *c, l
     return o;
 }
 
-/* loupe.sae.train{model, hook | hook_in, hook_out | transcoder = true, layer, data, arch,
+/* loupe.sae.train{model, hook | hook_in, hook_out | transcoder = true, layer, skip, data, arch,
  * width | expansion, k, l1, l0, steps | tokens, batch, lr, warmup, decay, ctx, seed,
  * normalize, sweep, live} */
 static int start_training(lua_State *L, int live);
@@ -345,6 +345,9 @@ static int l_train(lua_State *L)
         return luaL_error(L, "loupe.sae.train: a transcoder is standard (ReLU), topk or jumprelu");
     int batch = (int)opt_int(L, 1, "batch", 4096, 1, 1 << 24);
     int normalize = lp_lua_opt_bool(L, 1, "normalize", 0);
+    int skip = lp_lua_opt_bool(L, 1, "skip", 0);
+    if (skip && !transcoder)
+        return luaL_error(L, "loupe.sae.train: skip (a W_skip connection) is for transcoders (transcoder = true)");
     if (transcoder && normalize)
         return luaL_error(L, "loupe.sae.train: normalize is for SAEs (a transcoder's input and output scale apart)");
     const char *what;
@@ -365,7 +368,7 @@ static int l_train(lua_State *L)
 
     lua_createtable(L, n, 0); /* 3: the SAEs */
     lp_sae_config c = {.arch = arch, .d_in = d_in, .d_sae = (int)width, .d_out = d_out, .k = k,
-                       .transcoder = transcoder, .apply_b_dec_to_input = !transcoder};
+                       .transcoder = transcoder, .skip = skip, .apply_b_dec_to_input = !transcoder};
     copy_name(L, c.hook_in, hin);
     copy_name(L, c.hook_out, transcoder ? hout : hin);
     c.layer = layer >= 0 ? layer : hook_layer(hin);
@@ -574,7 +577,8 @@ void lp_lua_open_sae_train(lua_State *L)
         luaL_error(L, "lp_lua_open_sae_train: loupe.sae is missing (open lua_dict first)");
     lp_lua_setfunc(
         L, -1, "train", l_train,
-        "loupe.sae.train{model = m, hook = name | transcoder = true, layer = L (or hook_in, hook_out), data = ds, "
+        "loupe.sae.train{model = m, hook = name | transcoder = true, layer = L (or hook_in, hook_out), skip = false, "
+        "data = ds, "
         "arch = \"topk\", width | expansion = 16, k = 32, l1, l0, steps = 1000 | tokens, batch = 4096, lr, warmup, "
         "decay, ctx, seed, normalize = false, sweep = {k = {...}} | {l1 = {...}}, live = true} -> SAE (a list for "
         "a sweep)\n"
@@ -582,7 +586,7 @@ void lp_lua_open_sae_train(lua_State *L)
         "= 4, l1 = 1e-3, pre_act = 0, threshold = 0.1, bandwidth = 2, steps | tokens, batch, lr, warmup, decay, "
         "l1_warmup, ctx, seed, live} -> Transcoders (a cross-layer transcoder)\n"
         "Trains an SAE (or a transcoder from hook_in to hook_out; by default the MLP's blocks.L.mlp.hook_in -> "
-        "hook_out) on the model's activations over the data, with live figures of loss, L0, explained variance and "
+        "hook_out; skip = true adds a trained linear skip connection W_skip, x_hat = f W_dec + b_dec + x W_skip^T) on the model's activations over the data, with live figures of loss, L0, explained variance and "
         "dead features against tokens and a progress bar. arch: topk, standard, batchtopk, jumprelu (l0: the step "
         "penalty, l1: the tanh one), matryoshka. A sweep trains several from one stream. Interrupted, the SAE "
         "keeps its last finished step; loupe.sae.train{resume = true [, sae = s, steps]} continues the last training (or s's). sae.history "
