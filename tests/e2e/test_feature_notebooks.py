@@ -11,6 +11,8 @@ answer " London"."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -56,13 +58,25 @@ def test_saved_without_outputs():
 
 
 @pytest.fixture(scope="module")
-def features_nb(isolated_env):
-    return ku.run_notebook(FEATURES, timeout=600, artifact="08-features.ipynb")
+def lab_dir():
+    """The lab's copy of the examples (ignored by git), made as install/setup lab does: the
+    notebooks run there, as a user of the lab runs them, so that 09's saved graph lands in an
+    ignored place."""
+    lab = ku.ROOT / "notebooks"
+    p = subprocess.run([sys.executable, str(ku.ROOT / "install" / "lab_notebooks.py"), str(EXAMPLES), str(lab)],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    return lab
 
 
 @pytest.fixture(scope="module")
-def tracing_nb(isolated_env):
-    return ku.run_notebook(TRACING, timeout=600, artifact="09-circuit-tracing.ipynb")
+def features_nb(isolated_env, lab_dir):
+    return ku.run_notebook(FEATURES, timeout=600, artifact="08-features.ipynb", cwd=lab_dir)
+
+
+@pytest.fixture(scope="module")
+def tracing_nb(isolated_env, lab_dir):
+    return ku.run_notebook(TRACING, timeout=600, artifact="09-circuit-tracing.ipynb", cwd=lab_dir)
 
 
 def test_features_found_by_what_they_do(features_nb):
