@@ -40,14 +40,14 @@ typedef struct frozen_w {
 } frozen_w;
 
 typedef struct sp_row {
-    int32_t *col;
+    int32_t *col; /* NULL: val holds the whole row (N floats), where that is smaller */
     float *val;
     int64_t nnz;
 } sp_row;
 
 /* the rows computed so far, over all N sources of the replacement: slot -> row */
 typedef struct row_store {
-    int sparse;
+    int sparse, mixed; /* mixed: each sparse row dense where that is smaller */
     float **dense; /* per slot: N floats (into a block or the caller's matrix) */
     sp_row *sp;    /* per slot when sparse */
     double *absum; /* per slot: sum of |row| (influence ranking) */
@@ -275,6 +275,13 @@ HOT static int store_row(edge_ctx *c, int slot, const float *row)
         return 0;
     }
     sp_row *sp = &st->sp[slot];
+    if (st->mixed && nnz * (sizeof(int32_t) + sizeof(float)) >= (size_t)N * sizeof(float)) {
+        if (!(sp->val = malloc((size_t)N * sizeof(float))))
+            return -1;
+        memcpy(sp->val, row, (size_t)N * sizeof(float));
+        sp->nnz = N;
+        return 0;
+    }
     sp->col = malloc((size_t)(nnz ? nnz : 1) * sizeof(int32_t));
     sp->val = malloc((size_t)(nnz ? nnz : 1) * sizeof(float));
     if (!sp->col || !sp->val)
@@ -418,7 +425,8 @@ done:
 typedef struct infl_ctx {
     const edge_ctx *c;
     const int *slot_node; /* slot -> node (full index) */
-    int n_slots;
+    int n_slots;          /* feature slots 0 .. n_slots-1 */
+    int logit_slot0, n_logits;
     const double *prod; /* N */
     double *next;       /* N */
 } infl_ctx;
@@ -431,13 +439,14 @@ HOT static void infl_range(void *p, size_t lo, size_t hi)
     const row_store *st = &ic->c->st;
     for (size_t j = lo; j < hi; j++)
         ic->next[j] = 0;
-    for (int k = 0; k < ic->n_slots; k++) {
+    for (int kk = 0; kk < ic->n_logits + ic->n_slots; kk++) {
+        int k = kk < ic->n_logits ? ic->logit_slot0 + kk : kk - ic->n_logits; /* logits first */
         double x = ic->prod[ic->slot_node[k]];
         if (x == 0)
             continue;
         double sc = x / (st->absum[k] > 1e-8 ? st->absum[k] : 1e-8);
-        if (!st->sparse) {
-            const float *row = st->dense[k];
+        if (!st->sparse || !st->sp[k].col) {
+            const float *row = st->sparse ? st->sp[k].val : st->dense[k];
             for (size_t j = lo; j < hi; j++)
                 ic->next[j] += sc * fabsf(row[j]);
         } else {
@@ -457,8 +466,8 @@ HOT static void infl_range(void *p, size_t lo, size_t hi)
 }
 
 /* circuit-tracer's compute_partial_influences on the slots so far, in double */
-static int partial_influence(const edge_ctx *c, const int *slot_node, int n_slots, double *infl, double *prod,
-                             double *next)
+static int partial_influence(const edge_ctx *c, const int *slot_node, int n_slots, int logit_slot0, double *infl,
+                             double *prod, double *next)
 {
     const lp_replacement *r = c->r;
     int N = c->N;
@@ -466,7 +475,7 @@ static int partial_influence(const edge_ctx *c, const int *slot_node, int n_slot
     memset(prod, 0, (size_t)N * sizeof(double));
     for (int i = 0; i < r->n_logits; i++)
         prod[lp_replacement_logit_node(r, i)] = r->logit_probs[i];
-    infl_ctx ic = {c, slot_node, n_slots, prod, next};
+    infl_ctx ic = {c, slot_node, n_slots, logit_slot0, r->n_logits, prod, next};
     for (int it = 0; it < 128; it++) {
         lp_par_for((size_t)N, 4096, infl_range, &ic);
         int any = 0;
@@ -532,7 +541,7 @@ int lp_attrib_matrix_dense(const lp_attrib_matrix *a, float **out)
 
 /* the kept rows over the kept columns, from the store */
 static int build_matrix(const edge_ctx *c, const int *node_slot, const int *kept, int n_kept, int storage,
-                        lp_attrib_matrix *out)
+                        size_t limit, float **block, lp_attrib_matrix *out)
 {
     const lp_replacement *r = c->r;
     int nf = r->n_features, N = c->N, n = n_kept + (N - nf), n_rows = n_kept + r->n_logits;
@@ -552,18 +561,21 @@ static int build_matrix(const edge_ctx *c, const int *node_slot, const int *kept
         colmap[kept[k]] = k;
     for (int j = nf; j < N; j++)
         colmap[j] = j - nf + n_kept;
-    int sparse = storage == LP_ATTRIB_SPARSE || (storage == LP_ATTRIB_AUTO && (size_t)n_rows * n * 4 > DENSE_LIMIT);
+    int sparse = storage == LP_ATTRIB_SPARSE || (storage == LP_ATTRIB_AUTO && (size_t)n_rows * n * 4 > limit);
     int rc = 0;
     const row_store *st = &c->st;
-    if (!sparse) {
+    if (!sparse && !st->sparse && n_kept == nf) { /* every feature kept: the store is the matrix */
+        out->dense = *block;
+        *block = NULL;
+    } else if (!sparse) {
         out->dense = lp_calloc((size_t)n_rows * n, sizeof(float), "the adjacency rows");
         if (!out->dense)
             rc = -1;
         for (int i = 0; rc == 0 && i < n_rows; i++) {
             int slot = node_slot[i < n_kept ? kept[i] : lp_replacement_logit_node(r, i - n_kept)];
             float *o = out->dense + (size_t)i * n;
-            if (!st->sparse) {
-                const float *row = st->dense[slot];
+            if (!st->sparse || !st->sp[slot].col) {
+                const float *row = st->sparse ? st->sp[slot].val : st->dense[slot];
                 for (int j = 0; j < N; j++)
                     if (colmap[j] >= 0)
                         o[colmap[j]] = row[j];
@@ -593,8 +605,8 @@ static int build_matrix(const edge_ctx *c, const int *node_slot, const int *kept
                 int slot = node_slot[i < n_kept ? kept[i] : lp_replacement_logit_node(r, i - n_kept)];
                 if (pass == 0)
                     out->row_ptr[i] = at;
-                if (!st->sparse) {
-                    const float *row = st->dense[slot];
+                if (!st->sparse || !st->sp[slot].col) {
+                    const float *row = st->sparse ? st->sp[slot].val : st->dense[slot];
                     for (int j = 0; j < N; j++)
                         if (colmap[j] >= 0 && row[j] != 0.0f) {
                             if (pass == 1)
@@ -632,6 +644,7 @@ int lp_attrib_edges_rows(const lp_replacement *r, const lp_attrib_opts *o, lp_at
     if (o->storage < LP_ATTRIB_AUTO || o->storage > LP_ATTRIB_SPARSE)
         return lp_set_error("attribution: storage must be LP_ATTRIB_AUTO, _DENSE or _SPARSE (got %d)", o->storage);
     edge_ctx c;
+    size_t limit = o->dense_limit > 0 ? (size_t)o->dense_limit : DENSE_LIMIT;
     int nf = r->n_features, nl = r->n_logits, rc = -1;
     int K = o->max_feature_nodes > 0 && o->max_feature_nodes < nf ? o->max_feature_nodes : nf;
     int n_slots = K + nl, N = lp_replacement_n_nodes(r);
@@ -643,7 +656,8 @@ int lp_attrib_edges_rows(const lp_replacement *r, const lp_attrib_opts *o, lp_at
     if (ctx_init(&c, r, o->batch) < 0)
         goto done;
     c.st.sparse = o->storage == LP_ATTRIB_SPARSE ||
-                  (o->storage == LP_ATTRIB_AUTO && (size_t)n_slots * N * sizeof(float) > DENSE_LIMIT);
+                  (o->storage == LP_ATTRIB_AUTO && (size_t)n_slots * N * sizeof(float) > limit);
+    c.st.mixed = c.st.sparse && o->storage == LP_ATTRIB_AUTO;
     slot_node = lp_malloc((size_t)n_slots * sizeof(int), "attribution rows");
     node_slot = lp_malloc((size_t)N * sizeof(int), "attribution rows");
     work = lp_malloc((size_t)n_slots * sizeof(int), "attribution rows");
@@ -665,16 +679,17 @@ int lp_attrib_edges_rows(const lp_replacement *r, const lp_attrib_opts *o, lp_at
             c.st.dense[k] = block + (size_t)k * N;
     for (int j = 0; j < N; j++)
         node_slot[j] = -1;
-    /* the logit rows */
+    /* the logit rows, in the last slots (with every feature kept in a dense store, the
+     * slots are the graph's rows in order) */
     for (int i = 0; i < nl; i++) {
         work[i] = nf + i;
-        slots[i] = i;
-        slot_node[i] = lp_replacement_logit_node(r, i);
-        node_slot[slot_node[i]] = i;
+        slots[i] = K + i;
+        slot_node[K + i] = lp_replacement_logit_node(r, i);
+        node_slot[slot_node[K + i]] = K + i;
     }
     if (run_work(&c, work, slots, nl) < 0)
         goto done;
-    int done_slots = nl, n_visited = 0;
+    int done_slots = 0, n_visited = 0;
     if (K < nf) {
         rank = lp_malloc((size_t)nf * sizeof(ranked), "influence ranking");
         infl = lp_malloc((size_t)N * sizeof(double), "influence ranking");
@@ -689,7 +704,7 @@ int lp_attrib_edges_rows(const lp_replacement *r, const lp_attrib_opts *o, lp_at
             for (int s = 0; s < nf; s++)
                 work[n++] = s;
         } else {
-            if (partial_influence(&c, slot_node, done_slots, infl, prod, next) < 0)
+            if (partial_influence(&c, slot_node, done_slots, K, infl, prod, next) < 0)
                 goto done;
             for (int s = 0; s < nf; s++)
                 rank[s] = (ranked){infl[s], s};
@@ -717,7 +732,7 @@ int lp_attrib_edges_rows(const lp_replacement *r, const lp_attrib_opts *o, lp_at
     for (int s = 0; s < nf; s++)
         if (visited[s])
             kept[n_kept++] = s;
-    if (build_matrix(&c, node_slot, kept, n_kept, o->storage, out) < 0) {
+    if (build_matrix(&c, node_slot, kept, n_kept, o->storage, limit, &block, out) < 0) {
         lp_attrib_matrix_clear(out);
         goto done;
     }

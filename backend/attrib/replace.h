@@ -33,6 +33,7 @@ typedef struct lp_attrib_opts {
     int max_feature_nodes;    /* lp_attrib_edges_rows: feature rows to compute (0: all of them) */
     int update_interval;      /* ... batches between influence re-rankings (4) */
     int storage;              /* lp_attrib_edges_rows: LP_ATTRIB_AUTO, _DENSE or _SPARSE */
+    int64_t dense_limit;      /* ... AUTO: bytes above which rows are kept sparse (0: 1 GiB) */
 } lp_attrib_opts;
 
 enum { LP_ATTRIB_AUTO = 0, LP_ATTRIB_DENSE = 1, LP_ATTRIB_SPARSE = 2 };
@@ -95,7 +96,9 @@ int lp_attrib_edges(const lp_replacement *r, int batch, float **out);
  * small (or o->storage says so), else as sparse rows without their exact zeros (CSR). With
  * max_feature_nodes 0 (or at least n_features) every feature is kept and the matrix is
  * lp_attrib_edges' without its zero rows. While it runs, the rows computed so far are kept
- * over all sources, sparse when a dense store would be large. */
+ * over all sources; when a dense store would pass dense_limit, each row is kept sparse
+ * (without its exact zeros: the sources after its position and at or above its layer) or
+ * dense, whichever is smaller (LP_ATTRIB_SPARSE: always sparse). */
 typedef struct lp_attrib_matrix {
     int n_nodes, n_rows, n_kept;
     int *kept;         /* n_kept: indices into r->features, ascending */
