@@ -242,7 +242,15 @@ HOT static void one_batch(edge_ctx *c, batch_buf *b, const int *tg, int R)
         memset(b->gv, 0, M * KS * sizeof(float));
         for (int i = i0; i < R; i++)
             for (int h = 0; h < H; h++)
-                pattern_back(P + (size_t)h * T * T, T, b->gz + (size_t)(i - i0) * Pm * HS + h * S, HS,
+                if (K == H && len[i] > SMALL_T) { /* the causal pattern is triangular: half the work */
+                    float *v = b->gv + (size_t)(i - i0) * Pm * KS + h * S;
+                    const float *z = b->gz + (size_t)(i - i0) * Pm * HS + h * S;
+                    for (int q = 0; q < len[i]; q++)
+                        memcpy(v + (size_t)q * KS, z + (size_t)q * HS, (size_t)S * sizeof(float));
+                    cblas_strmm(CblasRowMajor, CblasLeft, CblasLower, CblasTrans, CblasNonUnit, len[i], S, 1.0f,
+                                P + (size_t)h * T * T, T, v, KS);
+                } else
+                    pattern_back(P + (size_t)h * T * T, T, b->gz + (size_t)(i - i0) * Pm * HS + h * S, HS,
                              b->gv + (size_t)(i - i0) * Pm * KS + (h / (H / K)) * S, KS, len[i], S);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, D, KS, 1.0f, b->gv, KS, wv, KS, 0.0f, b->gin, D);
         for (int i = i0; i < R; i++)
@@ -329,23 +337,60 @@ static void batches_range(void *p, size_t lo, size_t hi)
 }
 
 /* runs the targets work[0..n) (sorted by layer, position) into their slots */
+typedef struct work_item {
+    int pos, layer, target, slot;
+} work_item;
+static int by_pos(const void *a, const void *b)
+{
+    const work_item *x = a, *y = b;
+    if (x->pos != y->pos)
+        return x->pos < y->pos ? -1 : 1;
+    if (x->layer != y->layer)
+        return x->layer < y->layer ? -1 : 1;
+    return (x->target > y->target) - (x->target < y->target);
+}
+static int by_layer(const void *a, const void *b)
+{
+    const work_item *x = a, *y = b;
+    if (x->layer != y->layer)
+        return x->layer < y->layer ? -1 : 1;
+    return by_pos(a, b);
+}
+
+/* runs the targets work[0..n) into their slots: cut into batches by position (a batch covers
+ * the positions up to its last target), each batch sorted by layer (one_batch's suffixes) */
 static int run_work(edge_ctx *c, const int *work, const int *slots, int n)
 {
     if (n <= 0)
         return 0;
+    work_item *it = lp_malloc((size_t)n * sizeof *it, "attribution rows");
+    int *w = lp_malloc((size_t)n * sizeof(int), "attribution rows"), *sl = lp_malloc((size_t)n * sizeof(int), "attribution rows");
+    if (!it || !w || !sl) {
+        free(it), free(w), free(sl);
+        return -1;
+    }
     int Tmax = 1;
     for (int i = 0; i < n; i++) {
-        int l, p;
-        target_of(c->r, work[i], &l, &p);
-        Tmax = p + 1 > Tmax ? p + 1 : Tmax;
+        target_of(c->r, work[i], &it[i].layer, &it[i].pos);
+        it[i].target = work[i];
+        it[i].slot = slots[i];
+        Tmax = it[i].pos + 1 > Tmax ? it[i].pos + 1 : Tmax;
     }
+    qsort(it, (size_t)n, sizeof *it, by_pos);
+    for (int k0 = 0; k0 < n; k0 += c->batch)
+        qsort(it + k0, (size_t)(n - k0 < c->batch ? n - k0 : c->batch), sizeof *it, by_layer);
+    for (int i = 0; i < n; i++)
+        w[i] = it[i].target, sl[i] = it[i].slot;
+    free(it);
     c->Tmax = Tmax;
-    c->work = work;
-    c->slots = slots;
+    c->work = w;
+    c->slots = sl;
     c->n_work = n;
     int saved = lp_blas_threads_begin(0); /* our threads run the batches; BLAS on one each */
     lp_par_for(((size_t)n + c->batch - 1) / c->batch, 1, batches_range, c);
     lp_blas_threads_end(saved);
+    free(w);
+    free(sl);
     if (c->failed)
         return lp_set_error_code(LP_ERR_NOMEM, "attribution: out of memory for the backward passes");
     return 0;
