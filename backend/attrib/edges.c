@@ -31,6 +31,9 @@
 #define DENSE_LIMIT ((size_t)1 << 30)
 /* the hot loops, vectorised (the build's -O2 leaves them scalar), as in train/kernels.c */
 #define HOT __attribute__((optimize("O3", "no-trapping-math")))
+/* ... and built for AVX-512 and AVX2 too, the best chosen at load time (no FMA contraction:
+ * the same rounding on each) */
+#define WIDE __attribute__((target_clones("avx512f", "avx2", "default"), noinline))
 /* attention products of a row with at most this many positions are plain loops */
 #define SMALL_T 48
 
@@ -58,7 +61,8 @@ typedef struct edge_ctx {
     frozen_w w;
     int *layer_start; /* n_layers + 1: the first feature node of each layer */
     int *cell_start;  /* n_layers x (T + 1): the first feature node of each (layer, position) */
-    int N, batch, Fmax, Tmax;
+    float *wact;      /* n_features x D: each feature's decoder row times its activation */
+    int N, batch, Tmax;
     row_store st;
     /* the work of one lp_par_for: targets (feature index, or n_features + logit index)
      * sorted by (layer, position), their slots, cut into batches of `batch` */
@@ -95,24 +99,26 @@ static int frozen_weights(const lp_model *m, frozen_w *w)
     return 0;
 }
 
-HOT static float dot(const float *restrict a, const float *restrict b, int n)
+/* 16 partial sums (vectorised; the same order on every machine) */
+WIDE HOT static float dot(const float *restrict a, const float *restrict b, int n)
 {
-    float s = 0;
-    for (int i = 0; i < n; i++)
+    float acc[16] = {0}, s = 0;
+    int i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int k = 0; k < 16; k++)
+            acc[k] += a[i + k] * b[i + k];
+    for (int k = 0; k < 16; k++)
+        s += acc[k];
+    for (; i < n; i++)
         s += a[i] * b[i];
     return s;
 }
 
 /* gradient through a frozen norm: x -> (x [- mean x]) / s * w (+ b); adds into gx */
-HOT static void norm_back(float *restrict gx, const float *restrict gy, const float *restrict w, float s, int centered,
+WIDE HOT static void norm_back(float *restrict gx, const float *restrict gy, const float *restrict w, float s, int centered,
                       int D)
 {
-    float mean = 0;
-    if (centered) {
-        for (int d = 0; d < D; d++)
-            mean += gy[d] * w[d];
-        mean /= (float)D;
-    }
+    float mean = centered ? dot(gy, w, D) / (float)D : 0.0f;
     float inv = 1.0f / s;
     for (int d = 0; d < D; d++)
         gx[d] += (gy[d] * w[d] - mean) * inv;
@@ -120,7 +126,6 @@ HOT static void norm_back(float *restrict gx, const float *restrict gy, const fl
 
 typedef struct batch_buf {
     float *g, *gin, *gz, *gv; /* R x Pm x D, R x Pm x D, R x Pm x H*S, R x Pm x K*S */
-    float *wl;                /* the active decoder rows of one layer, scaled: n x D */
     float *out;               /* R x N: the batch's rows */
     int *top, *len;           /* R: each row's layer (n_layers for a logit) and position + 1 */
 } batch_buf;
@@ -137,7 +142,7 @@ static void target_of(const lp_replacement *r, int t, int *layer, int *pos)
 }
 
 /* gv[k] (+)= sum_{q < n} P[q, k] gz[q] for k < n: one head's frozen pattern transposed */
-HOT static void pattern_back(const float *restrict P, int T, const float *restrict gz, int ldz, float *restrict gv, int ldv,
+WIDE HOT static void pattern_back(const float *restrict P, int T, const float *restrict gz, int ldz, float *restrict gv, int ldv,
                          int n, int S)
 {
     if (n > SMALL_T) {
@@ -197,18 +202,10 @@ HOT static void one_batch(edge_ctx *c, batch_buf *b, const int *tg, int R)
         int F = tc->cfg.d_sae;
         const int *cs = c->cell_start + (size_t)l * (T + 1);
         if (n1 > 0) {
-            int s0 = c->layer_start[l], s1 = cs[Pm];
-            for (int s = s0; s < s1; s++) {
-                const lp_attrib_feature *f = &r->features[s];
-                const float *wd = tc->W_dec->data + (size_t)f->feature * D;
-                float *o = b->wl + (size_t)(s - s0) * D;
-                for (int d = 0; d < D; d++)
-                    o[d] = f->act * wd[d];
-            }
             for (int q = 1; q < Pm; q++)
                 if (cs[q + 1] > cs[q])
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n1, cs[q + 1] - cs[q], D, 1.0f,
-                                g1 + (size_t)q * D, (int)PD, b->wl + (size_t)(cs[q] - s0) * D, D, 0.0f,
+                                g1 + (size_t)q * D, (int)PD, c->wact + (size_t)cs[q] * D, D, 0.0f,
                                 b->out + (size_t)i1 * N + cs[q], N);
             for (int i = i1; i < R; i++) {
                 float *o = b->out + (size_t)i * N + lp_replacement_error_node(r, l, 0);
@@ -216,25 +213,24 @@ HOT static void one_batch(edge_ctx *c, batch_buf *b, const int *tg, int R)
                     o[p] = dot(b->g + i * PD + (size_t)p * D, r->errors + ((size_t)l * T + p) * D, D);
             }
         }
-        /* the MLP: its skip (or nothing), and each target's own encoder column */
-        memset(b->gin, 0, (size_t)(i1 - i0) * PD * sizeof(float));
-        if (n1 > 0) {
-            if (tc->W_skip)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n1 * Pm, D, D, 1.0f, g1, D, tc->W_skip->data, D,
-                            0.0f, b->gin + (size_t)(i1 - i0) * PD, D);
-            else
-                memset(b->gin + (size_t)(i1 - i0) * PD, 0, (size_t)n1 * PD * sizeof(float));
+        /* the MLP: its skip (nothing without one) for the rows that carry g, and each target's
+         * own encoder column (its gradient at mlp.hook_in), through the frozen ln2 */
+        if (n1 > 0 && tc->W_skip) {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n1 * Pm, D, D, 1.0f, g1, D, tc->W_skip->data, D, 0.0f,
+                        b->gin, D);
+            for (int i = i1; i < R; i++)
+                for (int p = 0; p < len[i]; p++)
+                    norm_back(b->g + i * PD + (size_t)p * D, b->gin + (size_t)(i - i1) * PD + (size_t)p * D,
+                              bl->ln2_w->data, r->ln2_scale[(size_t)l * T + p], bl->ln2_b != NULL, D);
         }
         for (int i = i0; i < i1; i++) {
             const lp_attrib_feature *f = &r->features[tg[i]];
-            float *gi = b->gin + (size_t)(i - i0) * PD + (size_t)f->pos * D;
+            float *col = b->gin; /* free again */
             for (int d = 0; d < D; d++)
-                gi[d] = tc->W_enc->data[(size_t)d * F + f->feature];
+                col[d] = tc->W_enc->data[(size_t)d * F + f->feature];
+            norm_back(b->g + i * PD + (size_t)f->pos * D, col, bl->ln2_w->data, r->ln2_scale[(size_t)l * T + f->pos],
+                      bl->ln2_b != NULL, D);
         }
-        for (int i = i0; i < R; i++)
-            for (int p = 0; p < len[i]; p++)
-                norm_back(b->g + i * PD + (size_t)p * D, b->gin + (size_t)(i - i0) * PD + (size_t)p * D,
-                          bl->ln2_w->data, r->ln2_scale[(size_t)l * T + p], bl->ln2_b != NULL, D);
         /* attention's OV path with the frozen pattern: gv[k] = sum_q P[q, k] gz[q] per head */
         const float *wo = c->w.wo + (size_t)l * HS * D, *wv = c->w.wv + (size_t)l * D * KS;
         const float *P = r->pattern + (size_t)l * H * T * T;
@@ -312,10 +308,10 @@ static void batches_range(void *p, size_t lo, size_t hi)
     size_t RT = (size_t)c->batch * c->Tmax, D = (size_t)r->d_model, HS = (size_t)mc->n_heads * mc->d_head,
            KS = (size_t)K * mc->d_head;
     batch_buf b = {malloc(RT * D * sizeof(float)), malloc(RT * D * sizeof(float)), malloc(RT * HS * sizeof(float)),
-                   malloc(RT * KS * sizeof(float)), malloc((size_t)(c->Fmax ? c->Fmax : 1) * D * sizeof(float)),
+                   malloc(RT * KS * sizeof(float)),
                    malloc((size_t)c->batch * c->N * sizeof(float)), malloc((size_t)c->batch * sizeof(int)),
                    malloc((size_t)c->batch * sizeof(int))};
-    if (!b.g || !b.gin || !b.gz || !b.gv || !b.wl || !b.out || !b.top || !b.len) {
+    if (!b.g || !b.gin || !b.gz || !b.gv || !b.out || !b.top || !b.len) {
         c->failed = 1; /* no lp_set_error here: errors are per thread */
     } else {
         for (size_t k = lo; k < hi && !c->failed; k++) {
@@ -330,7 +326,6 @@ static void batches_range(void *p, size_t lo, size_t hi)
     free(b.gin);
     free(b.gz);
     free(b.gv);
-    free(b.wl);
     free(b.out);
     free(b.top);
     free(b.len);
@@ -417,10 +412,18 @@ static int ctx_init(edge_ctx *c, const lp_replacement *r, int batch)
                 s++;
             c->cell_start[(size_t)l * (T + 1) + p] = s;
         }
-        if (s - c->layer_start[l] > c->Fmax)
-            c->Fmax = s - c->layer_start[l];
     }
     c->layer_start[L] = s;
+    int D = r->d_model;
+    c->wact = lp_malloc((size_t)(r->n_features ? r->n_features : 1) * D * sizeof(float), "scaled decoder rows");
+    if (!c->wact)
+        return -1;
+    for (int k = 0; k < r->n_features; k++) {
+        const lp_attrib_feature *f = &r->features[k];
+        const float *wd = r->tcs->layers[f->layer]->W_dec->data + (size_t)f->feature * D;
+        for (int d = 0; d < D; d++)
+            c->wact[(size_t)k * D + d] = f->act * wd[d];
+    }
     return 0;
 }
 
@@ -428,6 +431,7 @@ static void ctx_free(edge_ctx *c)
 {
     free(c->layer_start);
     free(c->cell_start);
+    free(c->wact);
     free(c->w.wv);
     free(c->w.wo);
 }

@@ -10,8 +10,10 @@
   768, 12 heads, d_mlp 3072, vocabulary 50257, context 1024) and 12 random 6,144-wide JumpReLU
   transcoders, max_feature_nodes 8192 (lp_attrib_edges_rows), all made by attrib_tool
   --random-gpt2: loupe only (circuit-tracer has no such model here), time and peak RSS.
-  LOUPE_BENCH_LONG_T sets its length (1000), LOUPE_BENCH_SKIP_LONG=1 leaves it out, and
-  LOUPE_BENCH_ONLY_LONG=1 runs it alone.
+  LOUPE_BENCH_LONG_T sets its length (1000), LOUPE_BENCH_LONG_MAX_FEATURES its limit (8192),
+  LOUPE_BENCH_SKIP_LONG=1 leaves it out, and LOUPE_BENCH_ONLY_LONG=1 runs it alone. Its cost is
+  about (kept rows) x (their layer) x (their position) x 2 d_model^2 multiply-adds (~5e13 at
+  1,000 tokens and 8,192 rows): many minutes on 2 cores.
 """
 import json
 import os
@@ -56,7 +58,8 @@ def short_prompt(tokens: list[int], tc: Path, work: Path, reps: int) -> None:
     import pytest  # noqa: F401  (peerenv reports a broken .venv-peer through pytest.fail)
     import peerenv
     peer = peerenv.run("ct_attribute_bench.py", {"model": str(MODEL), "transcoders": str(tc), "tokens": tokens,
-                                                 "max_n_logits": MAX_LOGITS, "batch_size": BATCH}, work / "peer")
+                                                 "max_n_logits": MAX_LOGITS, "batch_size": BATCH}, work / "peer",
+                      timeout=1800)  # a loaded machine slows torch's start-up a lot
     print(json.dumps({"bench": f"attribution {len(tokens)} tokens, 1536-wide transcoders",
                       "n_features": runs[0][0]["n_features"], "peer_n_features": peer["n_active"],
                       "loupe_s": round(loupe_s, 4), "peer_s": round(peer["seconds"], 4),
@@ -68,13 +71,14 @@ def short_prompt(tokens: list[int], tc: Path, work: Path, reps: int) -> None:
 
 def long_prompt(T: int, work: Path) -> None:
     tokens = [(i * 2654435761) % 50257 for i in range(T)]
+    max_features = int(os.environ.get("LOUPE_BENCH_LONG_MAX_FEATURES", str(LONG_MAX_FEATURES)))
     t0 = time.perf_counter()
     info, rss = run_tool(["--random-gpt2", str(LONG_D_TC), str(LONG_ENC_BIAS), "--max-feature-nodes",
-                          str(LONG_MAX_FEATURES), "-", "-", str(MAX_LOGITS), "0.95", str(BATCH), "0.8", "0.98", "-",
+                          str(max_features), "-", "-", str(MAX_LOGITS), "0.95", str(BATCH), "0.8", "0.98", "-",
                           *map(str, tokens)], work)
     wall = time.perf_counter() - t0
     print(json.dumps({"bench": f"attribution {T} tokens, GPT-2-small shape, 12 x {LONG_D_TC}-wide transcoders, "
-                               f"max_feature_nodes {LONG_MAX_FEATURES}",
+                               f"max_feature_nodes {max_features}",
                       "n_features": info["n_features"], "n_kept": info["n_kept"], "n_nodes": info["n_nodes"],
                       "stored_entries": info["nnz"], "loupe_s": round(info["seconds"], 2),
                       "loupe_build_s": round(info["build_s"], 2), "loupe_edges_s": round(info["edges_s"], 2),
