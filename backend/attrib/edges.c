@@ -162,6 +162,20 @@ WIDE HOT static void pattern_back(const float *restrict P, int T, const float *r
     }
 }
 
+/* gv[k] += P[p, k] z for k < n: the pattern's backward from one position */
+WIDE HOT static void pattern_row(const float *restrict Pp, const float *restrict z, float *restrict gv, int ldv, int n,
+                                 int S)
+{
+    for (int k = 0; k < n; k++) {
+        float p = Pp[k];
+        if (p == 0.0f)
+            continue;
+        float *v = gv + (size_t)k * ldv;
+        for (int s = 0; s < S; s++)
+            v[s] += p * z[s];
+    }
+}
+
 HOT static void one_batch(edge_ctx *c, batch_buf *b, const int *tg, int R)
 {
     const lp_replacement *r = c->r;
@@ -196,7 +210,7 @@ HOT static void one_batch(edge_ctx *c, batch_buf *b, const int *tg, int R)
          * i1 .. R-1 carry g, the gradient at mlp.hook_out l: read the sources there */
         int nR = R - i0, n1 = R - i1;
         size_t M = (size_t)nR * Pm;
-        float *g = b->g + i0 * PD, *g1 = b->g + i1 * PD;
+        float *g1 = b->g + i1 * PD;
         const lp_block *bl = &m->blocks[l];
         const lp_sae *tc = r->tcs->layers[l];
         int F = tc->cfg.d_sae;
@@ -234,9 +248,21 @@ HOT static void one_batch(edge_ctx *c, batch_buf *b, const int *tg, int R)
         /* attention's OV path with the frozen pattern: gv[k] = sum_q P[q, k] gz[q] per head */
         const float *wo = c->w.wo + (size_t)l * HS * D, *wv = c->w.wv + (size_t)l * D * KS;
         const float *P = r->pattern + (size_t)l * H * T * T;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, HS, D, 1.0f, g, D, wo, D, 0.0f, b->gz, HS);
+        /* rows i0 .. iS-1 carry g at their target's position only (targets of this layer; the
+         * logits at the last layer): a product and an outer product at that position */
+        int iS = l == L - 1 ? R : i1;
+        if (iS < R)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (R - iS) * Pm, HS, D, 1.0f, b->g + iS * PD, D, wo, D,
+                        0.0f, b->gz + (size_t)(iS - i0) * Pm * HS, HS);
         memset(b->gv, 0, M * KS * sizeof(float));
-        for (int i = i0; i < R; i++)
+        for (int i = i0; i < iS; i++) {
+            int p = len[i] - 1;
+            float *z = b->gz + ((size_t)(i - i0) * Pm + p) * HS, *v = b->gv + (size_t)(i - i0) * Pm * KS;
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, HS, D, 1.0f, wo, D, b->g + i * PD + (size_t)p * D, 1, 0.0f, z, 1);
+            for (int h = 0; h < H; h++)
+                pattern_row(P + (size_t)h * T * T + (size_t)p * T, z + h * S, v + (h / (H / K)) * S, KS, p + 1, S);
+        }
+        for (int i = iS; i < R; i++)
             for (int h = 0; h < H; h++)
                 if (K == H && len[i] > SMALL_T) { /* the causal pattern is triangular: half the work */
                     float *v = b->gv + (size_t)(i - i0) * Pm * KS + h * S;
