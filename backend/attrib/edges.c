@@ -29,11 +29,19 @@
 
 /* a store larger than this (bytes) is kept sparse under LP_ATTRIB_AUTO */
 #define DENSE_LIMIT ((size_t)1 << 30)
-/* the hot loops, vectorised (the build's -O2 leaves them scalar), as in train/kernels.c */
+/* the hot loops, vectorised (the build's -O2 leaves them scalar), as in train/kernels.c, and
+ * built for AVX-512 and AVX2 too, the best chosen at load time (no FMA contraction: the same
+ * rounding on each) */
+#if defined(__GNUC__) && !defined(__clang__)
 #define HOT __attribute__((optimize("O3", "no-trapping-math")))
-/* ... and built for AVX-512 and AVX2 too, the best chosen at load time (no FMA contraction:
- * the same rounding on each) */
+#else
+#define HOT
+#endif
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define WIDE __attribute__((target_clones("avx512f", "avx2", "default"), noinline))
+#else
+#define WIDE
+#endif
 /* attention products of a row with at most this many positions are plain loops */
 #define SMALL_T 48
 
