@@ -507,31 +507,27 @@ done:
 
 typedef struct infl_ctx {
     const edge_ctx *c;
-    const int *slot_node; /* slot -> node (full index) */
-    int n_slots;          /* feature slots 0 .. n_slots-1 */
-    int logit_slot0, n_logits;
-    const double *prod; /* N */
-    double *next;       /* N */
+    const int *group;     /* slots whose rows are scattered now */
+    const double *scale;  /* per slot of the group: its node's total influence / its row's sum */
+    int n;
+    double *acc; /* N */
 } infl_ctx;
 
-/* next[j] = sum_slots prod[node(slot)] |A[slot, j]| / absum(slot), columns lo .. hi-1: each
- * column summed in slot order whatever the thread count */
+/* acc[j] += scale |A[slot, j]| for the group's slots, columns lo .. hi-1: each column summed in
+ * the same order whatever the thread count */
 HOT static void infl_range(void *p, size_t lo, size_t hi)
 {
     infl_ctx *ic = p;
     const row_store *st = &ic->c->st;
-    for (size_t j = lo; j < hi; j++)
-        ic->next[j] = 0;
-    for (int kk = 0; kk < ic->n_logits + ic->n_slots; kk++) {
-        int k = kk < ic->n_logits ? ic->logit_slot0 + kk : kk - ic->n_logits; /* logits first */
-        double x = ic->prod[ic->slot_node[k]];
-        if (x == 0)
+    for (int g = 0; g < ic->n; g++) {
+        int k = ic->group[g];
+        double sc = ic->scale[g];
+        if (sc == 0)
             continue;
-        double sc = x / (st->absum[k] > 1e-8 ? st->absum[k] : 1e-8);
         if (!st->sparse || !st->sp[k].col) {
             const float *row = st->sparse ? st->sp[k].val : st->dense[k];
             for (size_t j = lo; j < hi; j++)
-                ic->next[j] += sc * fabsf(row[j]);
+                ic->acc[j] += sc * fabsf(row[j]);
         } else {
             const sp_row *sp = &st->sp[k];
             int64_t a = 0, z = sp->nnz;
@@ -543,34 +539,51 @@ HOT static void infl_range(void *p, size_t lo, size_t hi)
                     z = mid;
             }
             for (; a < sp->nnz && (size_t)sp->col[a] < hi; a++)
-                ic->next[sp->col[a]] += sc * fabsf(sp->val[a]);
+                ic->acc[sp->col[a]] += sc * fabsf(sp->val[a]);
         }
     }
 }
 
-/* circuit-tracer's compute_partial_influences on the slots so far, in double */
+static int slot_layer(const edge_ctx *c, const int *slot_node, int k)
+{
+    int node = slot_node[k];
+    return node < c->r->n_features ? c->r->features[node].layer : c->r->n_layers;
+}
+
+/* circuit-tracer's compute_partial_influences on the rows computed so far, in double:
+ * infl = sum_{k>=1} w^T Ahat^k over those rows (Ahat = |rows| / row sums, at least 1e-8).
+ * It iterates that product until it vanishes; here the same sum comes from one pass: a row
+ * only reads nodes of lower layers, so taking the rows by layer, from the logits down, each
+ * row's node has its whole influence I (w + what the rows above gave it) before its row
+ * passes I |row| / sum on to every column. group and scale: n_slots + n_logits each. */
 static int partial_influence(const edge_ctx *c, const int *slot_node, int n_slots, int logit_slot0, double *infl,
-                             double *prod, double *next)
+                             int *group, double *scale)
 {
     const lp_replacement *r = c->r;
-    int N = c->N;
+    const row_store *st = &c->st;
+    int N = c->N, L = r->n_layers;
     memset(infl, 0, (size_t)N * sizeof(double));
-    memset(prod, 0, (size_t)N * sizeof(double));
-    for (int i = 0; i < r->n_logits; i++)
-        prod[lp_replacement_logit_node(r, i)] = r->logit_probs[i];
-    infl_ctx ic = {c, slot_node, n_slots, logit_slot0, r->n_logits, prod, next};
-    for (int it = 0; it < 128; it++) {
-        lp_par_for((size_t)N, 4096, infl_range, &ic);
-        int any = 0;
-        for (int j = 0; j < N; j++) {
-            infl[j] += next[j];
-            any |= next[j] != 0;
+    infl_ctx ic = {c, group, scale, 0, infl};
+    for (int l = L; l >= 0; l--) {
+        int n = 0;
+        if (l == L)
+            for (int i = 0; i < r->n_logits; i++)
+                group[n++] = logit_slot0 + i;
+        else
+            for (int k = 0; k < n_slots; k++)
+                if (slot_layer(c, slot_node, k) == l)
+                    group[n++] = k;
+        for (int g = 0; g < n; g++) {
+            int k = group[g], node = slot_node[k];
+            double w = node >= lp_replacement_logit_node(r, 0) ? r->logit_probs[node - lp_replacement_logit_node(r, 0)]
+                                                                : 0.0;
+            scale[g] = (w + infl[node]) / (st->absum[k] > 1e-8 ? st->absum[k] : 1e-8);
         }
-        if (!any)
-            return 0;
-        memcpy(prod, next, (size_t)N * sizeof(double));
+        ic.n = n;
+        if (n)
+            lp_par_for((size_t)N, 4096, infl_range, &ic);
     }
-    return lp_set_error("attribution: the influence ranking did not converge in 128 steps");
+    return 0;
 }
 
 typedef struct ranked {
@@ -733,7 +746,8 @@ int lp_attrib_edges_rows(const lp_replacement *r, const lp_attrib_opts *o, lp_at
     int n_slots = K + nl, N = lp_replacement_n_nodes(r);
     int *slot_node = NULL, *node_slot = NULL, *work = NULL, *slots = NULL, *kept = NULL;
     ranked *rank = NULL;
-    double *infl = NULL, *prod = NULL, *next = NULL;
+    double *infl = NULL, *scale = NULL;
+    int *group = NULL;
     unsigned char *visited = NULL;
     float *block = NULL;
     if (ctx_init(&c, r, o->batch) < 0)
@@ -776,9 +790,9 @@ int lp_attrib_edges_rows(const lp_replacement *r, const lp_attrib_opts *o, lp_at
     if (K < nf) {
         rank = lp_malloc((size_t)nf * sizeof(ranked), "influence ranking");
         infl = lp_malloc((size_t)N * sizeof(double), "influence ranking");
-        prod = lp_malloc((size_t)N * sizeof(double), "influence ranking");
-        next = lp_malloc((size_t)N * sizeof(double), "influence ranking");
-        if (!rank || !infl || !prod || !next)
+        group = lp_malloc((size_t)n_slots * sizeof(int), "influence ranking");
+        scale = lp_malloc((size_t)n_slots * sizeof(double), "influence ranking");
+        if (!rank || !infl || !group || !scale)
             goto done;
     }
     while (n_visited < K) {
@@ -787,7 +801,7 @@ int lp_attrib_edges_rows(const lp_replacement *r, const lp_attrib_opts *o, lp_at
             for (int s = 0; s < nf; s++)
                 work[n++] = s;
         } else {
-            if (partial_influence(&c, slot_node, done_slots, K, infl, prod, next) < 0)
+            if (partial_influence(&c, slot_node, done_slots, K, infl, group, scale) < 0)
                 goto done;
             for (int s = 0; s < nf; s++)
                 rank[s] = (ranked){infl[s], s};
@@ -838,8 +852,8 @@ done:
     free(kept);
     free(visited);
     free(infl);
-    free(prod);
-    free(next);
+    free(group);
+    free(scale);
     ctx_free(&c);
     return rc;
 }
