@@ -6,6 +6,7 @@
   same transcoders, prompt, max_n_logits and batch (32), in the same run. Times exclude
   loading; circuit-tracer's is its second run in its process, loupe's the median of
   LOUPE_BENCH_REPS (3) processes. Peak RSS is each process's (loupe's: the largest of its runs).
+  On 2 threads each, then on 1 each (`threads`).
 - A 1,000-token prompt on a GPT-2-small-shaped model with random weights (12 layers, d_model
   768, 12 heads, d_mlp 3072, vocabulary 50257, context 1024) and 12 random 6,144-wide JumpReLU
   transcoders, max_feature_nodes 8192 (lp_attrib_edges_rows), all made by attrib_tool
@@ -40,23 +41,27 @@ def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def run_tool(args: list[str], work: Path) -> tuple[dict, float]:
-    """attrib_tool's JSON (without the prompt's features) and its peak RSS in MiB."""
+def run_tool(args: list[str], work: Path, threads: int | None = None) -> tuple[dict, float]:
+    """attrib_tool's JSON and its peak RSS in MiB."""
+    env = dict(os.environ)
+    if threads:
+        env["OPENBLAS_NUM_THREADS"] = str(threads)  # loupe's thread count follows OpenBLAS's
     with open(work / "loupe.json", "w") as out:
-        p = subprocess.Popen([str(TOOL), *args], stdout=out, stderr=subprocess.DEVNULL)
+        p = subprocess.Popen([str(TOOL), *args], stdout=out, stderr=subprocess.DEVNULL, env=env)
         _, status, ru = os.wait4(p.pid, 0)  # this child's own peak RSS
     if status != 0:
         raise SystemExit(f"attrib_tool failed (status {status}): {' '.join(args[:12])} ...")
     return json.loads((work / "loupe.json").read_text()), ru.ru_maxrss / 1024
 
 
-def short_prompt(tokens: list[int], tc: Path, work: Path, reps: int) -> None:
+def short_prompt(tokens: list[int], tc: Path, work: Path, reps: int, threads: int) -> None:
     runs = [run_tool([str(MODEL), str(tc), str(MAX_LOGITS), "0.95", str(BATCH), "0.8", "0.98", "-",
-                      *map(str, tokens)], work) for _ in range(reps)]
+                      *map(str, tokens)], work, threads) for _ in range(reps)]
     loupe_s = statistics.median(r[0]["seconds"] for r in runs)
     loupe_rss = max(r[1] for r in runs)
     import pytest  # noqa: F401  (peerenv reports a broken .venv-peer through pytest.fail)
     import peerenv
+    peerenv.THREADS = threads
     peer = peerenv.run("ct_attribute_bench.py", {"model": str(MODEL), "transcoders": str(tc), "tokens": tokens,
                                                  "max_n_logits": MAX_LOGITS, "batch_size": BATCH}, work / "peer",
                       timeout=1800)  # a loaded machine slows torch's start-up a lot
@@ -66,6 +71,7 @@ def short_prompt(tokens: list[int], tc: Path, work: Path, reps: int) -> None:
                       "speedup": round(peer["seconds"] / loupe_s, 2), "loupe_rss_mb": round(loupe_rss, 1),
                       "peer_rss_mb": round(peer["peak_rss_mb"], 1),
                       "memory_ratio": round(peer["peak_rss_mb"] / loupe_rss, 2), "batch": BATCH, "reps": reps,
+                      "threads": threads,
                       "load": load(), "peer_versions": peer["versions"]}), flush=True)
 
 
@@ -98,8 +104,11 @@ def main() -> None:
                                           jumprelu=True, enc_bias=-2.0)  # ~1,600 active features on 10 tokens
             ten = [t % vocab for t in TOKENS10]
             thirty = ten + [(i * 2654435761) % vocab for i in range(1, 21)]
-            for tokens in (ten, thirty):
-                short_prompt(tokens, tc, work, reps)
+            # 2 threads each (the machine's cores); then 1 each, which a loaded machine
+            # disturbs less (torch's waiting threads spin)
+            for threads in (2, 1):
+                for tokens in (ten, thirty):
+                    short_prompt(tokens, tc, work, reps, threads)
         if os.environ.get("LOUPE_BENCH_SKIP_LONG") != "1":
             long_prompt(int(os.environ.get("LOUPE_BENCH_LONG_T", "1000")), work)
 
