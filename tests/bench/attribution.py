@@ -51,6 +51,7 @@ def run_tool(args: list[str], work: Path, threads: int | None = None) -> tuple[d
         _, status, ru = os.wait4(p.pid, 0)  # this child's own peak RSS
     if status != 0:
         raise SystemExit(f"attrib_tool failed (status {status}): {' '.join(args[:12])} ...")
+    run_tool.cpu_s = ru.ru_utime + ru.ru_stime  # the process's CPU time (a loaded machine stretches wall time)
     return json.loads((work / "loupe.json").read_text()), ru.ru_maxrss / 1024
 
 
@@ -88,7 +89,8 @@ def long_prompt(T: int, work: Path) -> None:
                       "n_features": info["n_features"], "n_kept": info["n_kept"], "n_nodes": info["n_nodes"],
                       "stored_entries": info["nnz"], "loupe_s": round(info["seconds"], 2),
                       "loupe_build_s": round(info["build_s"], 2), "loupe_edges_s": round(info["edges_s"], 2),
-                      "loupe_process_s": round(wall, 2), "loupe_rss_mb": round(rss, 1), "peer_s": None,
+                      "loupe_process_s": round(wall, 2), "loupe_process_cpu_s": round(run_tool.cpu_s, 1),
+                      "loupe_rss_mb": round(rss, 1), "peer_s": None,
                       "peer_rss_mb": None, "speedup": None, "batch": BATCH, "load": load()}), flush=True)
 
 
