@@ -12,7 +12,7 @@
 
 lp_attrib_opts lp_attrib_defaults(void)
 {
-    return (lp_attrib_opts){.max_n_logits = 10, .desired_logit_prob = 0.95f, .batch = 32};
+    return (lp_attrib_opts){.max_n_logits = 10, .desired_logit_prob = 0.95f, .batch = 32, .update_interval = 4};
 }
 
 void lp_replacement_free(lp_replacement *r)

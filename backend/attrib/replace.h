@@ -30,7 +30,13 @@ typedef struct lp_attrib_opts {
     int max_n_logits;         /* 10 */
     float desired_logit_prob; /* 0.95 */
     int batch;                /* target rows per backward pass (32) */
+    int max_feature_nodes;    /* lp_attrib_edges_rows: feature rows to compute (0: all of them) */
+    int update_interval;      /* ... batches between influence re-rankings (4) */
+    int storage;              /* lp_attrib_edges_rows: LP_ATTRIB_AUTO, _DENSE or _SPARSE */
+    int64_t dense_limit;      /* ... AUTO: bytes above which rows are kept sparse (0: 1 GiB) */
 } lp_attrib_opts;
+
+enum { LP_ATTRIB_AUTO = 0, LP_ATTRIB_DENSE = 1, LP_ATTRIB_SPARSE = 2 };
 
 lp_attrib_opts lp_attrib_defaults(void);
 
@@ -76,5 +82,38 @@ int lp_replacement_logit_node(const lp_replacement *r, int i);
  * by the caller with free): A[t, s] = a_s w_{s->t}, by batched backward passes through the
  * frozen linear model, batch rows at a time, rows in parallel. 0, or -1 with an error. */
 int lp_attrib_edges(const lp_replacement *r, int batch, float **out);
+
+/* The edges of the graph that keeps at most o->max_feature_nodes feature nodes, processed
+ * as circuit-tracer's attribute() does: the logit rows first, then feature rows in order of
+ * their partial influence on the logits (re-ranked every update_interval batches of `batch`
+ * rows, on the rows computed so far: w^T sum_k Ahat^k with Ahat = |rows| normalised by
+ * each row's sum over all sources, at least 1e-8), until max_feature_nodes rows are done.
+ * The graph's nodes are the processed ("kept") features, in node order, then every error,
+ * embedding and logit node: n_nodes = n_kept + (n_layers + 1) T + n_logits. Only target
+ * rows are stored (error and embedding rows are zero): n_rows = n_kept + n_logits, row i <
+ * n_kept the kept feature i, then the logits; columns are the graph's nodes; edges from
+ * features that were not kept are dropped. Stored dense (rows x n_nodes f32) when that is
+ * small (or o->storage says so), else as sparse rows without their exact zeros (CSR). With
+ * max_feature_nodes 0 (or at least n_features) every feature is kept and the matrix is
+ * lp_attrib_edges' without its zero rows. While it runs, the rows computed so far are kept
+ * over all sources; when a dense store would pass dense_limit, each row is kept sparse
+ * (without its exact zeros: the sources after its position and at or above its layer) or
+ * dense, whichever is smaller (LP_ATTRIB_SPARSE: always sparse). */
+typedef struct lp_attrib_matrix {
+    int n_nodes, n_rows, n_kept;
+    int *kept;         /* n_kept: indices into r->features, ascending */
+    float *dense;      /* n_rows x n_nodes, or NULL when sparse */
+    int64_t *row_ptr;  /* n_rows + 1 (sparse) */
+    int32_t *col;      /* row_ptr[n_rows]: ascending within a row */
+    float *val;
+} lp_attrib_matrix;
+
+int lp_attrib_edges_rows(const lp_replacement *r, const lp_attrib_opts *o, lp_attrib_matrix *out);
+void lp_attrib_matrix_clear(lp_attrib_matrix *a); /* frees and zeroes; a zeroed one is a no-op */
+/* The graph's node index of row i (a kept feature's or a logit's). */
+int lp_attrib_matrix_row_node(const lp_attrib_matrix *a, int i);
+/* The n_nodes x n_nodes dense matrix of the graph (error and embedding rows zero), as
+ * circuit-tracer's Graph holds it; *out allocated here, freed by the caller. */
+int lp_attrib_matrix_dense(const lp_attrib_matrix *a, float **out);
 
 #endif

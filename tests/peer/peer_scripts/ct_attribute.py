@@ -5,12 +5,13 @@ BOS lookup by string fails when the BOS id is 0; a prompt that starts with a spe
 used as it is).
 
 Arguments: {"model": FOLDER, "transcoders": FOLDER (circuit-tracer's layout), "tokens": [...],
-"max_n_logits": int}.
+"max_n_logits": int, optional "batch_size" (256) and "max_feature_nodes" (none)}.
 Saves WORK/ct.safetensors: "logits" [1, T, V] of the replacement model's plain forward
 pass, per layer "mlp_in.{l}" [T, d_model] (the transcoders' input, mlp.hook_in),
 "acts.{l}" and "recon.{l}" (circuit-tracer's transcoder encode / decode of that input),
 "adjacency" (the graph's dense adjacency matrix), "active_features" [n, 3] (layer, pos,
-feature), "activation_values" [n], "logit_probabilities" [n_logits].
+feature), "activation_values" [n], "logit_probabilities" [n_logits], "selected_features" (the indices
+into active_features of the graph's feature nodes: all of them without max_feature_nodes).
 Result: node counts, the logit targets' token ids, scan, versions.
 """
 from __future__ import annotations
@@ -60,12 +61,14 @@ with torch.no_grad():
         out[f"acts.{layer}"] = acts
         out[f"recon.{layer}"] = model.transcoders[layer].decode(acts, x)
 
-graph = attribute(tokens, model, max_n_logits=args["max_n_logits"], batch_size=256)
+graph = attribute(tokens, model, max_n_logits=args["max_n_logits"], batch_size=args.get("batch_size", 256),
+                  max_feature_nodes=args.get("max_feature_nodes"))
 
 out["adjacency"] = graph.adjacency_matrix
 out["active_features"] = graph.active_features.to(torch.int64)
 out["activation_values"] = graph.activation_values
 out["logit_probabilities"] = graph.logit_probabilities
+out["selected_features"] = graph.selected_features.to(torch.int64)
 save_file({k: v.detach().contiguous().clone() for k, v in out.items()}, os.path.join(args["work"], "ct.safetensors"))
 
 common.finish({

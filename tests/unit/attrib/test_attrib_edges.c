@@ -13,6 +13,7 @@
 
 #include "attrib/replace.h"
 #include "core/error.h"
+#include "device.h"
 #include "../model/random_model.h"
 
 enum { L_ = 3, D_ = 16, V_ = 29, F_ = 40, T_ = 7 };
@@ -304,3 +305,168 @@ Test(attrib_edges, a_mismatched_set_is_an_error)
     lp_transcoder_set_free(tcs);
     lp_model_free(m);
 }
+
+/* ---- lp_attrib_edges_rows: max_feature_nodes, storage ---- */
+
+/* circuit-tracer's selection on a known matrix: the logit rows, then rounds of the q most
+ * influential unvisited features (partial influence over the rows so far), q = interval x
+ * batch; returns the visited mask */
+static void reference_selection(const float *A, const lp_replacement *rp, int K, int q, unsigned char *visited)
+{
+    int N = lp_replacement_n_nodes(rp), nf = rp->n_features;
+    int *rows = malloc(sizeof(int) * (size_t)(K + rp->n_logits)), n_rows = 0, n_visited = 0;
+    double *infl = malloc(sizeof(double) * N), *prod = malloc(sizeof(double) * N), *next = malloc(sizeof(double) * N);
+    for (int i = 0; i < rp->n_logits; i++)
+        rows[n_rows++] = lp_replacement_logit_node(rp, i);
+    memset(visited, 0, (size_t)nf);
+    while (n_visited < K) {
+        memset(infl, 0, sizeof(double) * N);
+        memset(prod, 0, sizeof(double) * N);
+        for (int i = 0; i < rp->n_logits; i++)
+            prod[lp_replacement_logit_node(rp, i)] = rp->logit_probs[i];
+        for (int it = 0; it < 128; it++) {
+            int any = 0;
+            memset(next, 0, sizeof(double) * N);
+            for (int k = 0; k < n_rows; k++) {
+                const float *row = A + (size_t)rows[k] * N;
+                double s = 0;
+                for (int j = 0; j < N; j++)
+                    s += fabs(row[j]);
+                for (int j = 0; j < N; j++)
+                    next[j] += prod[rows[k]] * fabs(row[j]) / fmax(s, 1e-8);
+            }
+            for (int j = 0; j < N; j++)
+                infl[j] += next[j], any |= next[j] != 0;
+            memcpy(prod, next, sizeof(double) * N);
+            if (!any)
+                break;
+        }
+        int take = q < K - n_visited ? q : K - n_visited;
+        for (int t = 0; t < take; t++) {
+            int best = -1;
+            for (int s = 0; s < nf; s++)
+                if (!visited[s] && (best < 0 || infl[s] > infl[best]))
+                    best = s;
+            visited[best] = 1;
+            rows[n_rows++] = best;
+        }
+        n_visited += take;
+    }
+    free(rows);
+    free(infl);
+    free(prod);
+    free(next);
+}
+
+static void matrix_row(const lp_attrib_matrix *a, int i, float *out)
+{
+    if (a->dense) {
+        memcpy(out, a->dense + (size_t)i * a->n_nodes, sizeof(float) * a->n_nodes);
+        return;
+    }
+    memset(out, 0, sizeof(float) * a->n_nodes);
+    for (int64_t k = a->row_ptr[i]; k < a->row_ptr[i + 1]; k++) {
+        if (k > a->row_ptr[i])
+            cr_assert_lt(a->col[k - 1], a->col[k], "sparse columns out of order");
+        out[a->col[k]] = a->val[k];
+    }
+}
+
+static void check_rows(int llama, uint64_t seed)
+{
+    lp_model *m = rm_model(llama, L_, D_, 4, 2, V_, seed);
+    lp_transcoder_set *tcs = transcoders(L_, D_, seed + 7);
+    int32_t toks[T_];
+    for (int t = 0; t < T_; t++)
+        toks[t] = (int32_t)((t * 11 + 3 + seed) % V_);
+    lp_attrib_opts ao = lp_attrib_defaults();
+    ao.max_n_logits = 4;
+    ao.batch = 4;
+    ao.update_interval = 2;
+    lp_replacement *rp = lp_replacement_build(m, tcs, toks, T_, &ao);
+    cr_assert_not_null(rp, "%s", lp_last_error());
+    float *A = NULL;
+    cr_assert_eq(lp_attrib_edges(rp, 4, &A), 0, "%s", lp_last_error());
+    int N = lp_replacement_n_nodes(rp), nf = rp->n_features;
+    double amax = 0;
+    for (int i = 0; i < N * N; i++)
+        amax = fmax(amax, fabs(A[i]));
+    int limits[2] = {0, nf / 3};
+    cr_assert_gt(nf / 3, 2 * ao.batch * ao.update_interval, "too few features (%d) for several re-rankings", nf);
+    for (int li = 0; li < 2; li++) {
+        int K = limits[li] ? limits[li] : nf;
+        unsigned char *want = malloc((size_t)nf);
+        reference_selection(A, rp, K, ao.batch * ao.update_interval, want);
+        lp_attrib_matrix mats[4];
+        int storages[4] = {LP_ATTRIB_DENSE, LP_ATTRIB_SPARSE, LP_ATTRIB_AUTO, LP_ATTRIB_AUTO};
+        for (int k = 0; k < 4; k++) {
+            ao.max_feature_nodes = limits[li];
+            ao.storage = storages[k];
+            ao.dense_limit = k == 3 ? 64 : 0; /* k 3: the mixed store (each row dense or sparse) */
+            lp_set_threads(k % 2 ? 1 : 2);
+            cr_assert_eq(lp_attrib_edges_rows(rp, &ao, &mats[k]), 0, "%s", lp_last_error());
+            lp_attrib_matrix *a = &mats[k];
+            cr_assert_eq(a->n_kept, K);
+            cr_assert_eq(a->n_rows, K + rp->n_logits);
+            cr_assert_eq(a->n_nodes, K + N - nf);
+            for (int i = 0; i < K; i++) {
+                cr_assert(want[a->kept[i]], "feature %d kept, not by circuit-tracer's rule (limit %d)", a->kept[i], K);
+                if (i)
+                    cr_assert_lt(a->kept[i - 1], a->kept[i]);
+            }
+        }
+        lp_set_threads(0);
+        cr_assert_not_null(mats[0].dense);
+        cr_assert_null(mats[1].dense);
+        float *r0 = malloc(sizeof(float) * N), *r1 = malloc(sizeof(float) * N);
+        for (int i = 0; i < mats[0].n_rows; i++) {
+            int node = lp_attrib_matrix_row_node(&mats[0], i);
+            int full = i < K ? mats[0].kept[i] : lp_replacement_logit_node(rp, i - K);
+            for (int k = 1; k < 4; k++) { /* the storages and thread counts agree exactly */
+                matrix_row(&mats[0], i, r0);
+                matrix_row(&mats[k], i, r1);
+                cr_assert_eq(memcmp(r0, r1, sizeof(float) * mats[0].n_nodes), 0, "row %d differs (store %d)", i, k);
+            }
+            cr_assert_eq(lp_attrib_matrix_row_node(&mats[0], i), node);
+            matrix_row(&mats[0], i, r0);
+            /* and equal lp_attrib_edges' matrix on the kept rows and columns */
+            for (int j = 0; j < mats[0].n_nodes; j++) {
+                int col = j < K ? mats[0].kept[j] : j - K + nf;
+                float ref = A[(size_t)full * N + col];
+                cr_assert_leq(fabs(r0[j] - ref), 1e-5 * fabs(ref) + 1e-6 * amax, "A[%d, %d] = %g, dense %g", i, j, r0[j],
+                              ref);
+            }
+        }
+        float *D = NULL;
+        cr_assert_eq(lp_attrib_matrix_dense(&mats[1], &D), 0, "%s", lp_last_error());
+        for (int t = 0; t < mats[1].n_nodes; t++)
+            for (int s = 0; s < mats[1].n_nodes; s++) {
+                int is_row = t < K || t >= mats[1].n_nodes - rp->n_logits;
+                if (!is_row)
+                    cr_assert_eq(D[(size_t)t * mats[1].n_nodes + s], 0.0f);
+            }
+        free(D);
+        free(r0);
+        free(r1);
+        free(want);
+        for (int k = 0; k < 4; k++)
+            lp_attrib_matrix_clear(&mats[k]);
+    }
+    ao.max_feature_nodes = -1;
+    lp_attrib_matrix bad;
+    cr_assert_eq(lp_attrib_edges_rows(rp, &ao, &bad), -1);
+    cr_assert(strstr(lp_last_error(), "max_feature_nodes"), "%s", lp_last_error());
+    ao.max_feature_nodes = 3;
+    ao.update_interval = 0;
+    cr_assert_eq(lp_attrib_edges_rows(rp, &ao, &bad), -1);
+    cr_assert(strstr(lp_last_error(), "update_interval"), "%s", lp_last_error());
+    cr_assert_null(bad.dense);
+    cr_assert_null(bad.kept);
+    free(A);
+    lp_replacement_free(rp);
+    lp_transcoder_set_free(tcs);
+    lp_model_free(m);
+}
+
+Test(attrib_edges, gpt2_rows_keep_the_influential_features) { check_rows(0, 5); }
+Test(attrib_edges, llama_rows_keep_the_influential_features) { check_rows(1, 9); }
