@@ -247,7 +247,10 @@ int lp_graph_save_json(const lp_graph *g, const char *path)
     for (int i = 0; ids && i < g->n_nodes; i++)
         free(ids[i]);
     free(ids);
-    fputs("\n]}\n", f);
+    fputs("\n]", f);
+    if (g->qk_tracing) /* QK explanations (qk.h), already JSON */
+        fprintf(f, ",\n\"qk_tracing_results\":%s", g->qk_tracing);
+    fputs("}\n", f);
     if (ferror(f))
         rc = rc ? rc : lp_set_error("graph: cannot write '%s'", path);
     if (fclose(f) != 0 && !rc)
@@ -687,6 +690,11 @@ static lp_graph *load(const reader *r, json_t *root)
         json_decref(l);
         if (si < 0 || ti < 0)
             goto fail;
+    }
+    json_t *qk = json_object_get(root, "qk_tracing_results");
+    if (json_is_array(qk) && !(g->qk_tracing = json_dumps(qk, DUMP_FLAGS))) {
+        lp_set_error_code(LP_ERR_NOMEM, "graph: out of memory");
+        goto fail;
     }
     free(ix);
     return g;

@@ -7,6 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
+#include "attrib/graph.h"
 #include "attrib/qk.h"
 #include "core/error.h"
 #include "dict/sae_ops.h"
@@ -94,6 +97,14 @@ static int add_term(lp_qk *q, int *cap, lp_qk_term t)
     }
     q->terms[q->n_terms++] = t;
     return 0;
+}
+
+/* the term's id: the graph's node id (graph.h's forms) */
+static void node_id(lp_qk_term *t, lp_node_kind kind, int32_t token)
+{
+    lp_graph_node d = {.kind = kind, .layer = t->layer, .pos = t->pos, .feature = t->feature, .token = token};
+    lp_graph_node_id(&d, 0);
+    memcpy(t->id, d.id, sizeof t->id);
 }
 
 typedef struct qk_work {
@@ -310,7 +321,7 @@ lp_qk *lp_qk_compute(const lp_model *m, const lp_transcoder_set *tcs, const int3
                 if (a == 0.0f)
                     continue;
                 lp_qk_term tm = {LP_QK_FEATURE, l, t, i, a, {0}};
-                snprintf(tm.id, sizeof tm.id, "%d_%d_%d", l, i, t);
+                node_id(&tm, LP_NODE_FEATURE, -1);
                 if (add_term(q, &cap, tm) < 0)
                     goto done;
             }
@@ -320,14 +331,14 @@ lp_qk *lp_qk_compute(const lp_model *m, const lp_transcoder_set *tcs, const int3
     for (int l = 0; l < layer; l++)
         for (int p = 1; p < T; p++) {
             lp_qk_term tm = {LP_QK_ERROR, l, p, -1, 0, {0}};
-            snprintf(tm.id, sizeof tm.id, "%d_-1_%d", l, p);
+            node_id(&tm, LP_NODE_ERROR, -1);
             if (add_term(q, &cap, tm) < 0)
                 goto done;
         }
     w.emb0 = q->n_terms;
     for (int p = 0; p < T; p++) {
         lp_qk_term tm = {LP_QK_EMBEDDING, -1, p, -1, 0, {0}};
-        snprintf(tm.id, sizeof tm.id, "E_%d_%d", (int)tokens[p], p);
+        node_id(&tm, LP_NODE_EMBEDDING, tokens[p]);
         if (add_term(q, &cap, tm) < 0)
             goto done;
     }
@@ -445,4 +456,97 @@ int lp_qk_top_pairs(const lp_qk *q, int k, lp_qk_pair_t **out)
     qsort(h.a, (size_t)h.n, sizeof *h.a, by_abs_desc);
     *out = h.a;
     return h.n;
+}
+
+/* ---- the graph's record (graph.h: lp_graph_add_qk) ---- */
+
+static int by_abs_desc_idx(const void *a, const void *b, const double *v)
+{
+    double x = fabs(v[*(const int *)a]), y = fabs(v[*(const int *)b]);
+    return x < y ? 1 : x > y ? -1 : *(const int *)a - *(const int *)b;
+}
+
+static const double *sort_vals; /* qsort has no context argument; guarded by the kernel's single thread */
+static int cmp_marg(const void *a, const void *b)
+{
+    return by_abs_desc_idx(a, b, sort_vals);
+}
+
+static json_t *marginals(const lp_qk *q, const double *v, int k)
+{
+    int N = q->n_terms;
+    int *idx = lp_malloc((size_t)(N ? N : 1) * sizeof(int), "QK marginals");
+    json_t *a = json_array();
+    if (!idx || !a) {
+        free(idx);
+        json_decref(a);
+        return NULL;
+    }
+    for (int i = 0; i < N; i++)
+        idx[i] = i;
+    sort_vals = v;
+    qsort(idx, (size_t)N, sizeof *idx, cmp_marg);
+    for (int i = 0; i < N && i < k; i++) {
+        if (v[idx[i]] == 0)
+            break;
+        if (json_array_append_new(a, json_pack("[sf]", q->terms[idx[i]].id, v[idx[i]])) < 0) {
+            free(idx);
+            json_decref(a);
+            return NULL;
+        }
+    }
+    free(idx);
+    return a;
+}
+
+json_t *lp_qk_json(const lp_qk *q, int k)
+{
+    lp_qk_pair_t *p = NULL;
+    int n = lp_qk_top_pairs(q, k, &p);
+    if (n < 0)
+        return NULL;
+    json_t *pairs = json_array(), *qm = marginals(q, q->q_marg, k), *km = marginals(q, q->k_marg, k);
+    int fail = !pairs || !qm || !km;
+    for (int i = 0; i < n && !fail; i++)
+        fail = json_array_append_new(pairs, json_pack("[ssf]", q->terms[p[i].q].id, q->terms[p[i].k].id, p[i].value)) < 0;
+    free(p);
+    json_t *o = fail ? NULL
+                     : json_pack("{si si si si sf sf so so so}", "layer", q->layer, "head", q->head, "query_ctx_idx",
+                                 q->query, "key_ctx_idx", q->key, "score", q->score, "total", q->total,
+                                 "pair_wise_contributors", pairs, "top_q_marginal_contributors", qm,
+                                 "top_k_marginal_contributors", km);
+    if (!o) {
+        if (fail)
+            json_decref(pairs), json_decref(qm), json_decref(km);
+        lp_set_error_code(LP_ERR_NOMEM, "QK attribution: cannot build the JSON");
+    }
+    return o;
+}
+
+int lp_graph_add_qk(lp_graph *g, const lp_qk *q, int k)
+{
+    json_error_t e;
+    json_t *arr = g->qk_tracing ? json_loads(g->qk_tracing, 0, &e) : json_array();
+    json_t *o = arr ? lp_qk_json(q, k) : NULL;
+    if (!arr || !json_is_array(arr) || !o) {
+        json_decref(arr), json_decref(o);
+        return lp_set_error_code(LP_ERR_NOMEM, "QK attribution: cannot record the explanation in the graph");
+    }
+    size_t i, n = json_array_size(arr);
+    for (i = 0; i < n; i++) {
+        json_t *x = json_array_get(arr, i);
+        if (json_integer_value(json_object_get(x, "layer")) == q->layer &&
+            json_integer_value(json_object_get(x, "head")) == q->head &&
+            json_integer_value(json_object_get(x, "query_ctx_idx")) == q->query &&
+            json_integer_value(json_object_get(x, "key_ctx_idx")) == q->key)
+            break;
+    }
+    int rc = i < n ? json_array_set_new(arr, i, o) : json_array_append_new(arr, o);
+    char *s = rc < 0 ? NULL : json_dumps(arr, JSON_COMPACT | JSON_REAL_PRECISION(9));
+    json_decref(arr);
+    if (!s)
+        return lp_set_error_code(LP_ERR_NOMEM, "QK attribution: cannot record the explanation in the graph");
+    free(g->qk_tracing);
+    g->qk_tracing = s;
+    return 0;
 }

@@ -42,7 +42,7 @@ typedef struct lp_qk_term {
     lp_qk_kind kind;
     int layer, pos, feature; /* -1 where not meaningful */
     float act;               /* features: the activation; else 0 */
-    char id[64];             /* graph node id ("{l}_{f}_{p}", "{l}_-1_{p}", "E_{tok}_{p}") or the name */
+    char id[64];             /* the graph's node id (lp_graph_node_id) or the name */
 } lp_qk_term;
 
 typedef struct lp_qk {
@@ -69,6 +69,11 @@ typedef struct lp_qk_pair_t {
     int q, k; /* term indices */
     double value;
 } lp_qk_pair_t;
+
+/* The explanation as one qk_tracing_results entry (graph.h lp_graph_add_qk), k of each;
+ * NULL with an error. */
+struct json_t;
+struct json_t *lp_qk_json(const lp_qk *q, int k);
 
 /* The k pairs of largest |contribution|, descending, into *out (malloc'd); returns how many
  * (k or fewer), -1 with an error. */

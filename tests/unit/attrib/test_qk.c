@@ -168,7 +168,7 @@ Test(qk, a_pair_is_the_bilinear_form_of_its_vectors)
         }
     cr_assert(checked >= 4, "only %d pairs checked", checked);
     char id[64];
-    snprintf(id, sizeof id, "E_%d_%d", toks[2], 2);
+    snprintf(id, sizeof id, "E_%d_%d", toks[2], 2); /* graph.h node ids */
     lp_qk *q = lp_qk_compute(m, tcs, toks, T_, 1, 0, 4, 2);
     cr_assert_not_null(q);
     cr_expect(find(q, id) >= 0, "no term %s", id);
