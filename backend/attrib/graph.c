@@ -57,7 +57,7 @@ void lp_graph_free(lp_graph *g)
     free(g->prompt);
     free(g->model), free(g->scan), free(g->slug), free(g->generator), free(g->generator_version);
     free(g->adj_);
-    free(g->qk_tracing);
+    free(g->qk_tracing), free(g->qparams_supernodes);
     free(g);
 }
 
@@ -370,6 +370,7 @@ static lp_graph *subgraph(const lp_graph *g, const int *idx, int n)
     h->generator = dup_or_null(g->generator, &fail);
     h->generator_version = dup_or_null(g->generator_version, &fail);
     h->qk_tracing = dup_or_null(g->qk_tracing, &fail);
+    h->qparams_supernodes = dup_or_null(g->qparams_supernodes, &fail);
     h->replacement = g->replacement, h->completeness = g->completeness;
     h->node_threshold = g->node_threshold, h->edge_threshold = g->edge_threshold;
     h->max_n_logits = g->max_n_logits, h->batch = g->batch, h->max_feature_nodes = g->max_feature_nodes;

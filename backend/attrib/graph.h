@@ -59,6 +59,7 @@ typedef struct lp_graph {
     int max_n_logits, batch, max_feature_nodes; /* generation settings; 0 when unknown */
     double desired_logit_prob;
     char *model, *scan, *slug, *generator, *generator_version; /* metadata (may be NULL) */
+    char *qparams_supernodes; /* qParams supernodes as a JSON array's text ([[name, id...]]), or NULL */
     char *qk_tracing;      /* the QK explanations (qk.h) as a JSON array's text, or NULL: "qk_tracing_results" */
     float *adj_;           /* private: dense n x n, row = target; use the functions below */
 } lp_graph;

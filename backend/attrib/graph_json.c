@@ -211,9 +211,9 @@ int lp_graph_save_json(const lp_graph *g, const char *path)
     int rc = 0;
     fputs("{\"metadata\":", f);
     rc |= dump(f, metadata_json(g));
-    fputs(",\n\"qParams\":{\"pinnedIds\":[],\"supernodes\":[],\"linkType\":\"both\",\"clickedId\":\"\",\"sg_pos\":\"\"},"
-          "\n\"nodes\":[",
-          f);
+    fprintf(f, ",\n\"qParams\":{\"pinnedIds\":[],\"supernodes\":%s,\"linkType\":\"both\",\"clickedId\":\"\",\"sg_pos\":\"\"},"
+            "\n\"nodes\":[",
+            g->qparams_supernodes ? g->qparams_supernodes : "[]");
     for (int i = 0; i < g->n_nodes && !rc; i++) {
         fputs(i ? ",\n" : "\n", f);
         rc |= dump(f, node_json(g, &g->nodes[i]));
@@ -690,6 +690,11 @@ static lp_graph *load(const reader *r, json_t *root)
         json_decref(l);
         if (si < 0 || ti < 0)
             goto fail;
+    }
+    json_t *sn = json_object_get(json_object_get(root, "qParams"), "supernodes");
+    if (json_is_array(sn) && json_array_size(sn) && !(g->qparams_supernodes = json_dumps(sn, DUMP_FLAGS))) {
+        lp_set_error_code(LP_ERR_NOMEM, "graph: out of memory");
+        goto fail;
     }
     json_t *qk = json_object_get(root, "qk_tracing_results");
     if (json_is_array(qk) && !(g->qk_tracing = json_dumps(qk, DUMP_FLAGS))) {
