@@ -1,5 +1,6 @@
 /* Graph methods beyond the basics (lua_graph.c):
  *   g:qk{layer, head, query, key [, k = 10, model, transcoders]}   QK attribution (attrib/qk.h)
+ *   g:supernodes{threshold = 0.9, layer_gap = 1, labels = true}    automatic supernodes (attrib/supernodes.h)
  * Layers and heads count from 0 (as node ids and L{layer}H{head}); query and key are
  * positions as g.nodes' `pos` counts them, from 1. The model and transcoders are those of
  * loupe.attribute (kept with the graph, third user value) unless given. */
@@ -9,6 +10,7 @@
 #include <string.h>
 
 #include "attrib/qk.h"
+#include "attrib/supernodes.h"
 #include "core/error.h"
 #include "lua_api.h"
 #include "lua_dict.h"
@@ -137,8 +139,67 @@ static int graph_qk(lua_State *L)
     return 1;
 }
 
+static int graph_supernodes(lua_State *L)
+{
+    lp_graph *g = check_graph(L, 1);
+    lp_supernode_opts o = lp_supernode_defaults();
+    if (!lua_isnoneornil(L, 2)) {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        if (lua_getfield(L, 2, "threshold") != LUA_TNIL) {
+            if (!lua_isnumber(L, -1))
+                luaL_error(L, "g:supernodes: threshold must be a number (a cosine in [-1, 1])");
+            o.threshold = lua_tonumber(L, -1);
+        }
+        if (lua_getfield(L, 2, "layer_gap") != LUA_TNIL) {
+            if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0 || lua_tointeger(L, -1) > 1 << 20)
+                luaL_error(L, "g:supernodes: layer_gap must be an integer >= 0");
+            o.layer_gap = (int)lua_tointeger(L, -1);
+        }
+        o.labels = lp_lua_opt_bool(L, 2, "labels", 1);
+        lua_settop(L, 2);
+    }
+    int *group = lua_newuserdatauv(L, (size_t)(g->n_nodes ? g->n_nodes : 1) * sizeof(int), 0); /* freed by Lua */
+    int ng = lp_graph_supernodes(g, &o, group);
+    if (ng < 0)
+        return lp_lua_backend_error(L, "g:supernodes");
+    int *size = lua_newuserdatauv(L, (size_t)(ng ? ng : 1) * sizeof(int), 0); /* stays on the stack */
+    memset(size, 0, (size_t)(ng ? ng : 1) * sizeof(int));
+    for (int i = 0; i < g->n_nodes; i++)
+        size[group[i]]++;
+    lp_graph *h = lp_graph_coarsen(g, group, ng);
+    lp_lua_push_graph(L, h, 0, "g:supernodes");
+    lua_getiuservalue(L, 1, 3);
+    lua_setiuservalue(L, -2, 3);
+    /* the groups: {{index, name, ids}} for every group of several nodes */
+    lua_newtable(L);
+    int n = 0;
+    for (int k = 0; k < ng; k++) {
+        if (size[k] < 2)
+            continue;
+        lua_createtable(L, 0, 3);
+        lua_pushinteger(L, k + 1), lua_setfield(L, -2, "index");
+        lua_pushstring(L, h->nodes[k].label ? h->nodes[k].label : ""), lua_setfield(L, -2, "name");
+        lua_createtable(L, size[k], 0);
+        for (int i = 0, j = 0; i < g->n_nodes; i++)
+            if (group[i] == k)
+                lua_pushstring(L, g->nodes[i].id), lua_rawseti(L, -2, ++j);
+        lua_setfield(L, -2, "ids");
+        lua_rawseti(L, -2, ++n);
+    }
+    return 2;
+}
+
 void lp_lua_graph_extra_methods(lua_State *L, int methods)
 {
+    lp_lua_setfunc(L, methods, "supernodes", graph_supernodes,
+                   "g:supernodes{threshold = 0.9, layer_gap = 1, labels = true} -> Graph, {{index, name, ids}}\n"
+                   "Automatic supernodes: features at the same position, with layers at most layer_gap apart, whose "
+                   "edge profiles (inputs and outputs) have a cosine of at least threshold, and whose labels share "
+                   "half their words when both have one (labels = false: ignore labels), grouped (single linkage). "
+                   "Returns the coarsened graph (one node per group, named from its members' labels or "
+                   "\"L{layer} P{pos} \xc3\x97n\"; edges the sums of the members' edges between groups) and the "
+                   "groups of several nodes (index: the node in the coarsened graph). Its g:save records the groups "
+                   "as qParams supernodes.");
     lp_lua_setfunc(L, methods, "qk", graph_qk,
                    "g:qk{layer, head, query, key [, k = 10, model, transcoders]} -> {score, total, pairs = {{q, k, "
                    "value}}, q_top = {{id, value}}, k_top = {{id, value}}}\nQK attribution: head `head` of layer "
