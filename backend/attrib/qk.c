@@ -460,42 +460,38 @@ int lp_qk_top_pairs(const lp_qk *q, int k, lp_qk_pair_t **out)
 
 /* ---- the graph's record (graph.h: lp_graph_add_qk) ---- */
 
-static int by_abs_desc_idx(const void *a, const void *b, const double *v)
-{
-    double x = fabs(v[*(const int *)a]), y = fabs(v[*(const int *)b]);
-    return x < y ? 1 : x > y ? -1 : *(const int *)a - *(const int *)b;
-}
+typedef struct ranked {
+    double v;
+    int i;
+} ranked;
 
-static const double *sort_vals; /* qsort has no context argument; guarded by the kernel's single thread */
-static int cmp_marg(const void *a, const void *b)
+static int by_abs_then_index(const void *a, const void *b)
 {
-    return by_abs_desc_idx(a, b, sort_vals);
+    const ranked *x = a, *y = b;
+    double u = fabs(x->v), w = fabs(y->v);
+    return u < w ? 1 : u > w ? -1 : x->i - y->i;
 }
 
 static json_t *marginals(const lp_qk *q, const double *v, int k)
 {
     int N = q->n_terms;
-    int *idx = lp_malloc((size_t)(N ? N : 1) * sizeof(int), "QK marginals");
+    ranked *r = lp_malloc((size_t)(N ? N : 1) * sizeof *r, "QK marginals");
     json_t *a = json_array();
-    if (!idx || !a) {
-        free(idx);
+    if (!r || !a) {
+        free(r);
         json_decref(a);
         return NULL;
     }
     for (int i = 0; i < N; i++)
-        idx[i] = i;
-    sort_vals = v;
-    qsort(idx, (size_t)N, sizeof *idx, cmp_marg);
-    for (int i = 0; i < N && i < k; i++) {
-        if (v[idx[i]] == 0)
-            break;
-        if (json_array_append_new(a, json_pack("[sf]", q->terms[idx[i]].id, v[idx[i]])) < 0) {
-            free(idx);
+        r[i] = (ranked){v[i], i};
+    qsort(r, (size_t)N, sizeof *r, by_abs_then_index);
+    for (int i = 0; i < N && i < k && r[i].v != 0; i++)
+        if (json_array_append_new(a, json_pack("[sf]", q->terms[r[i].i].id, r[i].v)) < 0) {
+            free(r);
             json_decref(a);
             return NULL;
         }
-    }
-    free(idx);
+    free(r);
     return a;
 }
 
