@@ -70,12 +70,15 @@ int lp_graph_supernodes(const lp_graph *g, const lp_supernode_opts *o, int *grou
     int n = g->n_nodes;
     int *p = lp_malloc((size_t)(n ? n : 1) * sizeof(int), "supernode groups");
     double *norm = lp_calloc((size_t)(n ? n : 1), sizeof(double), "supernode profiles");
-    if (!p || !norm) {
-        free(p), free(norm);
+    int *lo = lp_malloc((size_t)(n ? n : 1) * sizeof(int), "supernode layers"),
+        *hi = lp_malloc((size_t)(n ? n : 1) * sizeof(int), "supernode layers");
+    if (!p || !norm || !lo || !hi) {
+        free(p), free(norm), free(lo), free(hi);
         return -1;
     }
     for (int i = 0; i < n; i++) {
         p[i] = i;
+        lo[i] = hi[i] = g->nodes[i].layer;
         if (g->nodes[i].kind != LP_NODE_FEATURE)
             continue;
         double s = 0;
@@ -100,8 +103,14 @@ int lp_graph_supernodes(const lp_graph *g, const lp_supernode_opts *o, int *grou
             for (int k = 0; k < n; k++)
                 d += (double)lp_graph_edge(g, i, k) * lp_graph_edge(g, j, k) +
                      (double)lp_graph_edge(g, k, i) * lp_graph_edge(g, k, j);
-            if (d / (norm[i] * norm[j]) >= o->threshold)
-                p[find(p, j)] = find(p, i);
+            int ri = find(p, i), rj = find(p, j);
+            int l0 = lo[ri] < lo[rj] ? lo[ri] : lo[rj], l1 = hi[ri] > hi[rj] ? hi[ri] : hi[rj];
+            if (l1 - l0 > o->layer_gap) /* a group spans at most layer_gap + 1 layers */
+                continue;
+            if (d / (norm[i] * norm[j]) >= o->threshold) {
+                p[rj] = ri;
+                lo[ri] = l0, hi[ri] = l1;
+            }
         }
     }
     /* groups numbered by their first member */
@@ -114,7 +123,7 @@ int lp_graph_supernodes(const lp_graph *g, const lp_supernode_opts *o, int *grou
             group[r] = ng++;
         group[i] = group[r];
     }
-    free(p), free(norm);
+    free(p), free(norm), free(lo), free(hi);
     return ng;
 }
 

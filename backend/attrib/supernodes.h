@@ -10,7 +10,9 @@
  * o->layer_gap, the cosine of their edge profiles (the node's row of the adjacency, its
  * inputs, followed by its column, its outputs) is at least o->threshold, and, when both have
  * labels and o->labels is set, their labels share at least half their words. Groups are the
- * connected components of the links (single linkage); every other node is a group of its own.
+ * connected components of the links (single linkage, pairs taken in node order), with the
+ * layers of a group at most layer_gap apart (a link that would widen a group beyond that is
+ * not made); every other node is a group of its own.
  * Groups are numbered by their first member in g's order.
  */
 #ifndef LP_ATTRIB_SUPERNODES_H

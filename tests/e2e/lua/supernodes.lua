@@ -19,7 +19,7 @@ for _, gr in ipairs(groups) do
     local first = g:node(gr.ids[1])
     for _, id in ipairs(gr.ids) do
         local n = g:node(id)
-        assert(n.kind == "feature" and n.pos == first.pos and math.abs(n.layer - first.layer) <= 3, id) -- single linkage: chains of adjacent layers
+        assert(n.kind == "feature" and n.pos == first.pos and math.abs(n.layer - first.layer) <= 1, id) -- layer_gap 1
         assert(where[id] == nil, "a node in two groups: " .. id)
         where[id] = gr.index
     end
