@@ -133,3 +133,36 @@ Test(supernodes, coarsened_edges_are_sums_of_member_edges)
     lp_graph_free(h);
     lp_graph_free(g);
 }
+
+/* three features with one profile at layers 0, 1, 2 of one position: layer_gap 1 groups two
+ * of them (a group spans at most two layers), layer_gap 2 all three */
+Test(supernodes, a_group_spans_at_most_layer_gap_plus_one_layers)
+{
+    lp_graph *g = lp_graph_alloc(5, 1);
+    cr_assert_not_null(g);
+    g->n_layers = 3;
+    g->tokens[0] = 1;
+    g->token_text[0] = strdup("a");
+    lp_node_kind kinds[5] = {LP_NODE_EMBEDDING, LP_NODE_FEATURE, LP_NODE_FEATURE, LP_NODE_FEATURE, LP_NODE_LOGIT};
+    for (int i = 0; i < 5; i++) {
+        lp_graph_node *d = &g->nodes[i];
+        d->kind = kinds[i], d->pos = 0, d->layer = i == 0 ? -1 : i - 1;
+        d->feature = d->kind == LP_NODE_FEATURE ? i : -1;
+        d->token = d->kind == LP_NODE_FEATURE ? -1 : 1;
+        lp_graph_node_id(d, g->n_layers);
+        if (d->kind == LP_NODE_FEATURE) {
+            lp_graph_set_edge(g, i, 0, 1.0f);
+            lp_graph_set_edge(g, 4, i, 0.5f);
+        }
+    }
+    int group[5];
+    lp_supernode_opts o = lp_supernode_defaults();
+    cr_expect_eq(lp_graph_supernodes(g, &o, group), 4);
+    cr_expect(group[1] == group[2] && group[3] != group[1]);
+    o.layer_gap = 2;
+    cr_expect_eq(lp_graph_supernodes(g, &o, group), 3);
+    cr_expect(group[1] == group[2] && group[3] == group[1]);
+    o.layer_gap = 0;
+    cr_expect_eq(lp_graph_supernodes(g, &o, group), 5);
+    lp_graph_free(g);
+}
