@@ -184,6 +184,23 @@ static char *dup(const char *s, int *fail)
     return r;
 }
 
+/* a JSON string of s; bytes of invalid UTF-8 written as '?' */
+static json_t *jstring(const char *s)
+{
+    json_t *j = json_string(s);
+    if (j || !s)
+        return j;
+    size_t n = strlen(s);
+    char *c = malloc(n + 1);
+    if (!c)
+        return NULL;
+    for (size_t i = 0; i <= n; i++)
+        c[i] = (unsigned char)s[i] >= 0x80 ? '?' : s[i];
+    j = json_string(c);
+    free(c);
+    return j;
+}
+
 lp_graph *lp_graph_coarsen(const lp_graph *g, const int *group, int ng)
 {
     int n = g->n_nodes, fail = 0;
@@ -230,10 +247,10 @@ lp_graph *lp_graph_coarsen(const lp_graph *g, const int *group, int ng)
         if (size[k] < 2)
             continue;
         json_t *e = json_array();
-        fail |= !e || json_array_append_new(e, json_string(name)) < 0;
+        fail |= !e || json_array_append_new(e, jstring(name)) < 0;
         for (int i = 0; i < n && !fail; i++)
             if (group[i] == k)
-                fail |= json_array_append_new(e, json_string(g->nodes[i].id)) < 0;
+                fail |= json_array_append_new(e, jstring(g->nodes[i].id)) < 0;
         fail |= json_array_append_new(sn, e) < 0;
     }
     if (fail)

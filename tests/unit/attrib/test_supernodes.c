@@ -128,6 +128,14 @@ Test(supernodes, coarsened_edges_are_sums_of_member_edges)
     char *name = lp_graph_group_name(g, group, group[5]);
     cr_expect_str_eq(name, "says Oslo");
     free(name);
+    /* a label that is not UTF-8 still names a group (written with '?' in the file) */
+    free(g->nodes[5].label), free(g->nodes[6].label);
+    g->nodes[5].label = strdup("says \xff");
+    g->nodes[6].label = strdup("says \xff");
+    lp_graph *h2 = lp_graph_coarsen(g, group, ng);
+    cr_assert_not_null(h2, "%s", lp_last_error());
+    cr_expect(strstr(h2->qparams_supernodes, "says ?") != NULL, "%s", h2->qparams_supernodes);
+    lp_graph_free(h2);
     int bad[9] = {0, 1, 2, 2, 2, 3, 3, 9, 5};
     cr_expect_null(lp_graph_coarsen(g, bad, 6));
     lp_graph_free(h);
