@@ -61,6 +61,7 @@ void lp_graph_free(lp_graph *g)
     for (int i = 0; g->groups && i < g->n_groups; i++)
         free(g->groups[i].name), free(g->groups[i].ids);
     free(g->groups);
+    free(g->qk_tracing), free(g->qparams_supernodes);
     free(g);
 }
 
@@ -453,6 +454,8 @@ static lp_graph *subgraph(const lp_graph *g, const int *idx, int n)
     h->slug = dup_or_null(g->slug, &fail);
     h->generator = dup_or_null(g->generator, &fail);
     h->generator_version = dup_or_null(g->generator_version, &fail);
+    h->qk_tracing = dup_or_null(g->qk_tracing, &fail);
+    h->qparams_supernodes = dup_or_null(g->qparams_supernodes, &fail);
     h->replacement = g->replacement, h->completeness = g->completeness;
     h->node_threshold = g->node_threshold, h->edge_threshold = g->edge_threshold;
     h->max_n_logits = g->max_n_logits, h->batch = g->batch, h->max_feature_nodes = g->max_feature_nodes;

@@ -66,6 +66,8 @@ typedef struct lp_graph {
     int max_n_logits, batch, max_feature_nodes; /* generation settings; 0 when unknown */
     double desired_logit_prob;
     char *model, *scan, *slug, *generator, *generator_version; /* metadata (may be NULL) */
+    char *qparams_supernodes; /* qParams supernodes as a JSON array's text ([[name, id...]]), or NULL */
+    char *qk_tracing;      /* the QK explanations (qk.h) as a JSON array's text, or NULL: "qk_tracing_results" */
     float *adj_;           /* private: dense n x n, row = target; use the functions below */
     /* the diagram's view (issue 18), the file's qParams pinnedIds and supernodes: */
     int n_pinned;          /* pinned nodes, 0-based, ascending, distinct */
@@ -164,6 +166,14 @@ int lp_graph_save_json(const lp_graph *g, const char *path);
 lp_graph *lp_graph_load_json(const char *path);
 /* The same from text[0..len) in memory; label names it in errors. */
 lp_graph *lp_graph_parse_json(const char *text, size_t len, const char *label);
+
+/* Records a QK explanation (qk.h) in g, k pairs and k contributors on each side, replacing
+ * one of the same head and positions: saved as the file's top-level "qk_tracing_results"
+ * (Neuronpedia's field names: pair_wise_contributors [[q_id, k_id, a]],
+ * top_q_marginal_contributors [[id, a]], top_k_marginal_contributors [[id, a]]; plus layer,
+ * head, query_ctx_idx, key_ctx_idx, score). 0, or -1 with an error. (qk.c) */
+struct lp_qk;
+int lp_graph_add_qk(lp_graph *g, const struct lp_qk *q, int k);
 
 /* internal: an empty graph of n nodes and T tokens with a zero adjacency (graph.c) */
 lp_graph *lp_graph_alloc(int n, int T);

@@ -193,7 +193,11 @@ static int dump(FILE *f, json_t *j)
  * viewer keeps them) and the viewer's defaults. */
 static json_t *qparams_json(const lp_graph *g)
 {
-    json_t *pins = json_array(), *sns = json_array();
+    json_t *pins = json_array(), *sns = NULL;
+    if (g->qparams_supernodes) /* groups whose members are not nodes of this graph (g:supernodes) */
+        sns = json_loads(g->qparams_supernodes, 0, NULL);
+    if (!json_is_array(sns))
+        json_decref(sns), sns = json_array();
     for (int i = 0; pins && i < g->n_pinned; i++)
         json_array_append_new(pins, json_string(g->nodes[g->pinned[i]].id));
     for (int k = 0; sns && k < g->n_groups; k++) {
@@ -232,7 +236,23 @@ static int load_qparams(lp_graph *g, json_t *q)
     }
     if (m && lp_graph_set_pinned(g, ids, m) != 0)
         rc = -1;
-    for (size_t k = 0; !rc && json_is_array(sns) && k < json_array_size(sns); k++) {
+    /* supernodes: groups of this graph's nodes when every member of every entry is one;
+     * otherwise (a coarsened graph names its members in the full graph) kept as written */
+    int resolves = 1;
+    for (size_t k = 0; json_is_array(sns) && k < json_array_size(sns) && resolves; k++) {
+        json_t *a = json_array_get(sns, k);
+        const char *name = json_string_value(json_array_get(a, 0));
+        resolves = json_is_array(a) && name && *name && json_array_size(a) > 1;
+        for (size_t j = 1; resolves && j < json_array_size(a); j++) {
+            const char *id = json_string_value(json_array_get(a, j));
+            resolves = id && lp_graph_find(g, id) >= 0;
+        }
+    }
+    if (!rc && !resolves && !(g->qparams_supernodes = json_dumps(sns, DUMP_FLAGS))) {
+        lp_set_error_code(LP_ERR_NOMEM, "graph: out of memory");
+        rc = -1;
+    }
+    for (size_t k = 0; !rc && resolves && json_is_array(sns) && k < json_array_size(sns); k++) {
         json_t *a = json_array_get(sns, k);
         const char *name = json_string_value(json_array_get(a, 0));
         if (!json_is_array(a) || !name || !*name)
@@ -309,7 +329,10 @@ int lp_graph_save_json(const lp_graph *g, const char *path)
     for (int i = 0; ids && i < g->n_nodes; i++)
         free(ids[i]);
     free(ids);
-    fputs("\n]}\n", f);
+    fputs("\n]", f);
+    if (g->qk_tracing) /* QK explanations (qk.h), already JSON */
+        fprintf(f, ",\n\"qk_tracing_results\":%s", g->qk_tracing);
+    fputs("}\n", f);
     if (ferror(f))
         rc = rc ? rc : lp_set_error("graph: cannot write '%s'", path);
     if (fclose(f) != 0 && !rc)
@@ -749,6 +772,11 @@ static lp_graph *load(const reader *r, json_t *root)
         json_decref(l);
         if (si < 0 || ti < 0)
             goto fail;
+    }
+    json_t *qk = json_object_get(root, "qk_tracing_results");
+    if (json_is_array(qk) && !(g->qk_tracing = json_dumps(qk, DUMP_FLAGS))) {
+        lp_set_error_code(LP_ERR_NOMEM, "graph: out of memory");
+        goto fail;
     }
     free(ix);
     ix = NULL;

@@ -28,6 +28,8 @@
 #include "lua_model_impl.h"
 #include "lua_tensor.h"
 
+#include "lua_graph_extra.h"
+
 #define GRAPH_MT "loupe.Graph"
 
 typedef struct {
@@ -49,13 +51,18 @@ static void push_graph(lua_State *L, lp_graph *g, int full, const char *what)
     if (!g)
         lp_lua_backend_error(L, what);
     full = full ? lua_absindex(L, full) : 0;
-    graph_ud *u = lua_newuserdatauv(L, sizeof *u, 2);
+    graph_ud *u = lua_newuserdatauv(L, sizeof *u, 3); /* 3: {model, transcoders} (lua_graph_extra.c) */
     u->g = g;
     luaL_setmetatable(L, GRAPH_MT);
     if (full) {
         lua_pushvalue(L, full);
         lua_setiuservalue(L, -2, 1);
     }
+}
+
+void lp_lua_push_graph(lua_State *L, lp_graph *g, int full, const char *what)
+{
+    push_graph(L, g, full, what);
 }
 
 static int graph_gc(lua_State *L)
@@ -335,6 +342,8 @@ static int graph_prune(lua_State *L)
         src = lua_gettop(L);
     lp_graph *g = check_graph(L, src);
     push_graph(L, lp_graph_prune(g, nt, et), src, "g:prune");
+    lua_getiuservalue(L, src, 3); /* the model and transcoders, for g:qk */
+    lua_setiuservalue(L, -2, 3);
     return 1;
 }
 
@@ -716,10 +725,12 @@ static int attribute(lua_State *L)
     if (!g)
         return lp_lua_backend_error(L, "loupe.attribute");
     push_graph(L, g, 0, "loupe.attribute");
+    lp_lua_graph_keep_model(L, -1, 1);
     if (!do_prune)
         return 1;
     int full = lua_gettop(L);
     push_graph(L, lp_graph_prune(g, nt, et), full, "loupe.attribute");
+    lp_lua_graph_keep_model(L, -1, 1);
     return 1;
 }
 
@@ -771,6 +782,7 @@ void lp_lua_open_graph(lua_State *L)
     lp_lua_setfunc(L, -1, "save", graph_save,
                    "g:save(path) -> g\nWrites the graph JSON (circuit-tracer's schema 1: metadata, qParams, nodes, "
                    "links) that circuit-tracer's viewer and Neuronpedia open.");
+    lp_lua_graph_extra_methods(L, lua_gettop(L));
     lua_setfield(L, mt, "__methods");
     static const lp_lua_field fields[] = {
         {"nodes", "{node tables}: index, id, kind, layer, pos (1-based), ctx_idx, feature, activation, token, text, "
