@@ -236,23 +236,32 @@ static int load_qparams(lp_graph *g, json_t *q)
     }
     if (m && lp_graph_set_pinned(g, ids, m) != 0)
         rc = -1;
-    /* supernodes: groups of this graph's nodes when every member of every entry is one;
-     * otherwise (a coarsened graph names its members in the full graph) kept as written */
-    int resolves = 1;
-    for (size_t k = 0; json_is_array(sns) && k < json_array_size(sns) && resolves; k++) {
+    /* supernodes: an entry all of whose members are nodes of this graph is a group of them
+     * (what loupe writes); any other (a coarsened graph's, naming members of the full graph;
+     * a viewer's with ids this graph lacks) is kept as written and saved again; malformed
+     * entries are ignored */
+    json_t *raw = json_array();
+    if (!raw)
+        rc = -1;
+    for (size_t k = 0; !rc && json_is_array(sns) && k < json_array_size(sns); k++) {
         json_t *a = json_array_get(sns, k);
         const char *name = json_string_value(json_array_get(a, 0));
-        resolves = json_is_array(a) && name && *name && json_array_size(a) > 1;
-        for (size_t j = 1; resolves && j < json_array_size(a); j++) {
+        if (!json_is_array(a) || !name || !*name || json_array_size(a) < 2)
+            continue;
+        int all = 1;
+        for (size_t j = 1; j < json_array_size(a) && all; j++) {
             const char *id = json_string_value(json_array_get(a, j));
-            resolves = id && lp_graph_find(g, id) >= 0;
+            all = id && lp_graph_find(g, id) >= 0;
         }
+        if (!all)
+            json_array_append(raw, a);
     }
-    if (!rc && !resolves && !(g->qparams_supernodes = json_dumps(sns, DUMP_FLAGS))) {
-        lp_set_error_code(LP_ERR_NOMEM, "graph: out of memory");
+    if (!rc && json_array_size(raw) && !(g->qparams_supernodes = json_dumps(raw, DUMP_FLAGS)))
         rc = -1;
-    }
-    for (size_t k = 0; !rc && resolves && json_is_array(sns) && k < json_array_size(sns); k++) {
+    json_decref(raw);
+    if (rc)
+        lp_set_error_code(LP_ERR_NOMEM, "graph: out of memory");
+    for (size_t k = 0; !rc && json_is_array(sns) && k < json_array_size(sns); k++) {
         json_t *a = json_array_get(sns, k);
         const char *name = json_string_value(json_array_get(a, 0));
         if (!json_is_array(a) || !name || !*name)
@@ -261,8 +270,11 @@ static int load_qparams(lp_graph *g, json_t *q)
         for (size_t j = 1; j < json_array_size(a); j++) {
             const char *id = json_string_value(json_array_get(a, j));
             int i = id ? lp_graph_find(g, id) : -1;
-            if (i >= 0)
-                ids[m++] = i;
+            if (i < 0) {
+                m = 0; /* kept as written above */
+                break;
+            }
+            ids[m++] = i;
         }
         if (m && lp_graph_add_group(g, name, ids, m) != 0)
             rc = -1;

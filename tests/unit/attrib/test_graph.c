@@ -525,12 +525,13 @@ Test(graph, bad_files_are_clear_errors)
 }
 
 /* The diagram's view (issue 18): pins and supernodes are checked, kept sorted and distinct,
- * saved in qParams by node id and loaded back; what a viewer's file holds that the graph
- * does not know is ignored. */
+ * saved in qParams by node id and loaded back; pinned ids the graph does not know are
+ * ignored; a supernode with a member that is not a node here (a coarsened graph's, whose
+ * members are the full graph's nodes) is kept as written and saved again. */
 Test(graph, pins_and_supernodes_round_trip_through_qparams)
 {
     const char *path = write_tmp("{" META ",\"qParams\":{\"pinnedIds\":[\"3_9_2\",\"nope\",7,\"E_5_1\"],"
-                                 "\"supernodes\":[[\"say x\",\"1_7_2\",\"0_0_1\",\"gone\"],[\"empty\",\"gone\"],[3],\"x\"]},"
+                                 "\"supernodes\":[[\"say x\",\"1_7_2\",\"0_0_1\"],[\"partly\",\"0_0_1\",\"gone\"],[3],\"x\"]},"
                                  NODES ",\"links\":[{\"source\":\"1_7_2\",\"target\":\"3_9_2\",\"weight\":2}]}");
     lp_graph *g = lp_graph_load_json(path);
     cr_assert_not_null(g, "%s", lp_last_error());
@@ -555,7 +556,8 @@ Test(graph, pins_and_supernodes_round_trip_through_qparams)
     cr_assert_eq(lp_graph_save_json(g, out), 0, "%s", lp_last_error());
     size_t n;
     char *text = slurp(out, &n);
-    cr_assert(strstr(text, "\"qParams\":{\"pinnedIds\":[\"0_0_1\",\"3_9_2\"],\"supernodes\":[[\"say x\",\"0_0_1\"],"
+    cr_assert(strstr(text, "\"qParams\":{\"pinnedIds\":[\"0_0_1\",\"3_9_2\"],\"supernodes\":[[\"partly\",\"0_0_1\",\"gone\"],"
+                           "[\"say x\",\"0_0_1\"],"
                            "[\"q\\\"<b>\",\"0_0_1\",\"3_9_2\"]],\"linkType\":\"both\""), "%s", text);
     free(text);
     lp_graph *h = lp_graph_load_json(out);
