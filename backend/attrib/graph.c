@@ -380,6 +380,23 @@ int lp_replacement_set_target(lp_replacement *r, const lp_graph_target *t)
     return 0;
 }
 
+/* The edges with at most o->max_feature_nodes features, processed in influence order
+ * (lp_attrib_edges_rows): r's feature list is cut to the kept ones (so that the node order
+ * is the graph's) and *A is the dense square matrix over the remaining nodes. */
+static int kept_edges(lp_replacement *r, const lp_attrib_opts *o, float **A)
+{
+    lp_attrib_matrix M = {0};
+    if (lp_attrib_edges_rows(r, o, &M) < 0 || lp_attrib_matrix_dense(&M, A) < 0) {
+        lp_attrib_matrix_clear(&M);
+        return -1;
+    }
+    for (int k = 0; k < M.n_kept; k++)
+        r->features[k] = r->features[M.kept[k]];
+    r->n_features = M.n_kept;
+    lp_attrib_matrix_clear(&M);
+    return 0;
+}
+
 lp_graph *lp_graph_attribute(const lp_model *m, const lp_transcoder_set *tcs, const int32_t *tokens, int T,
                              const lp_attrib_opts *o, const lp_graph_target *target, const lp_graph_meta *meta)
 {
@@ -405,11 +422,14 @@ lp_graph *lp_graph_attribute(const lp_model *m, const lp_transcoder_set *tcs, co
         return NULL;
     }
     float *A = NULL;
-    if (lp_attrib_edges(r, o->batch, &A) < 0) {
+    if ((o->max_feature_nodes > 0 && o->max_feature_nodes < r->n_features ? kept_edges(r, o, &A)
+                                                                          : lp_attrib_edges(r, o->batch, &A)) < 0) {
         lp_replacement_free(r);
         return NULL;
     }
     lp_graph *g = lp_graph_from_replacement(r, A, meta, o);
+    if (g)
+        g->max_feature_nodes = o->max_feature_nodes;
     lp_replacement_free(r);
     if (g && target && target->set && (target->minus_token >= 0 || target->text)) {
         lp_graph_node *d = &g->nodes[g->n_nodes - 1];

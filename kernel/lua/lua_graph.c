@@ -643,6 +643,7 @@ static int attribute(lua_State *L)
     o.max_n_logits = (int)opt_num(L, 1, "max_n_logits", o.max_n_logits, 1, 1e6);
     o.desired_logit_prob = (float)opt_num(L, 1, "desired_logit_prob", o.desired_logit_prob, 0, 1);
     o.batch = (int)opt_num(L, 1, "batch", o.batch, 1, 1 << 20);
+    o.max_feature_nodes = (int)opt_num(L, 1, "max_feature_nodes", 0, 0, 1 << 30);
     double nt = opt_num(L, 1, "node_threshold", 0.8, 0, 1), et = opt_num(L, 1, "edge_threshold", 0.98, 0, 1);
     int do_prune = lp_lua_opt_bool(L, 1, "prune", 1);
 
@@ -810,12 +811,13 @@ void lp_lua_open_graph(lua_State *L)
     lp_lua_setfunc(L, -1, "attribute", attribute,
                    "loupe.attribute{model, transcoders, prompt = \"...\" | tokens = {ids} [, target = \" Oslo\" | "
                    "{\" Oslo\", \" Paris\"}, max_n_logits = 10, desired_logit_prob = 0.95, batch = 32, "
-                   "node_threshold = 0.8, edge_threshold = 0.98, prune = true, scan, slug]} -> Graph\n"
+                   "node_threshold = 0.8, edge_threshold = 0.98, prune = true, max_feature_nodes, scan, slug]} -> Graph\n"
                    "The attribution graph of the prompt through a per-layer transcoder set (mlp.hook_in -> "
                    "mlp.hook_out): attention patterns and norm scales frozen, exact edges by backward passes, "
                    "pruned (g.full keeps the unpruned graph). A BOS is put in front when the tokenizer has one and "
                    "the prompt lacks it. target: one token, or {a, b} for the logit difference a - b, instead of "
-                   "the model's top logits.");
+                   "the model's top logits. max_feature_nodes: compute the rows of at most this many features, in order of "
+                   "their influence on the logits (as circuit-tracer does); the graph keeps only those features.");
     if (lua_getfield(L, -1, "graph") != LUA_TTABLE) {
         lua_pop(L, 1);
         lua_newtable(L);

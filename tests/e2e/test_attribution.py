@@ -95,6 +95,27 @@ def test_attribute_end_to_end(tmp_path):
     assert abs(meta["loupe"]["replacement"] - info["replacement"]) <= 1e-4
     assert abs(meta["loupe"]["completeness"] - info["completeness"]) <= 1e-4
 
+    # max_feature_nodes: the kept features, their order and the adjacency are the engine's
+    K = int((tmp_path / "kept.txt").read_text())
+    kadj = tmp_path / "kept.f32"
+    e = subprocess.run([str(TOOL), "--max-feature-nodes", str(K), str(MODEL), str(tmp_path / "tcs"), "5", "0.95", "16",
+                        "0.99", "0.999", str(kadj), *tokens], capture_output=True, text=True, timeout=120)
+    assert e.returncode == 0, e.stderr
+    kinfo = json.loads(e.stdout)
+    assert kinfo["n_kept"] == K
+    kept = json.loads((tmp_path / "kept.json").read_text())
+    kfeats = [n_ for n_ in kept["nodes"] if n_["feature_type"] == "cross layer transcoder"]
+    want = [kinfo["features"][i] for i in kinfo["kept"]]
+    assert [(int(f["layer"]), f["ctx_idx"]) for f in kfeats] == [(w[0], w[1]) for w in want]
+    assert [f["node_id"] for f in kfeats] == [f"{w[0]}_{w[2]}_{w[1]}" for w in want]
+    kref = np.fromfile(kadj, dtype="<f4").reshape(kinfo["n_nodes"], kinfo["n_nodes"])
+    KA = dense(kept)
+    assert KA.shape == kref.shape
+    kbig = float(np.abs(kref).max())
+    assert (np.abs(KA - kref) - (1e-4 * np.abs(kref) + 1e-6 * kbig)).max() <= 0
+    assert kept["metadata"]["generation_settings"]["max_feature_nodes"] == K
+    assert full["metadata"]["generation_settings"]["max_feature_nodes"] is None
+
     # the pruned file (0.99 / 0.999): the nodes attrib_tool's mask keeps that have a kept edge,
     # embeddings and logits always
     pruned = json.loads((tmp_path / "pruned.json").read_text())

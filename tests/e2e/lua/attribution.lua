@@ -149,6 +149,26 @@ assert(bundle["text/plain"]:find("attribution graph: 2 nodes", 1, true), bundle[
 local fig = hg:diagram{max_edges = 5}
 assert(getmetatable(fig).__display(fig)["text/html"]:find("data:image/svg+xml;base64,", 1, true))
 
+-- max_feature_nodes: a third of the features, taken in influence order (the test compares the
+-- graph with attrib_tool --max-feature-nodes)
+local nf = 0
+for _, n in ipairs(full.nodes) do
+    if n.kind == "feature" then nf = nf + 1 end
+end
+local K = nf // 3
+local gk = loupe.attribute{model = m, transcoders = tcs, tokens = toks, max_n_logits = 5, batch = 16,
+                           max_feature_nodes = K, prune = false}
+local nk = 0
+for _, n in ipairs(gk.nodes) do
+    if n.kind == "feature" then nk = nk + 1 end
+end
+assert(nk == K, string.format("max_feature_nodes %d kept %d features", K, nk))
+assert(gk.n_nodes == full.n_nodes - (nf - K), "the graph keeps every error, embedding and logit node")
+gk:save(WORK .. "/kept.json")
+f = io.open(WORK .. "/kept.txt", "w")
+f:write(tostring(K))
+f:close()
+
 print(string.format("graph: %d nodes, %d edges; full %d nodes; replacement %.4f completeness %.4f",
                     g.n_nodes, g.n_edges, full.n_nodes, g.scores.replacement, g.scores.completeness))
 print("ok")
