@@ -14,6 +14,7 @@
 
 #include "core/error.h"
 #include "core/interrupt.h"
+#include "browser.h"
 #include "dashboard.h"
 #include "dict/harvest.h"
 #include "dict/io_impl.h"
@@ -22,6 +23,8 @@
 #include "lua_dict.h"
 #include "lua_model_impl.h"
 #include "progress.h"
+#include "svg.h"
+#include "text.h"
 #include "util.h"
 
 #define HARVEST_MT "loupe.Harvest"
@@ -272,7 +275,7 @@ static int l_harvest(lua_State *L)
     }
     luaL_checktype(L, 2, LUA_TTABLE);
     lua_settop(L, 2);
-    lua_getfield(L, 2, "model"); /* 3 */
+    lua_getfield(L, 2, "model"); /* 4 */
     if (lua_isnil(L, 3))
         return luaL_error(L, "sae:harvest: no model (model = m)");
     model_ud *mu = check_model(L, 3);
@@ -324,6 +327,18 @@ static int dash_gc(lua_State *L)
     return 0;
 }
 
+static int dash_display_of(lua_State *L, json_t *bundle)
+{
+    lua_newtable(L);
+    const char *k;
+    json_t *v;
+    json_object_foreach(bundle, k, v) {
+        lua_pushlstring(L, json_string_value(v), json_string_length(v));
+        lua_setfield(L, -2, k);
+    }
+    return 1;
+}
+
 static int dash_display(lua_State *L)
 {
     dash_ud *u = luaL_checkudata(L, 1, DASH_MT);
@@ -344,22 +359,19 @@ static int dash_tostring(lua_State *L)
     return 1;
 }
 
-static int l_feature(lua_State *L)
+/* The dashboard bundle of feature i of the SAE at index sae (new), or NULL with an error. */
+static json_t *make_dashboard(lua_State *L, int sae, const lp_sae *s, int i, model_ud *mu)
 {
-    lp_sae *s = lp_lua_check_sae(L, 1);
-    int i = check_feature(L, s, 2, "sae:feature");
-    lua_settop(L, 3);
-    model_ud *mu = feature_model(L, 1, 3);
-    lp_harvest *h = sae_harvest(L, 1);
+    lp_harvest *h = sae_harvest(L, sae);
     char label[LABEL_MAX + 64], what[256];
     char corr[LP_HARVEST_CORR][LABEL_MAX + 64];
     const char *corr_p[LP_HARVEST_CORR] = {0};
-    label_of(L, 1, s, i, mu, label, sizeof label);
+    label_of(L, sae, s, i, mu, label, sizeof label);
     for (int k = 0; h && k < LP_HARVEST_CORR; k++) {
         int j = h->corr[(size_t)i * LP_HARVEST_CORR + k];
         if (j < 0)
             break;
-        label_of(L, 1, s, j, mu, corr[k], sizeof corr[k]);
+        label_of(L, sae, s, j, mu, corr[k], sizeof corr[k]);
         corr_p[k] = corr[k];
     }
     const lp_sae_config *c = &s->cfg;
@@ -368,9 +380,15 @@ static int l_feature(lua_State *L)
              mu ? "" : " · no model: sae:feature(i, {model = m}) shows the logits");
     float *lg = NULL;
     if (mu && c->d_out == mu->m->cfg.d_model) {
-        lg = lua_newuserdatauv(L, (size_t)mu->m->cfg.d_vocab * sizeof *lg, 0);
-        if (lp_feature_logits(mu->m, s, i, lg) < 0)
-            return lp_lua_backend_error(L, "sae:feature");
+        lg = malloc((size_t)mu->m->cfg.d_vocab * sizeof *lg);
+        if (!lg) {
+            lp_set_error_code(LP_ERR_NOMEM, "no memory for the logits of feature %d", i);
+            return NULL;
+        }
+        if (lp_feature_logits(mu->m, s, i, lg) < 0) {
+            free(lg);
+            return NULL;
+        }
     }
     const char *hook = c->hook_out;
     int nid[8];
@@ -386,11 +404,275 @@ static int l_feature(lua_State *L)
                       .tok_text = tok_text, .ud = mu, .corr_labels = h ? corr_p : NULL,
                       .neuron = nn ? nid : NULL, .neuron_dot = ndot, .n_neuron = nn, .neuron_layer = c->layer};
     json_t *b = lp_display_dashboard(&d);
-    if (!b)
-        return lp_lua_backend_error(L, "sae:feature");
+    free(lg);
+    return b;
+}
+
+static int l_feature(lua_State *L)
+{
+    lp_sae *s = lp_lua_check_sae(L, 1);
+    int i = check_feature(L, s, 2, "sae:feature");
+    lua_settop(L, 3);
+    model_ud *mu = feature_model(L, 1, 3);
     dash_ud *u = lua_newuserdatauv(L, sizeof *u, 0);
-    u->bundle = b;
+    u->bundle = NULL;
     luaL_setmetatable(L, DASH_MT);
+    if (!(u->bundle = make_dashboard(L, 1, s, i, mu)))
+        return lp_lua_backend_error(L, "sae:feature");
+    return 1;
+}
+
+/* ---- sae:features: the browser ------------------------------------------------------------- */
+
+#define BROWSER_MT "loupe.FeatureBrowser"
+enum { TOP_SHOWN = 4, TOP_TEXT = 200, BROWSER_MAX_ROWS = 1000, BROWSER_MAX_DASH = 50, SEARCH_MAX = 200 };
+
+/* The distinct tokens the top examples of feature i fire on, most frequent first (at most
+ * TOP_SHOWN ids into ids); returns how many. */
+static int top_tokens(const lp_harvest *h, int i, int32_t *ids)
+{
+    int32_t seen[LP_HARVEST_TOP];
+    int cnt[LP_HARVEST_TOP], m = 0;
+    for (int k = 0; k < h->n_top[i]; k++) {
+        int32_t t = lp_harvest_top(h, i)[k].tok[LP_HARVEST_CTX];
+        int j = 0;
+        while (j < m && seen[j] != t)
+            j++;
+        if (j == m)
+            seen[m] = t, cnt[m++] = 0;
+        cnt[j]++;
+    }
+    int n = 0;
+    for (; n < TOP_SHOWN && n < m; n++) { /* selection: the most frequent, first seen on ties */
+        int b = n;
+        for (int j = n + 1; j < m; j++)
+            if (cnt[j] > cnt[b])
+                b = j;
+        int32_t ts = seen[b];
+        int tc = cnt[b];
+        memmove(seen + n + 1, seen + n, (size_t)(b - n) * sizeof *seen);
+        memmove(cnt + n + 1, cnt + n, (size_t)(b - n) * sizeof *cnt);
+        seen[n] = ts, cnt[n] = tc;
+        ids[n] = ts;
+    }
+    return n;
+}
+
+/* The top tokens of feature i as one line ("␣Oslo  ␣Paris"), as the figures show tokens. */
+static void top_line(const lp_harvest *h, int i, model_ud *mu, char *buf, size_t cap)
+{
+    int32_t ids[TOP_SHOWN];
+    int n = top_tokens(h, i, ids);
+    lp_buf b = LP_BUF_INIT;
+    for (int k = 0; k < n; k++) {
+        char num[24];
+        const char *t = tok_text(mu, ids[k]);
+        if (!t) {
+            snprintf(num, sizeof num, "#%d", (int)ids[k]);
+            t = num;
+        }
+        if (k)
+            lp_buf_puts(&b, "  ");
+        lp_token_show(&b, t, strlen(t));
+    }
+    lp_buf tmp = LP_BUF_INIT;
+    lp_utf8_truncate(&tmp, lp_buf_str(&b), 60);
+    snprintf(buf, cap, "%s", lp_buf_str(&tmp));
+    /* snprintf may cut inside a UTF-8 sequence at cap; the 60 code points fit TOP_TEXT */
+    lp_buf_free(&b), lp_buf_free(&tmp);
+}
+
+/* Whether text holds every space-separated word of q, ASCII letters compared without case. */
+static int search_matches(const char *text, const char *q)
+{
+    while (*q) {
+        while (*q == ' ')
+            q++;
+        size_t n = strcspn(q, " ");
+        if (!n)
+            break;
+        int found = 0;
+        for (const char *t = text; *t && !found; t++) {
+            size_t k = 0;
+            while (k < n && t[k]) {
+                char a = t[k], b = q[k];
+                a = a >= 'A' && a <= 'Z' ? (char)(a - 'A' + 'a') : a;
+                b = b >= 'A' && b <= 'Z' ? (char)(b - 'A' + 'a') : b;
+                if (a != b)
+                    break;
+                k++;
+            }
+            found = k == n;
+        }
+        if (!found)
+            return 0;
+        q += n;
+    }
+    return 1;
+}
+
+typedef struct {
+    int i;
+    double key;
+} sort_item;
+
+static int by_key(const void *a, const void *b)
+{
+    const sort_item *x = a, *y = b;
+    if (x->key != y->key)
+        return x->key > y->key ? -1 : 1;
+    return (x->i > y->i) - (x->i < y->i);
+}
+
+static int browser_gc(lua_State *L)
+{
+    dash_ud *u = luaL_checkudata(L, 1, BROWSER_MT);
+    json_decref(u->bundle);
+    u->bundle = NULL;
+    return 0;
+}
+
+static int browser_display(lua_State *L)
+{
+    luaL_checkudata(L, 1, BROWSER_MT);
+    lua_settop(L, 1);
+    return dash_display_of(L, ((dash_ud *)lua_touserdata(L, 1))->bundle);
+}
+
+static int browser_tostring(lua_State *L)
+{
+    dash_ud *u = luaL_checkudata(L, 1, BROWSER_MT);
+    lua_pushstring(L, json_string_value(json_object_get(u->bundle, "text/plain")));
+    return 1;
+}
+
+static int browser_index(lua_State *L)
+{
+    luaL_checkudata(L, 1, BROWSER_MT);
+    const char *k = luaL_checkstring(L, 2);
+    if (!strcmp(k, "rows")) {
+        lua_getiuservalue(L, 1, 1);
+        return 1;
+    }
+    if (!strcmp(k, "n")) {
+        lua_getiuservalue(L, 1, 1);
+        lua_pushinteger(L, (lua_Integer)lua_rawlen(L, -1));
+        return 1;
+    }
+    lua_pushnil(L);
+    return 1;
+}
+
+static int l_features(lua_State *L)
+{
+    lp_sae *s = lp_lua_check_sae(L, 1);
+    if (!lua_isnoneornil(L, 2))
+        luaL_checktype(L, 2, LUA_TTABLE);
+    else {
+        lua_settop(L, 1);
+        lua_newtable(L);
+    }
+    lua_settop(L, 2);
+    lp_harvest *h = sae_harvest(L, 1);
+    if (!h)
+        return luaL_error(L, "sae:features: this dictionary has no harvest: sae:harvest{model = m, data = corpus} "
+                             "runs the corpus once and keeps what the browser lists (sae:save keeps it)");
+    lua_getfield(L, 2, "sort");
+    const char *sort = lua_isnil(L, -1) ? "density" : lua_tostring(L, -1);
+    if (!sort || (strcmp(sort, "density") && strcmp(sort, "max") && strcmp(sort, "index")))
+        return luaL_error(L, "sae:features: sort must be \"density\", \"max\" or \"index\", got %s",
+                          sort ? sort : luaL_typename(L, -1));
+    lua_pop(L, 1);
+    const char *search = NULL;
+    lua_getfield(L, 2, "search");
+    if (!lua_isnil(L, -1)) {
+        size_t n;
+        if (lua_type(L, -1) != LUA_TSTRING)
+            return luaL_error(L, "sae:features: search must be a string, got %s", luaL_typename(L, -1));
+        search = lua_tolstring(L, -1, &n);
+        if (n > SEARCH_MAX || strlen(search) != n)
+            return luaL_error(L, "sae:features: search must be a string of at most %d bytes without NUL",
+                              SEARCH_MAX);
+    }
+    /* 3: the search string (or nil) stays on the stack */
+    lua_Integer nrow = opt_integer(L, 2, "n", 50), ndash = opt_integer(L, 2, "dashboards", 10);
+    if (nrow < 1 || nrow > BROWSER_MAX_ROWS)
+        return luaL_error(L, "sae:features: n must be 1..%d, got %I", BROWSER_MAX_ROWS, nrow);
+    if (ndash < 0 || ndash > BROWSER_MAX_DASH)
+        return luaL_error(L, "sae:features: dashboards must be 0..%d, got %I", BROWSER_MAX_DASH, ndash);
+    model_ud *mu = feature_model(L, 1, 2);
+    int d = s->cfg.d_sae;
+    sort_item *items = lua_newuserdatauv(L, (size_t)d * sizeof *items, 0); /* 4 */
+    int m = 0;
+    char label[LABEL_MAX + 64], top[TOP_TEXT], key[LABEL_MAX + 64 + TOP_TEXT + 48];
+    for (int i = 0; i < d; i++) {
+        if (search) {
+            if (!extra_label(L, 1, "labels", i, label, sizeof label) &&
+                !extra_label(L, 1, "auto_labels", i, label, sizeof label))
+                lp_harvest_label(label, sizeof label, h, i, NULL, tok_text, mu);
+            top_line(h, i, mu, top, sizeof top);
+            snprintf(key, sizeof key, "%d %s %s", i, label, top);
+            if (!search_matches(key, search))
+                continue;
+        }
+        double dens = h->n_tokens > 0 ? h->count[i] / (double)h->n_tokens : 0;
+        items[m].i = i;
+        items[m].key = sort[0] == 'd' ? dens : sort[0] == 'm' ? h->max[i] : -(double)i;
+        m++;
+    }
+    qsort(items, (size_t)m, sizeof *items, by_key);
+    int n = m < nrow ? m : (int)nrow;
+    lp_browser_row *rows = lua_newuserdatauv(L, ((size_t)n + 1) * sizeof *rows, 0); /* 5 */
+    char (*labels)[LABEL_MAX + 64] = lua_newuserdatauv(L, ((size_t)n + 1) * sizeof *labels, 0); /* 6 */
+    char (*tops)[TOP_TEXT] = lua_newuserdatauv(L, ((size_t)n + 1) * sizeof *tops, 0);           /* 7 */
+    json_t **dash = lua_newuserdatauv(L, ((size_t)n + 1) * sizeof *dash, 0);                   /* 8 */
+    lua_createtable(L, n, 0); /* 9: the rows for Lua */
+    int failed = 0;
+    for (int r = 0; r < n; r++) {
+        int i = items[r].i;
+        dash[r] = NULL;
+        label_of(L, 1, s, i, mu, labels[r], sizeof labels[r]);
+        top_line(h, i, mu, tops[r], sizeof tops[r]);
+        if (r < ndash && !failed && !(dash[r] = make_dashboard(L, 1, s, i, mu)))
+            failed = 1;
+        rows[r] = (lp_browser_row){.index = i, .label = labels[r], .top = tops[r],
+                                   .density = h->n_tokens > 0 ? h->count[i] / (double)h->n_tokens : 0,
+                                   .max = h->max[i],
+                                   .dash = dash[r] ? json_string_value(json_object_get(dash[r], "text/html")) : NULL};
+        lua_createtable(L, 0, 5);
+        lua_pushinteger(L, i), lua_setfield(L, -2, "index");
+        lua_pushstring(L, labels[r]), lua_setfield(L, -2, "label");
+        lua_pushnumber(L, rows[r].density), lua_setfield(L, -2, "density");
+        lua_pushnumber(L, rows[r].max), lua_setfield(L, -2, "max");
+        int32_t ids[TOP_SHOWN];
+        int nt = top_tokens(h, i, ids);
+        lua_createtable(L, nt, 0);
+        for (int k = 0; k < nt; k++) {
+            const char *t = tok_text(mu, ids[k]);
+            if (t)
+                lua_pushstring(L, t);
+            else
+                lua_pushfstring(L, "#%d", (int)ids[k]);
+            lua_rawseti(L, -2, k + 1);
+        }
+        lua_setfield(L, -2, "top");
+        lua_rawseti(L, -2, r + 1);
+    }
+    char title[300], note[200];
+    snprintf(title, sizeof title, "Features of the %s on %s, by %s", s->cfg.transcoder ? "transcoder" : "SAE",
+             s->cfg.hook_in, sort);
+    snprintf(note, sizeof note, "%d of %d features%s%s; harvest of %lld tokens", m, d,
+             search ? " match the search" : "", m > n ? " (the first shown)" : "", (long long)h->n_tokens);
+    json_t *b = failed ? NULL : lp_display_browser(title, rows, n, note);
+    for (int r = 0; r < n; r++)
+        json_decref(dash[r]);
+    if (!b)
+        return lp_lua_backend_error(L, "sae:features");
+    dash_ud *u = lua_newuserdatauv(L, sizeof *u, 1);
+    u->bundle = b;
+    luaL_setmetatable(L, BROWSER_MT);
+    lua_pushvalue(L, 9);
+    lua_setiuservalue(L, -2, 1);
     return 1;
 }
 
@@ -616,6 +898,19 @@ void lp_lua_open_sae_features(lua_State *L)
         lp_lua_settype(L, lua_gettop(L), "FeatureDashboard: sae:feature(i), shown inline", NULL);
     }
     lua_pop(L, 1);
+    if (luaL_newmetatable(L, BROWSER_MT)) {
+        lua_pushcfunction(L, browser_gc), lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, browser_display), lua_setfield(L, -2, "__display");
+        lua_pushcfunction(L, browser_tostring), lua_setfield(L, -2, "__tostring");
+        lua_pushcfunction(L, browser_index), lua_setfield(L, -2, "__index");
+        static const lp_lua_field bfields[] = {
+            {"rows", "{{index, label, density, max, top = {token texts}}}: the rows shown, in order"},
+            {"n", "integer: the rows shown"},
+            {NULL, NULL}};
+        lp_lua_settype(L, lua_gettop(L), "FeatureBrowser: sae:features{...}, a table of features shown inline",
+                       bfields);
+    }
+    lua_pop(L, 1);
     add_file_hook(L, "save", save_extras);
     add_file_hook(L, "load", load_extras);
     if (!luaL_getmetatable(L, LP_LUA_SAE_MT)) {
@@ -641,6 +936,15 @@ void lp_lua_open_sae_features(lua_State *L)
                    "and negative logits of its direct effect (W_dec,i through W_U) with their histogram, top\n"
                    "activating examples and interval samples as highlighted tokens, the largest decoder\n"
                    "entries and the most correlated features. The model is the harvest's unless given.");
+    lp_lua_setfunc(L, -1, "features", l_features,
+                   "sae:features{[sort = \"density\" | \"max\" | \"index\", search = text, n = 50, dashboards = 10,\n"
+                   "              model = m]} -> FeatureBrowser (.rows: {{index, label, density, max, top}})\n"
+                   "A table of the dictionary's features from its harvest: index, label, density, max activation\n"
+                   "and the tokens its top examples fire on, sorted (largest first; index ascending) after the\n"
+                   "search (every word, in the index, label or top tokens, case-insensitive), the first n shown.\n"
+                   "Where scripts run the table is searchable and sortable and a click on a row opens that\n"
+                   "feature's dashboard below it: the dashboards of the first `dashboards` rows are embedded\n"
+                   "(at most 1 MB of them); others say to run sae:feature(i). Without scripts: the table.");
     lp_lua_setfunc(L, -1, "label", l_label,
                    "sae:label(i [, text | false]) -> string\n"
                    "Feature i's label: the one given with sae:label(i, text) (false forgets it), else an\n"

@@ -93,4 +93,49 @@ local th = tc:harvest{model = m, data = ds, ctx = 32, quiet = true}
 assert(tostring(th):find("blocks.1.mlp.hook_in", 1, true), tostring(th))
 local ht = html_of(tc:feature(0))
 assert(ht:find("POSITIVE LOGITS", 1, true) and ht:find("transcoder on blocks.1.mlp.hook_in", 1, true), "transcoder dashboard")
+
+-- 6. the browser: sae:features{...} (rows as a table, the static table, search, sorting)
+local fb = sae:features{}
+assert(fb.n == 2 and fb.rows[1].index == 0 and fb.rows[2].index == 1, "by density: the firing feature first")
+assert(fb.rows[1].top[1] == TOKEN_TEXT, "the top token of feature 0: " .. tostring(fb.rows[1].top[1]))
+assert(fb.rows[1].label == sae:label(0), "the browser shows the label")
+assert(math.abs(fb.rows[1].density - h.density[1]) < 1e-12 and fb.rows[1].max == h.max[1], "density and max")
+local bh, bp = html_of(fb)
+assert(bh:find('<tr data-i="0"', 1, true) and bh:find('<tr data-i="1"', 1, true), "the static table has the rows")
+assert(not bh:find("<script>alert", 1, true) and not bh:find("<img src=x", 1, true), "hostile label as text")
+assert(bh:find("&lt;script&gt;alert", 1, true), "the hostile label is shown escaped")
+assert(bh:find('data-dash="1"', 1, true), "dashboards embedded")
+assert(bp:find(TOKEN_SHOWN, 1, true), "text/plain lists the top token")
+local only = sae:features{search = TOKEN_TEXT:gsub("^ ", ""):upper()}
+assert(only.n == 1 and only.rows[1].index == 0, "search (case-insensitive) finds feature 0 only: " .. only.n)
+local none = sae:features{search = "zzzz-no-such-feature"}
+assert(none.n == 0, "no match")
+local _, np = html_of(none)
+assert(np:find("no feature matches", 1, true), "an empty search says so")
+local byi = r:features{sort = "index", n = 20, dashboards = 0}
+for k, row in ipairs(byi.rows) do assert(row.index == k - 1, "by index") end
+local hd, hm = r:harvest().density, r:harvest().max
+local bym = r:features{sort = "max", n = 30, dashboards = 3}
+local best = -1
+for i = 1, #hm do best = math.max(best, hm[i]) end
+assert(bym.rows[1].max == best, "the first row has the largest max")
+for k = 2, #bym.rows do
+    assert(bym.rows[k].max <= bym.rows[k - 1].max, "sorted by max")
+    assert(hm[bym.rows[k].index + 1] == bym.rows[k].max, "max of the row's feature")
+end
+local bd = r:features{sort = "density", n = 40}
+for k = 2, #bd.rows do assert(bd.rows[k].density <= bd.rows[k - 1].density, "sorted by density") end
+assert(bd.rows[1].density == hd[bd.rows[1].index + 1], "density of the row's feature")
+local bdh = html_of(bd)
+local _, ndash = bdh:gsub('data%-dash="1"', "")
+assert(ndash == 10, "the first 10 rows' dashboards are embedded, got " .. ndash)
+assert(#bdh < 1500000, "browser of " .. #bdh .. " bytes")
+print("browser ok", #bdh)
+fails(function() return sae:features{sort = "bogus"} end, "sort must be")
+fails(function() return sae:features{n = 0} end, "n must be")
+fails(function() return sae:features{n = 5000} end, "n must be")
+fails(function() return sae:features{search = 5} end, "search must be a string")
+fails(function() return sae:features{dashboards = 99} end, "dashboards must be")
+fails(function() return loupe.sae.random{arch = "standard", d_in = 192, d_sae = 8, hook = "blocks.0.hook_resid_post",
+                                          seed = 1}:features{} end, "no harvest")
 print("ok")
