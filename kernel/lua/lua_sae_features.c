@@ -16,6 +16,8 @@
 #include "core/interrupt.h"
 #include "browser.h"
 #include "dashboard.h"
+#include "dict/sae_ops.h"
+#include "prompt_features.h"
 #include "dict/harvest.h"
 #include "dict/io_impl.h"
 #include "lua_api.h"
@@ -676,6 +678,213 @@ static int l_features(lua_State *L)
     return 1;
 }
 
+/* ---- r:features(sae): the prompt view --------------------------------------------------- */
+
+#define PROMPT_MT "loupe.PromptFeatures"
+enum { PROMPT_MAX_K = 20, PROMPT_MAX_N = 100 };
+
+/* The activations (T, d_sae) of batch row b of the run for s: the spliced features when the
+ * run has them, else s encoding the cached hook_in (into a userdata left on the stack). */
+static const float *run_feature_acts(lua_State *L, run_ud *ru, const lp_sae *s, int b)
+{
+    const lp_sae_config *c = &s->cfg;
+    int T = ru->T, d = c->d_sae;
+    char name[160];
+    const lp_tensor *t = NULL;
+    const char *hooks[2] = {c->hook_out, c->hook_in};
+    for (int k = 0; k < 2 && !t; k++) {
+        snprintf(name, sizeof name, "%s.hook_sae_acts_post", hooks[k]);
+        t = lp_run_get(&ru->run, name);
+    }
+    if (t) {
+        if (t->device != LP_DEVICE_CPU || !lp_tensor_is_contiguous(t) ||
+            lp_tensor_numel(t) != (int64_t)ru->B * T * d)
+            luaL_error(L, "r:features: %s does not hold %d features per token of this run (another dictionary "
+                          "spliced at the same hook?)", name, d);
+        return t->data + (size_t)b * T * d;
+    }
+    const lp_tensor *x = lp_run_get(&ru->run, c->hook_in);
+    if (!x)
+        luaL_error(L, "r:features: the run has neither the dictionary's features (%s.hook_sae_acts_post: "
+                      "m:run(prompt, {saes = {sae}})) nor its input %s in its cache (m:run(prompt) caches every "
+                      "hook point)", c->transcoder ? c->hook_out : c->hook_in, c->hook_in);
+    if (x->device != LP_DEVICE_CPU || !lp_tensor_is_contiguous(x) || lp_tensor_numel(x) != (int64_t)ru->B * T * c->d_in)
+        luaL_error(L, "r:features: %s does not have the dictionary's %d dimensions per token", c->hook_in, c->d_in);
+    float *xs = lua_newuserdatauv(L, (size_t)T * c->d_in * sizeof *xs, 0);
+    float *f = lua_newuserdatauv(L, (size_t)T * d * sizeof *f, 0);
+    const float *src = x->data + (size_t)b * T * c->d_in;
+    for (size_t i = 0; i < (size_t)T * c->d_in; i++)
+        xs[i] = src[i] * s->scale;
+    if (lp_sae_encode(NULL, f, s, xs, T, 0) < 0)
+        lp_lua_backend_error(L, "r:features");
+    lua_remove(L, -2);
+    return f;
+}
+
+/* Label of feature i from a small cache (feat/text, n entries, cap of them); stores it. */
+static const char *cached_label(lua_State *L, int sae, const lp_sae *s, model_ud *mu, int i, int *feat,
+                                char (*text)[LABEL_MAX + 64], int *n, int cap)
+{
+    for (int k = 0; k < *n; k++)
+        if (feat[k] == i)
+            return text[k];
+    if (*n >= cap)
+        return NULL;
+    label_of(L, sae, s, i, mu, text[*n], sizeof text[*n]);
+    feat[*n] = i;
+    return text[(*n)++];
+}
+
+static int prompt_index(lua_State *L)
+{
+    luaL_checkudata(L, 1, PROMPT_MT);
+    const char *k = luaL_checkstring(L, 2);
+    if (!strcmp(k, "tokens") || !strcmp(k, "strongest")) {
+        lua_getiuservalue(L, 1, 1);
+        lua_getfield(L, -1, k);
+        return 1;
+    }
+    lua_pushnil(L);
+    return 1;
+}
+
+static int prompt_gc(lua_State *L)
+{
+    dash_ud *u = luaL_checkudata(L, 1, PROMPT_MT);
+    json_decref(u->bundle);
+    u->bundle = NULL;
+    return 0;
+}
+
+static int prompt_display(lua_State *L)
+{
+    dash_ud *u = luaL_checkudata(L, 1, PROMPT_MT);
+    return dash_display_of(L, u->bundle);
+}
+
+static int prompt_tostring(lua_State *L)
+{
+    dash_ud *u = luaL_checkudata(L, 1, PROMPT_MT);
+    lua_pushstring(L, json_string_value(json_object_get(u->bundle, "text/plain")));
+    return 1;
+}
+
+static int l_run_features(lua_State *L)
+{
+    run_ud *ru = check_run(L, 1);
+    lp_sae *s = lp_lua_check_sae(L, 2);
+    if (!lua_isnoneornil(L, 3))
+        luaL_checktype(L, 3, LUA_TTABLE);
+    else {
+        lua_settop(L, 2);
+        lua_newtable(L);
+    }
+    lua_settop(L, 3);
+    if (!ru->tokens || ru->T < 1)
+        return luaL_error(L, "r:features: the run has no tokens");
+    lua_Integer K = opt_integer(L, 3, "k", 5), N = opt_integer(L, 3, "n", 20), b = opt_integer(L, 3, "batch", 1);
+    if (K < 1 || K > PROMPT_MAX_K)
+        return luaL_error(L, "r:features: k must be 1..%d, got %I", PROMPT_MAX_K, K);
+    if (N < 1 || N > PROMPT_MAX_N)
+        return luaL_error(L, "r:features: n must be 1..%d, got %I", PROMPT_MAX_N, N);
+    if (b < 1 || b > ru->B)
+        return luaL_error(L, "r:features: batch must be 1..%d (the run's rows), got %I", ru->B, b);
+    model_ud *mu = feature_model(L, 2, 3);
+    int T = ru->T, d = s->cfg.d_sae;
+    const float *f = run_feature_acts(L, ru, s, (int)b - 1); /* 4 (when encoded) */
+    lua_settop(L, 4);
+    lp_prompt_feat *per = lua_newuserdatauv(L, (size_t)T * K * sizeof *per, 0);               /* 5 */
+    lp_prompt_strong *strong = lua_newuserdatauv(L, (size_t)N * sizeof *strong, 0);          /* 6 */
+    int cap = (int)(T * K + N);
+    int *lfeat = lua_newuserdatauv(L, (size_t)cap * sizeof *lfeat, 0);                       /* 7 */
+    char (*ltext)[LABEL_MAX + 64] = lua_newuserdatauv(L, (size_t)cap * sizeof *ltext, 0);     /* 8 */
+    const char **toks = lua_newuserdatauv(L, (size_t)T * sizeof *toks, 0);                  /* 9 */
+    int nl = 0;
+    for (int t = 0; t < T; t++) {
+        const float *row = f + (size_t)t * d;
+        lp_prompt_feat *o = per + (size_t)t * K;
+        int m = 0;
+        for (int i = 0; i < d; i++) {
+            float v = row[i];
+            if (!(v > 0) || !isfinite(v) || (m == K && v <= o[m - 1].act))
+                continue;
+            int at = m < K ? m++ : (int)K - 1;
+            while (at > 0 && o[at - 1].act < v) {
+                o[at] = o[at - 1];
+                at--;
+            }
+            o[at] = (lp_prompt_feat){.feature = i, .act = v};
+        }
+        for (int k = m; k < K; k++)
+            o[k] = (lp_prompt_feat){.feature = -1};
+        toks[t] = tok_text(mu, ru->tokens[((size_t)b - 1) * T + t]);
+    }
+    int ns = 0;
+    for (int i = 0; i < d; i++) {
+        float mx = 0;
+        int pos = -1, fired = 0;
+        for (int t = 0; t < T; t++) {
+            float v = f[(size_t)t * d + i];
+            if (v > 0 && isfinite(v)) {
+                fired++;
+                if (v > mx)
+                    mx = v, pos = t;
+            }
+        }
+        if (!fired || (ns == N && mx <= strong[ns - 1].max))
+            continue;
+        int at = ns < N ? ns++ : (int)N - 1;
+        while (at > 0 && strong[at - 1].max < mx) {
+            strong[at] = strong[at - 1];
+            at--;
+        }
+        strong[at] = (lp_prompt_strong){.feature = i, .max = mx, .pos = pos, .fired = fired};
+    }
+    lua_createtable(L, 0, 2); /* 10: what Lua reads */
+    lua_createtable(L, T, 0);
+    for (int t = 0; t < T; t++) {
+        lp_prompt_feat *o = per + (size_t)t * K;
+        lua_createtable(L, (int)K, 0);
+        for (int k = 0; k < K && o[k].feature >= 0; k++) {
+            o[k].label = cached_label(L, 2, s, mu, o[k].feature, lfeat, ltext, &nl, cap);
+            lua_createtable(L, 0, 3);
+            lua_pushinteger(L, o[k].feature), lua_setfield(L, -2, "feature");
+            lua_pushnumber(L, o[k].act), lua_setfield(L, -2, "act");
+            lua_pushstring(L, o[k].label ? o[k].label : ""), lua_setfield(L, -2, "label");
+            lua_rawseti(L, -2, k + 1);
+        }
+        lua_rawseti(L, -2, t + 1);
+    }
+    lua_setfield(L, -2, "tokens");
+    lua_createtable(L, ns, 0);
+    for (int k = 0; k < ns; k++) {
+        strong[k].label = cached_label(L, 2, s, mu, strong[k].feature, lfeat, ltext, &nl, cap);
+        lua_createtable(L, 0, 5);
+        lua_pushinteger(L, strong[k].feature), lua_setfield(L, -2, "feature");
+        lua_pushstring(L, strong[k].label ? strong[k].label : ""), lua_setfield(L, -2, "label");
+        lua_pushnumber(L, strong[k].max), lua_setfield(L, -2, "max");
+        lua_pushinteger(L, strong[k].pos + 1), lua_setfield(L, -2, "pos");
+        lua_pushinteger(L, strong[k].fired), lua_setfield(L, -2, "positions");
+        lua_rawseti(L, -2, k + 1);
+    }
+    lua_setfield(L, -2, "strongest");
+    char what[300];
+    snprintf(what, sizeof what, "%s %s on %s (%d features)%s", lp_sae_arch_name(s->cfg.arch),
+             s->cfg.transcoder ? "transcoder" : "SAE", s->cfg.hook_in, d,
+             mu ? "" : " · no model: r:features(sae, {model = m}) names the tokens");
+    lp_prompt_view v = {.what = what, .T = T, .tokens = toks, .K = (int)K, .per_token = per, .n_strong = ns,
+                        .strong = strong};
+    json_t *bundle = lp_display_prompt_features(&v);
+    if (!bundle)
+        return lp_lua_backend_error(L, "r:features");
+    dash_ud *u = lua_newuserdatauv(L, sizeof *u, 1);
+    u->bundle = bundle;
+    luaL_setmetatable(L, PROMPT_MT);
+    lua_pushvalue(L, 10);
+    lua_setiuservalue(L, -2, 1);
+    return 1;
+}
+
 /* Refuses a label that cannot be one: not a string, NUL bytes, too long. */
 static const char *check_label(lua_State *L, int idx)
 {
@@ -911,6 +1120,28 @@ void lp_lua_open_sae_features(lua_State *L)
                        bfields);
     }
     lua_pop(L, 1);
+    if (luaL_newmetatable(L, PROMPT_MT)) {
+        lua_pushcfunction(L, prompt_gc), lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, prompt_display), lua_setfield(L, -2, "__display");
+        lua_pushcfunction(L, prompt_tostring), lua_setfield(L, -2, "__tostring");
+        lua_pushcfunction(L, prompt_index), lua_setfield(L, -2, "__index");
+        static const lp_lua_field pfields[] = {
+            {"tokens", "{{{feature, act, label}}}: per position (from 1), its top features by activation"},
+            {"strongest", "{{feature, label, max, pos, positions}}: the prompt's strongest features by max"},
+            {NULL, NULL}};
+        lp_lua_settype(L, lua_gettop(L), "PromptFeatures: r:features(sae), the features on each token", pfields);
+    }
+    lua_pop(L, 1);
+    int run_top = lua_gettop(L);
+    if (luaL_getmetatable(L, RUN_MT) == LUA_TTABLE && lua_getfield(L, -1, "__methods") == LUA_TTABLE)
+        lp_lua_setfunc(L, -1, "features", l_run_features,
+                       "r:features(sae [, {k = 5, n = 20, batch = 1, model = m}]) -> PromptFeatures\n"
+                       "The features of sae on each token of the run: spliced ones (m:run(prompt, {saes = {sae}}))\n"
+                       "or, without, sae encoding its input hook from the run's cache. Shows the tokens shaded by\n"
+                       "their strongest feature (hover or click one where scripts run: its top k features with\n"
+                       "labels and activations; without scripts the same as tooltips), a table of each token's\n"
+                       "features and the prompt's n strongest features. .tokens and .strongest hold the numbers.");
+    lua_settop(L, run_top);
     add_file_hook(L, "save", save_extras);
     add_file_hook(L, "load", load_extras);
     if (!luaL_getmetatable(L, LP_LUA_SAE_MT)) {

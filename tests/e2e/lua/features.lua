@@ -138,4 +138,30 @@ fails(function() return sae:features{search = 5} end, "search must be a string")
 fails(function() return sae:features{dashboards = 99} end, "dashboards must be")
 fails(function() return loupe.sae.random{arch = "standard", d_in = 192, d_sae = 8, hook = "blocks.0.hook_resid_post",
                                           seed = 1}:features{} end, "no harvest")
+
+-- 7. the prompt view: r:features(sae), from the cache and from a spliced run
+local prompt = "<script>alert(1)</script> Mara lives in Oslo"
+local run = m:run(prompt)
+local pv = run:features(sae, {model = m})
+local ids = run.tokens
+local where
+for t, row in ipairs(pv.tokens) do
+    local fires = row[1] ~= nil and row[1].feature == 0
+    if fires then where = t end
+    assert(fires == (tok:decode({ids[t]}) == TOKEN_TEXT), "feature 0 fires on " .. TOKEN_TEXT .. " only (position " .. t .. ")")
+end
+assert(where, "feature 0 fires in the prompt")
+assert(pv.strongest[1].feature == 0 and pv.strongest[1].pos == where and #pv.strongest == 1, "strongest: feature 0 at " .. where)
+assert(pv.tokens[where][1].label == sae:label(0, {model = m}), "the label of the token's feature")
+local spliced = m:run(prompt, {saes = {sae}}):features(sae, {model = m})
+assert(spliced.tokens[where][1].act == pv.tokens[where][1].act, "spliced and encoded from the cache agree")
+local ph, pp = html_of(pv)
+assert(not ph:find("<script>alert", 1, true) and ph:find("&lt;</span>", 1, true), "hostile tokens as text")
+assert(ph:find("data-t=\"" .. (where - 1) .. "\" title=\"", 1, true), "the token's tooltip")
+assert(pp:find("#0 (", 1, true) and ph:find("STRONGEST FEATURES OF THE PROMPT", 1, true), "the tables")
+fails(function() return m:run(prompt, {cache = false}):features(sae) end, "nor its input")
+fails(function() return run:features(sae, {k = 0}) end, "k must be")
+fails(function() return run:features(sae, {batch = 2}) end, "batch must be")
+fails(function() return run:features(loupe.sae.random{arch = "standard", d_in = 100, d_sae = 8, hook = "hook_embed", seed = 2}) end, "dimensions per token")
+print("prompt ok")
 print("ok")
