@@ -19,6 +19,7 @@
 #include "dict/sae_ops.h"
 #include "prompt_features.h"
 #include "dict/harvest.h"
+#include "dict/harvest_export.h"
 #include "dict/io_impl.h"
 #include "lua_api.h"
 #include "lua_data.h"
@@ -885,6 +886,89 @@ static int l_run_features(lua_State *L)
     return 1;
 }
 
+/* ---- sae:export: Neuronpedia and circuit-tracer feature JSON ------------------------------ */
+
+static int l_export(lua_State *L)
+{
+    lp_sae *s = lp_lua_check_sae(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 2);
+    lp_harvest *h = sae_harvest(L, 1);
+    if (!h)
+        return luaL_error(L, "sae:export: this dictionary has no harvest: sae:harvest{model = m, data = corpus} "
+                             "collects what the feature files hold");
+    lua_getfield(L, 2, "format"); /* 3 */
+    const char *fmt = lua_tostring(L, 3);
+    int np = fmt && !strcmp(fmt, "neuronpedia"), ct = fmt && !strcmp(fmt, "circuit-tracer");
+    if (!np && !ct)
+        return luaL_error(L, "sae:export: format must be \"neuronpedia\" or \"circuit-tracer\", got %s",
+                          fmt ? fmt : luaL_typename(L, 3));
+    lua_getfield(L, 2, "dir"); /* 4 */
+    const char *dir = lua_tostring(L, 4);
+    if (lua_type(L, 4) != LUA_TSTRING || !*dir)
+        return luaL_error(L, "sae:export: dir must be a folder name (the files are dir/<feature>.json)");
+    int d = s->cfg.d_sae;
+    lua_getfield(L, 2, "features"); /* 5 */
+    int n = d;
+    int *list = NULL;
+    if (!lua_isnil(L, 5)) {
+        if (!lua_istable(L, 5))
+            return luaL_error(L, "sae:export: features must be a list of feature indices (0..%d)", d - 1);
+        n = (int)lua_rawlen(L, 5);
+        list = lua_newuserdatauv(L, ((size_t)n + 1) * sizeof *list, 0);
+        for (int k = 0; k < n; k++) {
+            lua_rawgeti(L, 5, k + 1);
+            int ok;
+            lua_Integer i = lua_tointegerx(L, -1, &ok);
+            if (!ok || i < 0 || i >= d)
+                return luaL_error(L, "sae:export: features[%d] is not a feature index of this dictionary (0..%d)",
+                                  k + 1, d - 1);
+            list[k] = (int)i;
+            lua_pop(L, 1);
+        }
+    }
+    lua_settop(L, 6);
+    model_ud *mu = feature_model(L, 1, 2);
+    lua_getfield(L, 2, "id"); /* 7 */
+    const char *id = lua_tostring(L, 7);
+    char def_id[160];
+    snprintf(def_id, sizeof def_id, "%s", s->cfg.hook_in);
+    if (!id)
+        id = def_id;
+    char layer[32];
+    snprintf(layer, sizeof layer, "%d-loupe", s->cfg.layer);
+    if (lp_dict_mkdir(dir) < 0)
+        return lp_lua_backend_error(L, "sae:export");
+    float *lg = NULL;
+    int nv = 0;
+    if (mu && s->cfg.d_out == mu->m->cfg.d_model) {
+        nv = mu->m->cfg.d_vocab;
+        lg = lua_newuserdatauv(L, (size_t)nv * sizeof *lg, 0);
+    }
+    size_t dl = strlen(dir);
+    char *path = lua_newuserdatauv(L, dl + 32, 0);
+    int written = 0;
+    for (int k = 0; k < n; k++) {
+        int i = list ? list[k] : k;
+        if (lp_interrupted())
+            return lp_lua_raise(L, LP_ERR_INTERRUPTED, "sae:export: interrupted after %d files", written);
+        if (lg && lp_feature_logits(mu->m, s, i, lg) < 0)
+            return lp_lua_backend_error(L, "sae:export");
+        json_t *j = np ? lp_feature_json_neuronpedia(h, i, lg, nv, tok_text, mu, id, layer)
+                       : lp_feature_json_circuit_tracer(h, i, lg, nv, tok_text, mu, id);
+        if (!j)
+            return lp_lua_backend_error(L, "sae:export");
+        snprintf(path, dl + 32, "%s/%d.json", dir, i);
+        int rc = json_dump_file(j, path, JSON_COMPACT);
+        json_decref(j);
+        if (rc != 0)
+            return lp_lua_raise(L, LP_ERR_IO, "sae:export: cannot write %s", path);
+        written++;
+    }
+    lua_pushinteger(L, written);
+    return 1;
+}
+
 /* Refuses a label that cannot be one: not a string, NUL bytes, too long. */
 static const char *check_label(lua_State *L, int idx)
 {
@@ -1176,6 +1260,15 @@ void lp_lua_open_sae_features(lua_State *L)
                    "Where scripts run the table is searchable and sortable and a click on a row opens that\n"
                    "feature's dashboard below it: the dashboards of the first `dashboards` rows are embedded\n"
                    "(at most 1 MB of them); others say to run sae:feature(i). Without scripts: the table.");
+    lp_lua_setfunc(L, -1, "export", l_export,
+                   "sae:export{format = \"neuronpedia\" | \"circuit-tracer\", dir = path [, features = {i, ...}, model = m,\n"
+                   "           id = name]} -> files written\n"
+                   "Writes each feature (all without features) as dir/<feature>.json: Neuronpedia's feature JSON\n"
+                   "(pos_str/pos_values, neg_str/neg_values, frac_nonzero, the activation and logit histograms,\n"
+                   "activations with their bins) or circuit-tracer's (examples_quantiles, top_logits,\n"
+                   "bottom_logits, act_min, act_max, quantile_values, histogram, activation_frequency; its\n"
+                   "viewer reads features/<scan>/<feature>.json). From the harvest; the logits need the model\n"
+                   "(the harvest's unless given). id: Neuronpedia's modelId / circuit-tracer's transcoder_id.");
     lp_lua_setfunc(L, -1, "label", l_label,
                    "sae:label(i [, text | false]) -> string\n"
                    "Feature i's label: the one given with sae:label(i, text) (false forgets it), else an\n"
