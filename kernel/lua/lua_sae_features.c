@@ -166,11 +166,12 @@ typedef struct {
     char id[48];
     double t0, last;
     int started, quiet;
+    const char *label;
 } bar;
 
 static void bar_show(bar *b, double done, double total, int final)
 {
-    json_t *j = lp_display_progress("harvest", done, total, lp_now_s() - b->t0, final);
+    json_t *j = lp_display_progress(b->label, done, total, lp_now_s() - b->t0, final);
     if (!j)
         return;
     lp_lua_publish(b->L, j, b->id, b->started);
@@ -268,15 +269,32 @@ static lua_Integer opt_integer(lua_State *L, int t, const char *key, lua_Integer
     return v;
 }
 
-static int l_harvest(lua_State *L)
+/* Pushes the key under which layer `layer` of the transcoder set at idx keeps its extra
+ * fields (a table, made when missing, held by the set's own extra fields). */
+static void push_layer_key(lua_State *L, int idx, int layer)
 {
-    lp_sae *s = lp_lua_check_sae(L, 1);
-    if (lua_isnoneornil(L, 2)) { /* the harvest the SAE holds, or nil */
-        push_extra(L, 1);
-        lua_getfield(L, -1, "harvest");
-        return 1;
+    idx = lua_absindex(L, idx);
+    push_extra(L, idx);
+    if (lua_getfield(L, -1, "layer_keys") != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, -3, "layer_keys");
     }
-    luaL_checktype(L, 2, LUA_TTABLE);
+    if (lua_rawgeti(L, -1, layer) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, -3, layer);
+    }
+    lua_replace(L, -3);
+    lua_pop(L, 1);
+}
+
+/* sae:harvest{...} (layer -1: the SAE at 1) or one layer of tcs:harvest{...} (the set at 1):
+ * opts at 2; leaves the harvest on top. */
+static int harvest_core(lua_State *L, const lp_sae *s, int layer)
+{
     lua_settop(L, 2);
     lua_getfield(L, 2, "model"); /* 4 */
     if (lua_isnil(L, 3))
@@ -291,7 +309,12 @@ static int l_harvest(lua_State *L)
     o.seed = (uint64_t)opt_integer(L, 2, "seed", 0);
     o.prepend_bos = lp_lua_opt_bool(L, 2, "prepend_bos", c->bos >= 0);
     o.keep_special = lp_lua_opt_bool(L, 2, "keep_special", 0);
-    bar b = {.L = L, .quiet = lp_lua_opt_bool(L, 2, "quiet", 0)};
+    bar b = {.L = L, .quiet = lp_lua_opt_bool(L, 2, "quiet", 0), .label = "harvest"};
+    char blabel[48];
+    if (layer >= 0) {
+        snprintf(blabel, sizeof blabel, "harvest layer %d", layer);
+        b.label = blabel;
+    }
     char uuid[37];
     lp_uuid(uuid);
     snprintf(b.id, sizeof b.id, "loupe-harvest-%.12s", uuid);
@@ -312,12 +335,30 @@ static int l_harvest(lua_State *L)
     }
     if (!b.quiet)
         bar_show(&b, (double)u->h->n_tokens, (double)u->h->n_tokens, 1);
-    push_extra(L, 1);
+    if (layer < 0)
+        push_extra(L, 1);
+    else {
+        push_layer_key(L, 1, layer);
+        push_extra(L, -1);
+        lua_remove(L, -2);
+    }
     lua_pushvalue(L, hu), lua_setfield(L, -2, "harvest");
     lua_pushvalue(L, 3), lua_setfield(L, -2, "model");
     lua_pop(L, 1);
     lua_pushvalue(L, hu);
     return 1;
+}
+
+static int l_harvest(lua_State *L)
+{
+    lp_sae *s = lp_lua_check_sae(L, 1);
+    if (lua_isnoneornil(L, 2)) { /* the harvest the SAE holds, or nil */
+        push_extra(L, 1);
+        lua_getfield(L, -1, "harvest");
+        return 1;
+    }
+    luaL_checktype(L, 2, LUA_TTABLE);
+    return harvest_core(L, s, -1);
 }
 
 /* ---- sae:feature and sae:label ------------------------------------------------------------ */
@@ -1017,6 +1058,118 @@ static int l_label(lua_State *L)
     return 1;
 }
 
+/* ---- transcoder sets: tcs:harvest, tcs:feature, tcs:label -------------------------------- */
+
+static lp_transcoder_set *check_set(lua_State *L, const char *what)
+{
+    lp_transcoder_set *t = lp_lua_test_transcoder_set(L, 1);
+    if (!t)
+        luaL_error(L, "%s: only a per-layer transcoder set has per-layer harvests (not a cross-layer transcoder)",
+                   what);
+    return t;
+}
+
+static int check_layer(lua_State *L, const lp_transcoder_set *t, int idx, const char *what)
+{
+    int ok;
+    lua_Integer l = lua_tointegerx(L, idx, &ok);
+    if (!ok || l < 0 || l >= t->n_layers)
+        return luaL_error(L, "%s: the layer must be an integer 0..%d (the set's layers), got %s", what,
+                          t->n_layers - 1, ok ? lua_tostring(L, idx) : luaL_typename(L, idx));
+    return (int)l;
+}
+
+/* Pushes layer l's harvest or nil. */
+static void push_layer_harvest(lua_State *L, int l)
+{
+    push_layer_key(L, 1, l);
+    push_extra(L, -1);
+    lua_getfield(L, -1, "harvest");
+    lua_replace(L, -3);
+    lua_pop(L, 1);
+}
+
+static int l_tcs_harvest(lua_State *L)
+{
+    lp_transcoder_set *t = check_set(L, "tcs:harvest");
+    if (lua_isnoneornil(L, 2)) { /* {[layer + 1] = Harvest} of those harvested */
+        lua_settop(L, 1);
+        lua_newtable(L);
+        for (int l = 0; l < t->n_layers; l++) {
+            push_layer_harvest(L, l);
+            lua_rawseti(L, 2, l + 1);
+        }
+        return 1;
+    }
+    if (lua_isinteger(L, 2)) {
+        int l = check_layer(L, t, 2, "tcs:harvest");
+        push_layer_harvest(L, l);
+        return 1;
+    }
+    luaL_checktype(L, 2, LUA_TTABLE);
+    for (int l = 0; l < t->n_layers; l++) {
+        if (lp_interrupted())
+            return lp_lua_raise(L, LP_ERR_INTERRUPTED, "tcs:harvest: interrupted before layer %d", l);
+        harvest_core(L, t->layers[l], l);
+    }
+    lua_settop(L, 1);
+    lua_newtable(L);
+    for (int l = 0; l < t->n_layers; l++) {
+        push_layer_harvest(L, l);
+        lua_rawseti(L, 2, l + 1);
+    }
+    return 1;
+}
+
+static int l_tcs_feature(lua_State *L)
+{
+    lp_transcoder_set *t = check_set(L, "tcs:feature");
+    int l = check_layer(L, t, 2, "tcs:feature");
+    const lp_sae *s = t->layers[l];
+    int i = check_feature(L, s, 3, "tcs:feature");
+    lua_settop(L, 4);
+    push_layer_key(L, 1, l); /* 5 */
+    model_ud *mu = feature_model(L, 5, 4);
+    dash_ud *u = lua_newuserdatauv(L, sizeof *u, 0);
+    u->bundle = NULL;
+    luaL_setmetatable(L, DASH_MT);
+    if (!(u->bundle = make_dashboard(L, 5, s, i, mu)))
+        return lp_lua_backend_error(L, "tcs:feature");
+    return 1;
+}
+
+static int l_tcs_label(lua_State *L)
+{
+    lp_transcoder_set *t = check_set(L, "tcs:label");
+    int l = check_layer(L, t, 2, "tcs:label");
+    const lp_sae *s = t->layers[l];
+    int i = check_feature(L, s, 3, "tcs:label");
+    lua_settop(L, 4);
+    push_layer_key(L, 1, l); /* 5 */
+    if (!lua_isnil(L, 4) && !lua_istable(L, 4)) {
+        int forget = lua_isboolean(L, 4) && !lua_toboolean(L, 4);
+        if (!forget)
+            check_label(L, 4);
+        push_extra(L, 5);
+        if (lua_getfield(L, -1, "labels") != LUA_TTABLE) {
+            lua_pop(L, 1);
+            lua_newtable(L);
+            lua_pushvalue(L, -1);
+            lua_setfield(L, -3, "labels");
+        }
+        if (forget)
+            lua_pushnil(L);
+        else
+            lua_pushvalue(L, 4);
+        lua_rawseti(L, -2, i);
+        lua_pop(L, 2);
+    }
+    char label[LABEL_MAX + 64];
+    label_of(L, 5, s, i, feature_model(L, 5, lua_istable(L, 4) ? 4 : 0), label, sizeof label);
+    lua_pushstring(L, label);
+    return 1;
+}
+
 /* ---- files: lua_dict's save and load hooks ------------------------------------------------- */
 
 /* hook(sae, dir) after sae:save: the harvest and the labels beside the weights (older files
@@ -1225,6 +1378,20 @@ void lp_lua_open_sae_features(lua_State *L)
                        "their strongest feature (hover or click one where scripts run: its top k features with\n"
                        "labels and activations; without scripts the same as tooltips), a table of each token's\n"
                        "features and the prompt's n strongest features. .tokens and .strongest hold the numbers.");
+    lua_settop(L, run_top);
+    if (luaL_getmetatable(L, LP_LUA_TRANSCODERS_MT) == LUA_TTABLE && lua_getfield(L, -1, "__methods") == LUA_TTABLE) {
+        lp_lua_setfunc(L, -1, "harvest", l_tcs_harvest,
+                       "tcs:harvest{model = m, data = ... (as sae:harvest)} -> {[layer + 1] = Harvest}\n"
+                       "Harvests every layer's transcoder of a per-layer set on its hook_in (one pass of the corpus\n"
+                       "per layer), so that dashboards, labels and graph nodes can show them. tcs:harvest() -> the\n"
+                       "harvests so far; tcs:harvest(layer) -> that layer's, or nil. Kept in this session only.");
+        lp_lua_setfunc(L, -1, "feature", l_tcs_feature,
+                       "tcs:feature(layer, i [, {model = m}]) -> FeatureDashboard\n"
+                       "The dashboard of feature i (from 0) of layer's transcoder (from 0), as sae:feature's.");
+        lp_lua_setfunc(L, -1, "label", l_tcs_label,
+                       "tcs:label(layer, i [, text | false | {model = m}]) -> string\n"
+                       "The label of feature i of layer's transcoder, as sae:label's (given, else automatic).");
+    }
     lua_settop(L, run_top);
     add_file_hook(L, "save", save_extras);
     add_file_hook(L, "load", load_extras);

@@ -164,4 +164,35 @@ fails(function() return run:features(sae, {k = 0}) end, "k must be")
 fails(function() return run:features(sae, {batch = 2}) end, "batch must be")
 fails(function() return run:features(loupe.sae.random{arch = "standard", d_in = 100, d_sae = 8, hook = "hook_embed", seed = 2}) end, "dimensions per token")
 print("prompt ok")
+
+-- 8. transcoder sets: tcs:harvest (each layer on its hook_in), tcs:feature, tcs:label
+local tcs = loupe.transcoders.random{n_layers = 2, d_model = 192, d_transcoder = 64, seed = 5}
+local fresh = tcs:harvest()
+assert(fresh[1] == nil and fresh[2] == nil and tcs:harvest(0) == nil, "no harvest yet")
+local _, np0 = html_of(tcs:feature(0, 3, {model = m}))
+assert(np0:find("sae:harvest{", 1, true), "without a harvest the dashboard says how to make one")
+local hs = tcs:harvest{model = m, data = ds, ctx = 32, quiet = true}
+for l = 0, 1 do
+    assert(tostring(hs[l + 1]):find("blocks." .. l .. ".mlp.hook_in", 1, true), "layer " .. l .. " on its hook_in")
+    assert(tcs:harvest(l) == hs[l + 1], "tcs:harvest(layer)")
+end
+local live
+for i, dd in ipairs(hs[2].density) do if dd > 0 then live = i - 1 break end end
+assert(live, "a live feature in layer 1")
+local th1, tp1 = html_of(tcs:feature(1, live))
+assert(tp1:find("top tokens:", 1, true) and th1:find("transcoder on blocks.1.mlp.hook_in", 1, true), "layer 1's dashboard")
+assert(tcs:label(1, live) ~= "" and not tcs:label(1, live):match("^dead"), "an automatic label: " .. tcs:label(1, live))
+tcs:label(0, 2, '<img src=x onerror=alert(1)>')
+assert(tcs:label(0, 2) == '<img src=x onerror=alert(1)>' and tcs:label(1, 2) ~= tcs:label(0, 2), "labels per layer")
+local tl = html_of(tcs:feature(0, 2))
+assert(not tl:find("<img src=x", 1, true) and tl:find("&lt;img src=x", 1, true), "hostile label as text")
+tcs:label(0, 2, false)
+assert(tcs:label(0, 2) ~= '<img src=x onerror=alert(1)>', "false forgets")
+fails(function() return tcs:feature(2, 0) end, "layer must be")
+fails(function() return tcs:feature(0, 64) end, "out of range")
+fails(function() return tcs:label(-1, 0) end, "layer must be")
+fails(function() return tcs:harvest{data = ds} end, "no model")
+local clt = loupe.transcoders.random{n_layers = 2, d_model = 192, d_transcoder = 16, clt = true, seed = 1}
+fails(function() return clt:harvest{model = m, data = ds} end, "per-layer transcoder set")
+print("transcoders ok")
 print("ok")
