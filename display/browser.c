@@ -33,6 +33,26 @@ static void put_key(lp_buf *b, const char *s)
     lp_buf_free(&low);
 }
 
+/* The bytes s takes in the figure's JSON data (lp_html_json_script: ASCII-only JSON with
+ * <, >, & as \u escapes), which is what the size budget counts. */
+static size_t escaped_size(const char *s)
+{
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '<' || *p == '>' || *p == '&' || *p < 0x20)
+            n += 6;
+        else if (*p == '"' || *p == '\\' || *p == '/')
+            n += 2;
+        else if (*p >= 0xf0)
+            n += 12; /* a surrogate pair */
+        else if (*p >= 0xc0)
+            n += 6;
+        else if (*p < 0x80)
+            n += 1;
+    }
+    return n;
+}
+
 static const char *num(double v, char *t, size_t n)
 {
     return isfinite(v) ? lp_fmt_num(v, t, n) : "–";
@@ -67,12 +87,13 @@ json_t *lp_display_browser(const char *title, const lp_browser_row *rows, int n,
     for (int r = 0; r < n; r++) {
         const lp_browser_row *w = rows + r;
         int has = 0;
-        if (w->dash && dash_bytes + strlen(w->dash) <= LP_BROWSER_DASH_BUDGET) {
+        size_t size = w->dash ? escaped_size(w->dash) : 0;
+        if (w->dash && dash_bytes + size <= LP_BROWSER_DASH_BUDGET) {
             char key[16];
             snprintf(key, sizeof key, "%d", w->index);
             json_t *s = json_string(w->dash);
             if (s && json_object_set_new(dash, key, s) == 0) {
-                dash_bytes += strlen(w->dash);
+                dash_bytes += size;
                 has = 1;
                 embedded++;
             }

@@ -6,14 +6,14 @@
  *     that sort them (index, density, max), and a click on a row opening that feature's
  *     dashboard in a row below it (a second click closes it). Only the dashboards given are
  *     embedded (as text in the figure's JSON data, inserted on click): the caller embeds
- *     those of the first rows, and this stops adding them past LP_BROWSER_DASH_BUDGET bytes,
- *     so the output stays bounded; rows without one say "no dashboard embedded" on click. */
+ *     those of the first rows, and this stops adding them past LP_BROWSER_DASH_BUDGET bytes
+ *     (as embedded: JSON-escaped), so the output stays bounded; rows without one say "no dashboard embedded" on click. */
 #ifndef LP_DISPLAY_BROWSER_H
 #define LP_DISPLAY_BROWSER_H
 
 #include <jansson.h>
 
-#define LP_BROWSER_DASH_BUDGET (1024u * 1024u)
+#define LP_BROWSER_DASH_BUDGET (600u * 1024u)
 
 typedef struct lp_browser_row {
     int index;

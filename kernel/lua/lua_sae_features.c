@@ -639,7 +639,7 @@ static int l_features(lua_State *L)
                               SEARCH_MAX);
     }
     /* 3: the search string (or nil) stays on the stack */
-    lua_Integer nrow = opt_integer(L, 2, "n", 50), ndash = opt_integer(L, 2, "dashboards", 10);
+    lua_Integer nrow = opt_integer(L, 2, "n", 50), ndash = opt_integer(L, 2, "dashboards", 5);
     if (nrow < 1 || nrow > BROWSER_MAX_ROWS)
         return luaL_error(L, "sae:features: n must be 1..%d, got %I", BROWSER_MAX_ROWS, nrow);
     if (ndash < 0 || ndash > BROWSER_MAX_DASH)
@@ -1419,14 +1419,14 @@ void lp_lua_open_sae_features(lua_State *L)
                    "activating examples and interval samples as highlighted tokens, the largest decoder\n"
                    "entries and the most correlated features. The model is the harvest's unless given.");
     lp_lua_setfunc(L, -1, "features", l_features,
-                   "sae:features{[sort = \"density\" | \"max\" | \"index\", search = text, n = 50, dashboards = 10,\n"
+                   "sae:features{[sort = \"density\" | \"max\" | \"index\", search = text, n = 50, dashboards = 5,\n"
                    "              model = m]} -> FeatureBrowser (.rows: {{index, label, density, max, top}})\n"
                    "A table of the dictionary's features from its harvest: index, label, density, max activation\n"
                    "and the tokens its top examples fire on, sorted (largest first; index ascending) after the\n"
                    "search (every word, in the index, label or top tokens, case-insensitive), the first n shown.\n"
                    "Where scripts run the table is searchable and sortable and a click on a row opens that\n"
                    "feature's dashboard below it: the dashboards of the first `dashboards` rows are embedded\n"
-                   "(at most 1 MB of them); others say to run sae:feature(i). Without scripts: the table.");
+                   "(at most 600 KB of them); others say to run sae:feature(i). Without scripts: the table.");
     lp_lua_setfunc(L, -1, "export", l_export,
                    "sae:export{format = \"neuronpedia\" | \"circuit-tracer\", dir = path [, features = {i, ...}, model = m,\n"
                    "           id = name]} -> files written\n"
