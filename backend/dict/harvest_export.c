@@ -154,8 +154,9 @@ json_t *lp_feature_json_neuronpedia(const lp_harvest *h, int i, const float *log
     double dens = h->n_tokens > 0 ? h->count[i] / (double)h->n_tokens : 0;
     json_t *out = NULL;
     if (!rc)
-        out = json_pack("{s:s,s:s,s:i,s:o,s:o,s:o,s:o,s:f,s:o,s:o,s:o,s:o,s:o,s:f}", "modelId", model_id ? model_id : "",
-                        "layer", layer_id ? layer_id : "", "index", i, "pos_str", ps, "pos_values", pv, "neg_str", ns,
+        out = json_pack("{s:s,s:s,s:i,s:o,s:o,s:o,s:o,s:f,s:o,s:o,s:o,s:o,s:o,s:f}", "modelId",
+                        model_id ? model_id : "", "layer", layer_id ? layer_id : "", "index", i, "pos_str", ps,
+                        "pos_values", pv, "neg_str", ns,
                         "neg_values", nv, "frac_nonzero", dens, "freq_hist_data_bar_heights", fh,
                         "freq_hist_data_bar_values", fv, "logits_hist_data_bar_heights", lh,
                         "logits_hist_data_bar_values", lv, "activations", acts, "maxActApprox", (double)h->max[i]);

@@ -1428,8 +1428,8 @@ void lp_lua_open_sae_features(lua_State *L)
                    "feature's dashboard below it: the dashboards of the first `dashboards` rows are embedded\n"
                    "(at most 600 KB of them); others say to run sae:feature(i). Without scripts: the table.");
     lp_lua_setfunc(L, -1, "export", l_export,
-                   "sae:export{format = \"neuronpedia\" | \"circuit-tracer\", dir = path [, features = {i, ...}, model = m,\n"
-                   "           id = name]} -> files written\n"
+                   "sae:export{format = \"neuronpedia\" | \"circuit-tracer\", dir = path\n"
+                   "           [, features = {i, ...}, model = m, id = name]} -> files written\n"
                    "Writes each feature (all without features) as dir/<feature>.json: Neuronpedia's feature JSON\n"
                    "(pos_str/pos_values, neg_str/neg_values, frac_nonzero, the activation and logit histograms,\n"
                    "activations with their bins) or circuit-tracer's (examples_quantiles, top_logits,\n"
