@@ -7,6 +7,8 @@
 extern const char lp_js_heatmap[]; /* heatmap.c: hover readout, click-to-zoom */
 extern const char lp_js_tokens[];  /* tokens.c: hover readout line */
 extern const char lp_js_circuit[]; /* circuit.c: hover a node for its label and numbers */
+extern const char lp_js_browser[];   /* browser.c: search, sort, dashboards opened in place */
+extern const char lp_js_prompt[];    /* prompt_features.c: a token's features in a readout */
 extern const char lp_js_dashboard[]; /* dashboard.c: hover readout with the promoted tokens */
 
 #endif

@@ -40,15 +40,23 @@ class FakeElement {
     for (const c of cs) this.appendChild(c);
   }
   appendChild(c) {
-    if (c.parentNode) c.parentNode.children = c.parentNode.children.filter((x) => x !== c);
+    if (c.parentNode) c.parentNode.removeChild(c);
     c.parentNode = this;
     this.children.push(c);
     return c;
   }
+  removeChild(c) {
+    const at = this.children.indexOf(c);
+    if (at < 0) throw new Error("fake DOM: removeChild of a node that is not a child");
+    this.children.splice(at, 1);
+    c.parentNode = null;
+    return c;
+  }
   insertBefore(c, ref) {
-    if (c.parentNode) c.parentNode.children = c.parentNode.children.filter((x) => x !== c);
+    if (ref === null || ref === undefined) return this.appendChild(c);
+    if (c.parentNode) c.parentNode.removeChild(c);
     const at = this.children.indexOf(ref);
-    if (at < 0) throw new Error("fake DOM: insertBefore: not a child");
+    if (at < 0) throw new Error("fake DOM: insertBefore a node that is not a child");
     c.parentNode = this;
     this.children.splice(at, 0, c);
     return c;
