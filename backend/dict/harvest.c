@@ -529,6 +529,10 @@ lp_harvest *lp_harvest_run(const lp_model *m, const lp_sae *s, const lp_harvest_
         goto done;
     h->ctx = T;
     snprintf(h->hook, sizeof h->hook, "%s", c->hook_in);
+    /* the run stops after the hook's block (blocks.L.*: L + 1 blocks; other hooks: all) */
+    int nblocks = 0, hl, used = 0;
+    if (sscanf(c->hook_in, "blocks.%d.%n", &hl, &used) == 1 && used > 0 && hl >= 0 && hl + 1 < mc->n_layers)
+        nblocks = hl + 1;
     for (size_t w0 = 0; w0 < wins; w0 += (size_t)B) {
         int R = (int)(wins - w0 < (size_t)B ? wins - w0 : (size_t)B);
         for (int r = 0; r < R; r++) {
@@ -543,7 +547,7 @@ lp_harvest *lp_harvest_run(const lp_model *m, const lp_sae *s, const lp_harvest_
             goto done;
         lp_run run;
         lp_run_opts ro = {.filter = keep_hook, .filter_ud = (void *)s};
-        if (lp_model_run(m, ids, R, T, &ro, &run) < 0)
+        if (lp_model_run_blocks(m, ids, R, T, &ro, nblocks, &run) < 0)
             goto done;
         const lp_tensor *x = lp_run_get(&run, c->hook_in);
         if (!x || !lp_tensor_is_contiguous(x) || lp_tensor_numel(x) != (int64_t)R * T * c->d_in) {
