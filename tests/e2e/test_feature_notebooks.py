@@ -1,13 +1,14 @@
 """End to end: examples/08-features.ipynb (an SAE on the default model: harvest, labels,
 dashboards, steering) and examples/09-circuit-tracing.ipynb (the two-hop prompt's attribution
-graph on the shipped transcoders, and interventions on its features), executed with nbclient
-on the loupe kernel. Assertions on what the notebooks' prose says the reader sees: in 08, the
-"lives in" feature fires on the " in" after " lives" for Mara and Ben, the Mara feature never
-fires in Ben's document, each dashboard opens, and steering "Ben lives in" with the Mara
-feature turns the answer from " Leeds" to " Oslo"; in 09, the graph explains " Oslo" with
-replacement and completeness scores near 1, its top path starts at the " Mara" embedding,
-removing the graph's features takes " Oslo" off the top, and setting them as for Ben makes the
-answer " London"."""
+graph on the shipped transcoders, its automatic supernodes, a QK explanation, and interventions
+on its features), executed with nbclient on the loupe kernel. Assertions on what the notebooks'
+prose says the reader sees: in 08, the "lives in" feature fires on the " in" after " lives" for
+Mara and Ben, the Mara feature never fires in Ben's document, each dashboard opens, and steering
+"Ben lives in" with the Mara feature turns the answer from " Leeds" to " Oslo"; in 09, the graph
+explains " Oslo" with replacement and completeness scores near 1, its top path starts at the
+" Mara" embedding, its supernodes sum their members' edges, the head found to attend to " Mara"
+has its score there split into pairs that add up to it, removing the graph's features takes
+" Oslo" off the top, and setting them as for Ben makes the answer " London"."""
 from __future__ import annotations
 
 import re
