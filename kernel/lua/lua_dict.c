@@ -483,6 +483,8 @@ static int tc_save(lua_State *L)
     const char *dir = luaL_checkstring(L, 2);
     if ((u->set ? lp_transcoder_set_save(u->set, dir) : lp_clt_save(u->clt, dir)) < 0)
         return lp_lua_backend_error(L, "transcoders:save");
+    if (u->set)
+        run_file_hooks(L, "set_save", 1, dir);
     lua_settop(L, 1);
     return 1;
 }
@@ -498,6 +500,7 @@ static int tc_load(lua_State *L)
         if (!t)
             return lp_lua_backend_error(L, "loupe.transcoders.load");
         push_tc(L, t, NULL);
+        run_file_hooks(L, "set_load", -1, dir);
     } else {
         lp_clt *c = lp_clt_load(dir);
         if (!c)

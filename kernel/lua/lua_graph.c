@@ -623,6 +623,37 @@ static int32_t one_token(lua_State *L, model_ud *u, const char *s)
     return t;
 }
 
+/* The label of each feature node of g from the transcoder set at tcs (lp_lua_tcs_feature_label:
+ * when the set's layer has a harvest or labels); then the same label on the nodes of `full`
+ * (may be NULL) with the same layer and feature, so that g.full and its prunings show them
+ * without labelling every active feature. Raises on out of memory (g and full are owned by
+ * Lua by then). */
+static void label_features(lua_State *L, int tcs, lp_graph *g, lp_graph *full)
+{
+    char buf[320];
+    for (int i = 0; i < g->n_nodes; i++) {
+        lp_graph_node *d = &g->nodes[i];
+        if (d->kind != LP_NODE_FEATURE || d->label ||
+            !lp_lua_tcs_feature_label(L, tcs, d->layer, d->feature, buf, sizeof buf))
+            continue;
+        if (!(d->label = lp_strdup(buf, "the graph's labels")))
+            lp_lua_raise(L, LP_ERR_NOMEM, "loupe.attribute: out of memory for the labels");
+    }
+    for (int j = 0; full && j < full->n_nodes; j++) {
+        lp_graph_node *f = &full->nodes[j];
+        if (f->kind != LP_NODE_FEATURE || f->label)
+            continue;
+        for (int i = 0; i < g->n_nodes; i++) {
+            const lp_graph_node *d = &g->nodes[i];
+            if (d->kind == LP_NODE_FEATURE && d->label && d->layer == f->layer && d->feature == f->feature) {
+                if (!(f->label = lp_strdup(d->label, "the graph's labels")))
+                    lp_lua_raise(L, LP_ERR_NOMEM, "loupe.attribute: out of memory for the labels");
+                break;
+            }
+        }
+    }
+}
+
 static int attribute(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
@@ -727,11 +758,18 @@ static int attribute(lua_State *L)
         return lp_lua_backend_error(L, "loupe.attribute");
     push_graph(L, g, 0, "loupe.attribute");
     lp_lua_graph_keep_model(L, -1, 1);
-    if (!do_prune)
+    lua_getfield(L, 1, "transcoders");
+    int tcs = lua_gettop(L);
+    if (!do_prune) {
+        label_features(L, tcs, g, NULL);
+        lua_pop(L, 1);
         return 1;
-    int full = lua_gettop(L);
-    push_graph(L, lp_graph_prune(g, nt, et), full, "loupe.attribute");
+    }
+    int full = tcs - 1;
+    lp_graph *h = lp_graph_prune(g, nt, et);
+    push_graph(L, h, full, "loupe.attribute");
     lp_lua_graph_keep_model(L, -1, 1);
+    label_features(L, tcs, h, g);
     return 1;
 }
 
