@@ -653,7 +653,8 @@ void lp_lua_open_dict(lua_State *L)
     lua_pop(L, 1);
     metatable(L, LP_LUA_TRANSCODERS_MT, tc_index, tc_gc, tc_tostring, tc_display, tc_save,
               "t:save(dir) -> t\nWrites the transcoders in circuit-tracer's layout (config.yaml and per-layer "
-              "safetensors).");
+              "safetensors); a set's harvests and labels go beside them (loupe_harvest_layer_{l}.safetensors, "
+              "loupe_labels_layer_{l}.json), which circuit-tracer ignores.");
     lua_pushcfunction(L, tc_len), lua_setfield(L, -2, "__len");
     lua_pop(L, 1);
 

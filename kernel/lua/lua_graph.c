@@ -855,7 +855,9 @@ void lp_lua_open_graph(lua_State *L)
                    "pruned (g.full keeps the unpruned graph). A BOS is put in front when the tokenizer has one and "
                    "the prompt lacks it. target: one token, or {a, b} for the logit difference a - b, instead of "
                    "the model's top logits. max_feature_nodes: compute the rows of at most this many features, in order of "
-                   "their influence on the logits (as circuit-tracer does); the graph keeps only those features.");
+                   "their influence on the logits (as circuit-tracer does); the graph keeps only those features. "
+                   "Feature nodes carry the set's labels (tcs:label) where its layer has a harvest or labels: "
+                   "node.label, the file's clerp, the diagram.");
     if (lua_getfield(L, -1, "graph") != LUA_TTABLE) {
         lua_pop(L, 1);
         lua_newtable(L);

@@ -1466,7 +1466,9 @@ void lp_lua_open_sae_features(lua_State *L)
                        "tcs:harvest{model = m, data = ... (as sae:harvest)} -> {[layer + 1] = Harvest}\n"
                        "Harvests every layer's transcoder of a per-layer set on its hook_in (one pass of the corpus\n"
                        "per layer), so that dashboards, labels and graph nodes can show them. tcs:harvest() -> the\n"
-                       "harvests so far; tcs:harvest(layer) -> that layer's, or nil. Kept in this session only.");
+                       "harvests so far; tcs:harvest(layer) -> that layer's, or nil. tcs:save(dir) keeps them and the\n"
+                       "labels (loupe_harvest_layer_{l}.safetensors, loupe_labels_layer_{l}.json); loupe.transcoders.load\n"
+                       "reads them back.");
         lp_lua_setfunc(L, -1, "feature", l_tcs_feature,
                        "tcs:feature(layer, i [, {model = m}]) -> FeatureDashboard\n"
                        "The dashboard of feature i (from 0) of layer's transcoder (from 0), as sae:feature's.");
