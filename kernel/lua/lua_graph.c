@@ -626,32 +626,42 @@ static int32_t one_token(lua_State *L, model_ud *u, const char *s)
 /* The label of each feature node of g from the transcoder set at tcs (lp_lua_tcs_feature_label:
  * when the set's layer has a harvest or labels); then the same label on the nodes of `full`
  * (may be NULL) with the same layer and feature, so that g.full and its prunings show them
- * without labelling every active feature. Raises on out of memory (g and full are owned by
- * Lua by then). */
+ * without labelling every active feature. Each (layer, feature) is labelled once. Raises on
+ * out of memory (g and full are owned by Lua by then). */
 static void label_features(lua_State *L, int tcs, lp_graph *g, lp_graph *full)
 {
     char buf[320];
+    lua_newtable(L); /* (layer, feature) -> label or false: a feature at many positions is labelled once */
+    int cache = lua_gettop(L);
     for (int i = 0; i < g->n_nodes; i++) {
         lp_graph_node *d = &g->nodes[i];
-        if (d->kind != LP_NODE_FEATURE || d->label ||
-            !lp_lua_tcs_feature_label(L, tcs, d->layer, d->feature, buf, sizeof buf))
+        if (d->kind != LP_NODE_FEATURE || d->label)
             continue;
-        if (!(d->label = lp_strdup(buf, "the graph's labels")))
+        lua_Integer key = (lua_Integer)d->layer * ((lua_Integer)1 << 32) + d->feature;
+        int t = lua_rawgeti(L, cache, key);
+        if (t == LUA_TNIL) {
+            lua_pop(L, 1);
+            if (lp_lua_tcs_feature_label(L, tcs, d->layer, d->feature, buf, sizeof buf))
+                lua_pushstring(L, buf);
+            else
+                lua_pushboolean(L, 0);
+            lua_pushvalue(L, -1);
+            lua_rawseti(L, cache, key);
+        }
+        if (lua_type(L, -1) == LUA_TSTRING && !(d->label = lp_strdup(lua_tostring(L, -1), "the graph's labels")))
             lp_lua_raise(L, LP_ERR_NOMEM, "loupe.attribute: out of memory for the labels");
+        lua_pop(L, 1);
     }
     for (int j = 0; full && j < full->n_nodes; j++) {
         lp_graph_node *f = &full->nodes[j];
         if (f->kind != LP_NODE_FEATURE || f->label)
             continue;
-        for (int i = 0; i < g->n_nodes; i++) {
-            const lp_graph_node *d = &g->nodes[i];
-            if (d->kind == LP_NODE_FEATURE && d->label && d->layer == f->layer && d->feature == f->feature) {
-                if (!(f->label = lp_strdup(d->label, "the graph's labels")))
-                    lp_lua_raise(L, LP_ERR_NOMEM, "loupe.attribute: out of memory for the labels");
-                break;
-            }
-        }
+        if (lua_rawgeti(L, cache, (lua_Integer)f->layer * ((lua_Integer)1 << 32) + f->feature) == LUA_TSTRING &&
+            !(f->label = lp_strdup(lua_tostring(L, -1), "the graph's labels")))
+            lp_lua_raise(L, LP_ERR_NOMEM, "loupe.attribute: out of memory for the labels");
+        lua_pop(L, 1);
     }
+    lua_pop(L, 1);
 }
 
 static int attribute(lua_State *L)
