@@ -152,6 +152,10 @@ int lp_harvest_exists(const char *dir);
 /* The harvest of dir for a dictionary of d_sae features: NULL with an error (LP_ERR_IO, or
  * LP_ERR_FORMAT naming the tensor for a corrupt or mismatched file). */
 lp_harvest *lp_harvest_load(const char *dir, int d_sae);
+/* The same with the file's own path (a transcoder set keeps one per layer beside its
+ * layer files: dir/loupe_harvest_layer_{i}.safetensors). */
+int lp_harvest_save_file(const lp_harvest *h, const char *path);
+lp_harvest *lp_harvest_load_file(const char *path, int d_sae);
 
 /* ---- labels (harvest_label.c) ----
  * An automatic short label of feature i into buf (NUL-terminated, at most cap - 1 bytes),

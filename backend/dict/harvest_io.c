@@ -24,15 +24,22 @@ static void put_example(float *o, const lp_harvest_example *e)
 
 int lp_harvest_save(const lp_harvest *h, const char *dir)
 {
+    char *path = NULL;
+    int rc = -1;
+    if (lp_dict_mkdir(dir) == 0 && (path = lp_dict_join(dir, HARVEST_FILE)))
+        rc = lp_harvest_save_file(h, path);
+    free(path);
+    return rc;
+}
+
+int lp_harvest_save_file(const lp_harvest *h, const char *path)
+{
     int64_t d = h->d_sae;
     int64_t shapes[NT][3] = {{d}, {d}, {d, LP_HARVEST_HIST}, {d, LP_HARVEST_EXAMPLES, EXF}, {d, NEX},
                              {d, LP_HARVEST_INTERVALS, 3}, {d, LP_HARVEST_CORR, 2}};
     static const int ndim[NT] = {1, 1, 2, 3, 2, 3, 3};
     lp_tensor *t[NT] = {0};
-    char *path = NULL;
     int rc = -1;
-    if (lp_dict_mkdir(dir) < 0 || !(path = lp_dict_join(dir, HARVEST_FILE)))
-        goto out;
     for (int k = 0; k < NT; k++)
         if (!(t[k] = lp_tensor_empty_for("the harvest file", ndim[k], shapes[k], LP_DEVICE_CPU)))
             goto out;
@@ -65,7 +72,6 @@ int lp_harvest_save(const lp_harvest *h, const char *dir)
 out:
     for (int k = 0; k < NT; k++)
         lp_tensor_free(t[k]);
-    free(path);
     return rc;
 }
 
@@ -97,14 +103,21 @@ static int whole(float v, double lo, double hi)
 
 lp_harvest *lp_harvest_load(const char *dir, int d_sae)
 {
+    char *path = lp_dict_join(dir, HARVEST_FILE);
+    lp_harvest *h = path ? lp_harvest_load_file(path, d_sae) : NULL;
+    free(path);
+    return h;
+}
+
+lp_harvest *lp_harvest_load_file(const char *path, int d_sae)
+{
     int64_t d = d_sae;
     int64_t shapes[NT][3] = {{d}, {d}, {d, LP_HARVEST_HIST}, {d, LP_HARVEST_EXAMPLES, EXF}, {d, NEX},
                              {d, LP_HARVEST_INTERVALS, 3}, {d, LP_HARVEST_CORR, 2}};
     static const int ndim[NT] = {1, 1, 2, 3, 2, 3, 3};
     lp_tensor *t[NT] = {0};
     lp_harvest *h = NULL;
-    char *path = lp_dict_join(dir, HARVEST_FILE);
-    lp_safetensors *st = path ? lp_safetensors_open(path) : NULL;
+    lp_safetensors *st = lp_safetensors_open(path);
     int ok = 0;
     long long ntok, ctx, wins;
     if (!st)
@@ -166,7 +179,6 @@ out:
     for (int k = 0; k < NT; k++)
         lp_tensor_free(t[k]);
     lp_safetensors_close(st);
-    free(path);
     if (!ok) {
         lp_harvest_free(h);
         return NULL;

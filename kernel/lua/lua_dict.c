@@ -483,6 +483,8 @@ static int tc_save(lua_State *L)
     const char *dir = luaL_checkstring(L, 2);
     if ((u->set ? lp_transcoder_set_save(u->set, dir) : lp_clt_save(u->clt, dir)) < 0)
         return lp_lua_backend_error(L, "transcoders:save");
+    if (u->set)
+        run_file_hooks(L, "set_save", 1, dir);
     lua_settop(L, 1);
     return 1;
 }
@@ -498,6 +500,7 @@ static int tc_load(lua_State *L)
         if (!t)
             return lp_lua_backend_error(L, "loupe.transcoders.load");
         push_tc(L, t, NULL);
+        run_file_hooks(L, "set_load", -1, dir);
     } else {
         lp_clt *c = lp_clt_load(dir);
         if (!c)
@@ -650,7 +653,8 @@ void lp_lua_open_dict(lua_State *L)
     lua_pop(L, 1);
     metatable(L, LP_LUA_TRANSCODERS_MT, tc_index, tc_gc, tc_tostring, tc_display, tc_save,
               "t:save(dir) -> t\nWrites the transcoders in circuit-tracer's layout (config.yaml and per-layer "
-              "safetensors).");
+              "safetensors); a set's harvests and labels go beside them (loupe_harvest_layer_{l}.safetensors, "
+              "loupe_labels_layer_{l}.json), which circuit-tracer ignores.");
     lua_pushcfunction(L, tc_len), lua_setfield(L, -2, "__len");
     lua_pop(L, 1);
 

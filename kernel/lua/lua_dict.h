@@ -22,7 +22,9 @@
 #define LP_LUA_SAE_EXTRA "loupe.sae_extra"
 /* registry: {save = {fn, ...}, load = {fn, ...}}: functions other binding files add, called
  * as fn(sae, dir) after sae:save wrote the weights and after loupe.sae.load read them
- * (lua_sae_features.c keeps the harvest and the labels beside the weights this way) */
+ * (lua_sae_features.c keeps the harvest and the labels beside the weights this way); also
+ * {set_save = ..., set_load = ...}: fn(transcoders, dir) after t:save / loupe.transcoders.load of
+ * a per-layer set (each layer's harvest and labels beside the layer files) */
 #define LP_LUA_SAE_FILE_HOOKS "loupe.sae_file_hooks"
 
 /* Called with the `loupe` table on top of the stack; adds loupe.sae and loupe.transcoders
@@ -45,5 +47,10 @@ lp_clt *lp_lua_test_clt(lua_State *L, int idx);
  * Transcoders at idx (borrowed), or a Lua error (a transcoder set is not one). */
 void lp_lua_push_clt(lua_State *L, lp_clt *c);
 lp_clt *lp_lua_check_clt(lua_State *L, int idx);
+
+/* Feature `feature` of layer `layer` of the transcoder set at idx: its label (tcs:label's) into
+ * buf and 1 when the layer has a harvest or a label for it (given or saved), else 0 (buf
+ * untouched). Leaves the stack as it was (lua_sae_features.c). */
+int lp_lua_tcs_feature_label(lua_State *L, int idx, int layer, int feature, char *buf, size_t cap);
 
 #endif

@@ -623,6 +623,47 @@ static int32_t one_token(lua_State *L, model_ud *u, const char *s)
     return t;
 }
 
+/* The label of each feature node of g from the transcoder set at tcs (lp_lua_tcs_feature_label:
+ * when the set's layer has a harvest or labels); then the same label on the nodes of `full`
+ * (may be NULL) with the same layer and feature, so that g.full and its prunings show them
+ * without labelling every active feature. Each (layer, feature) is labelled once. Raises on
+ * out of memory (g and full are owned by Lua by then). */
+static void label_features(lua_State *L, int tcs, lp_graph *g, lp_graph *full)
+{
+    char buf[320];
+    lua_newtable(L); /* (layer, feature) -> label or false: a feature at many positions is labelled once */
+    int cache = lua_gettop(L);
+    for (int i = 0; i < g->n_nodes; i++) {
+        lp_graph_node *d = &g->nodes[i];
+        if (d->kind != LP_NODE_FEATURE || d->label)
+            continue;
+        lua_Integer key = (lua_Integer)d->layer * ((lua_Integer)1 << 32) + d->feature;
+        int t = lua_rawgeti(L, cache, key);
+        if (t == LUA_TNIL) {
+            lua_pop(L, 1);
+            if (lp_lua_tcs_feature_label(L, tcs, d->layer, d->feature, buf, sizeof buf))
+                lua_pushstring(L, buf);
+            else
+                lua_pushboolean(L, 0);
+            lua_pushvalue(L, -1);
+            lua_rawseti(L, cache, key);
+        }
+        if (lua_type(L, -1) == LUA_TSTRING && !(d->label = lp_strdup(lua_tostring(L, -1), "the graph's labels")))
+            lp_lua_raise(L, LP_ERR_NOMEM, "loupe.attribute: out of memory for the labels");
+        lua_pop(L, 1);
+    }
+    for (int j = 0; full && j < full->n_nodes; j++) {
+        lp_graph_node *f = &full->nodes[j];
+        if (f->kind != LP_NODE_FEATURE || f->label)
+            continue;
+        if (lua_rawgeti(L, cache, (lua_Integer)f->layer * ((lua_Integer)1 << 32) + f->feature) == LUA_TSTRING &&
+            !(f->label = lp_strdup(lua_tostring(L, -1), "the graph's labels")))
+            lp_lua_raise(L, LP_ERR_NOMEM, "loupe.attribute: out of memory for the labels");
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+}
+
 static int attribute(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
@@ -727,11 +768,18 @@ static int attribute(lua_State *L)
         return lp_lua_backend_error(L, "loupe.attribute");
     push_graph(L, g, 0, "loupe.attribute");
     lp_lua_graph_keep_model(L, -1, 1);
-    if (!do_prune)
+    lua_getfield(L, 1, "transcoders");
+    int tcs = lua_gettop(L);
+    if (!do_prune) {
+        label_features(L, tcs, g, NULL);
+        lua_pop(L, 1);
         return 1;
-    int full = lua_gettop(L);
-    push_graph(L, lp_graph_prune(g, nt, et), full, "loupe.attribute");
+    }
+    int full = tcs - 1;
+    lp_graph *h = lp_graph_prune(g, nt, et);
+    push_graph(L, h, full, "loupe.attribute");
     lp_lua_graph_keep_model(L, -1, 1);
+    label_features(L, tcs, h, g);
     return 1;
 }
 
@@ -817,7 +865,9 @@ void lp_lua_open_graph(lua_State *L)
                    "pruned (g.full keeps the unpruned graph). A BOS is put in front when the tokenizer has one and "
                    "the prompt lacks it. target: one token, or {a, b} for the logit difference a - b, instead of "
                    "the model's top logits. max_feature_nodes: compute the rows of at most this many features, in order of "
-                   "their influence on the logits (as circuit-tracer does); the graph keeps only those features.");
+                   "their influence on the logits (as circuit-tracer does); the graph keeps only those features. "
+                   "Feature nodes carry the set's labels (tcs:label) where its layer has a harvest or labels: "
+                   "node.label, the file's clerp, the diagram.");
     if (lua_getfield(L, -1, "graph") != LUA_TTABLE) {
         lua_pop(L, 1);
         lua_newtable(L);

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/error.h"
 #include "core/interrupt.h"
@@ -1172,28 +1173,26 @@ static int l_tcs_label(lua_State *L)
 
 /* ---- files: lua_dict's save and load hooks ------------------------------------------------- */
 
-/* hook(sae, dir) after sae:save: the harvest and the labels beside the weights (older files
- * of the folder that no longer belong to this SAE are removed). */
-static int save_extras(lua_State *L)
+/* Writes the harvest of the SAE (or the set's layer key) at key to hp and its labels to lpth,
+ * removing either file when there is nothing to keep; frees hp and lpth. */
+static int write_extras(lua_State *L, int owner, const lp_sae *s, char *hp, char *lpth, const char *what)
 {
-    lp_sae *s = lp_lua_check_sae(L, 1);
-    const char *dir = luaL_checkstring(L, 2);
-    lp_harvest *h = sae_harvest(L, 1);
-    char *hp = lp_dict_join(dir, "loupe_harvest.safetensors"), *lpth = lp_dict_join(dir, LABELS_FILE);
+    owner = lua_absindex(L, owner);
+    lp_harvest *h = sae_harvest(L, owner);
     if (!hp || !lpth) {
         free(hp), free(lpth);
-        return lp_lua_backend_error(L, "sae:save");
+        return lp_lua_backend_error(L, what);
     }
     if (h) {
-        if (lp_harvest_save(h, dir) < 0) {
+        if (lp_harvest_save_file(h, hp) < 0) {
             free(hp), free(lpth);
-            return lp_lua_backend_error(L, "sae:save");
+            return lp_lua_backend_error(L, what);
         }
     } else {
         remove(hp);
     }
     json_t *labels = json_object();
-    push_extra(L, 1);
+    push_extra(L, owner);
     if (lua_getfield(L, -1, "labels") == LUA_TTABLE) {
         for (int i = 0; i < s->cfg.d_sae; i++) {
             if (lua_rawgeti(L, -1, i) == LUA_TSTRING) {
@@ -1206,11 +1205,11 @@ static int save_extras(lua_State *L)
     }
     lua_pop(L, 2);
     json_t *autos = json_object();
-    model_ud *mu = feature_model(L, 1, 0);
+    model_ud *mu = feature_model(L, owner, 0);
     if (h && mu && autos) { /* the automatic labels, for a later session without the model */
         for (int i = 0; i < s->cfg.d_sae; i++) {
             char key[16], buf[LABEL_MAX + 64];
-            auto_label(L, 1, s, i, mu, buf, sizeof buf);
+            auto_label(L, owner, s, i, mu, buf, sizeof buf);
             snprintf(key, sizeof key, "%d", i);
             json_object_set_new(autos, key, json_string(buf));
         }
@@ -1228,7 +1227,7 @@ static int save_extras(lua_State *L)
     json_decref(autos);
     free(hp);
     if (rc != 0) {
-        lua_pushfstring(L, "sae:save: cannot write %s", lpth);
+        lua_pushfstring(L, "%s: cannot write %s", what, lpth);
         free(lpth);
         return lua_error(L);
     }
@@ -1236,25 +1235,41 @@ static int save_extras(lua_State *L)
     return 0;
 }
 
-/* hook(sae, dir) after loupe.sae.load: the harvest and labels when the folder has them. */
-static int load_extras(lua_State *L)
+/* hook(sae, dir) after sae:save: the harvest and the labels beside the weights (older files
+ * of the folder that no longer belong to this SAE are removed). */
+static int save_extras(lua_State *L)
 {
     lp_sae *s = lp_lua_check_sae(L, 1);
     const char *dir = luaL_checkstring(L, 2);
-    if (lp_harvest_exists(dir)) {
+    if (lp_dict_mkdir(dir) < 0)
+        return lp_lua_backend_error(L, "sae:save");
+    return write_extras(L, 1, s, lp_dict_join(dir, "loupe_harvest.safetensors"), lp_dict_join(dir, LABELS_FILE),
+                        "sae:save");
+}
+
+/* Reads the harvest file hp and the labels file path into the extras of the SAE (or the set's
+ * layer key) at owner when they exist; frees hp and path. */
+static int read_extras(lua_State *L, int owner, const lp_sae *s, char *hp, char *path, const char *what)
+{
+    owner = lua_absindex(L, owner);
+    if (!hp || !path) {
+        free(hp), free(path);
+        return lp_lua_backend_error(L, what);
+    }
+    if (access(hp, F_OK) == 0) {
         harvest_ud *u = lua_newuserdatauv(L, sizeof *u, 0);
         u->h = NULL;
         luaL_setmetatable(L, HARVEST_MT);
-        if (!(u->h = lp_harvest_load(dir, s->cfg.d_sae)))
-            return lp_lua_raise(L, lp_last_error_code(), "loupe.sae.load: %s (remove the file to load the SAE "
-                                "without its harvest)", lp_last_error());
-        push_extra(L, 1);
+        if (!(u->h = lp_harvest_load_file(hp, s->cfg.d_sae))) {
+            free(hp), free(path);
+            return lp_lua_raise(L, lp_last_error_code(), "%s: %s (remove the file to load the dictionary "
+                                "without its harvest)", what, lp_last_error());
+        }
+        push_extra(L, owner);
         lua_pushvalue(L, -2), lua_setfield(L, -2, "harvest");
         lua_pop(L, 2);
     }
-    char *path = lp_dict_join(dir, LABELS_FILE);
-    if (!path)
-        return lp_lua_backend_error(L, "loupe.sae.load");
+    free(hp);
     json_error_t je;
     FILE *f = fopen(path, "rb");
     if (!f) {
@@ -1267,11 +1282,11 @@ static int load_extras(lua_State *L)
     json_t *autos = doc ? json_object_get(doc, "auto") : NULL;
     if (!json_is_object(labels) || (autos && !json_is_object(autos))) {
         json_decref(doc);
-        lua_pushfstring(L, "loupe.sae.load: %s: not a JSON object {\"labels\": {\"<feature>\": \"<label>\"}}", path);
+        lua_pushfstring(L, "%s: %s: not a JSON object {\"labels\": {\"<feature>\": \"<label>\"}}", what, path);
         free(path);
         return lua_error(L);
     }
-    push_extra(L, 1);
+    push_extra(L, owner);
     for (int part = 0; part < 2; part++) {
         json_t *obj = part ? autos : labels;
         if (!obj)
@@ -1285,8 +1300,8 @@ static int load_extras(lua_State *L)
             size_t n = json_is_string(v) ? json_string_length(v) : 0;
             if (end == k || *end || i < 0 || i >= s->cfg.d_sae || !json_is_string(v) || n > LABEL_MAX + 64 ||
                 strlen(json_string_value(v)) != n) {
-                lua_pushfstring(L, "loupe.sae.load: %s: label \"%s\" is not a feature index (0..%d) with a string "
-                                   "of at most %d bytes", path, k, s->cfg.d_sae - 1, LABEL_MAX);
+                lua_pushfstring(L, "%s: %s: label \"%s\" is not a feature index (0..%d) with a string "
+                                   "of at most %d bytes", what, path, k, s->cfg.d_sae - 1, LABEL_MAX);
                 json_decref(doc);
                 free(path);
                 return lua_error(L);
@@ -1300,6 +1315,73 @@ static int load_extras(lua_State *L)
     json_decref(doc);
     free(path);
     return 0;
+}
+
+/* hook(sae, dir) after loupe.sae.load: the harvest and labels when the folder has them. */
+static int load_extras(lua_State *L)
+{
+    lp_sae *s = lp_lua_check_sae(L, 1);
+    const char *dir = luaL_checkstring(L, 2);
+    return read_extras(L, 1, s, lp_dict_join(dir, "loupe_harvest.safetensors"), lp_dict_join(dir, LABELS_FILE),
+                       "loupe.sae.load");
+}
+
+/* A set's layer file name: dir/loupe_<what>_layer_<l>.<ext> (not layer_*: circuit-tracer
+ * reads every layer_*.safetensors of the folder as a transcoder). */
+static char *layer_file(const char *dir, const char *what, int l, const char *ext)
+{
+    char name[64];
+    snprintf(name, sizeof name, "loupe_%s_layer_%d.%s", what, l, ext);
+    return lp_dict_join(dir, name);
+}
+
+/* hook(tcs, dir) after tcs:save: each layer's harvest and labels beside the layer files. */
+static int tcs_save_extras(lua_State *L)
+{
+    lp_transcoder_set *t = lp_lua_test_transcoder_set(L, 1);
+    const char *dir = luaL_checkstring(L, 2);
+    if (!t)
+        return 0;
+    for (int l = 0; l < t->n_layers; l++) {
+        push_layer_key(L, 1, l);
+        write_extras(L, -1, t->layers[l], layer_file(dir, "harvest", l, "safetensors"),
+                     layer_file(dir, "labels", l, "json"), "tcs:save");
+        lua_pop(L, 1);
+    }
+    return 0;
+}
+
+/* hook(tcs, dir) after loupe.transcoders.load: each layer's harvest and labels when present. */
+static int tcs_load_extras(lua_State *L)
+{
+    lp_transcoder_set *t = lp_lua_test_transcoder_set(L, 1);
+    const char *dir = luaL_checkstring(L, 2);
+    if (!t)
+        return 0;
+    for (int l = 0; l < t->n_layers; l++) {
+        push_layer_key(L, 1, l);
+        read_extras(L, -1, t->layers[l], layer_file(dir, "harvest", l, "safetensors"),
+                    layer_file(dir, "labels", l, "json"), "loupe.transcoders.load");
+        lua_pop(L, 1);
+    }
+    return 0;
+}
+
+int lp_lua_tcs_feature_label(lua_State *L, int idx, int layer, int feature, char *buf, size_t cap)
+{
+    idx = lua_absindex(L, idx);
+    int top = lua_gettop(L);
+    lp_transcoder_set *t = lp_lua_test_transcoder_set(L, idx);
+    if (!t || layer < 0 || layer >= t->n_layers || feature < 0 || feature >= t->layers[layer]->cfg.d_sae)
+        return 0;
+    push_layer_key(L, idx, layer);
+    int key = lua_gettop(L), found = extra_label(L, key, "labels", feature, buf, cap);
+    if (!found && (sae_harvest(L, key) || extra_label(L, key, "auto_labels", feature, buf, cap))) {
+        label_of(L, key, t->layers[layer], feature, feature_model(L, key, 0), buf, cap);
+        found = 1;
+    }
+    lua_settop(L, top);
+    return found;
 }
 
 static void add_file_hook(lua_State *L, const char *which, lua_CFunction f)
@@ -1384,7 +1466,9 @@ void lp_lua_open_sae_features(lua_State *L)
                        "tcs:harvest{model = m, data = ... (as sae:harvest)} -> {[layer + 1] = Harvest}\n"
                        "Harvests every layer's transcoder of a per-layer set on its hook_in (one pass of the corpus\n"
                        "per layer), so that dashboards, labels and graph nodes can show them. tcs:harvest() -> the\n"
-                       "harvests so far; tcs:harvest(layer) -> that layer's, or nil. Kept in this session only.");
+                       "harvests so far; tcs:harvest(layer) -> that layer's, or nil. tcs:save(dir) keeps them and the\n"
+                       "labels (loupe_harvest_layer_{l}.safetensors, loupe_labels_layer_{l}.json); loupe.transcoders.load\n"
+                       "reads them back.");
         lp_lua_setfunc(L, -1, "feature", l_tcs_feature,
                        "tcs:feature(layer, i [, {model = m}]) -> FeatureDashboard\n"
                        "The dashboard of feature i (from 0) of layer's transcoder (from 0), as sae:feature's.");
@@ -1395,6 +1479,8 @@ void lp_lua_open_sae_features(lua_State *L)
     lua_settop(L, run_top);
     add_file_hook(L, "save", save_extras);
     add_file_hook(L, "load", load_extras);
+    add_file_hook(L, "set_save", tcs_save_extras);
+    add_file_hook(L, "set_load", tcs_load_extras);
     if (!luaL_getmetatable(L, LP_LUA_SAE_MT)) {
         lua_pop(L, 1);
         return;
