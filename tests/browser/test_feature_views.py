@@ -30,9 +30,17 @@ pytestmark = [pytest.mark.browser, pytest.mark.lua]
 
 NB = "feature-views.ipynb"
 MODEL = ku.ROOT / "examples" / "models" / "default"
-LABEL = '<script>alert("x")</script><img src=x onerror=alert(1)> \u202eoslo'
+MARKUP = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+LABEL = MARKUP + ' \u202eoslo'
 PROMPT = "<img src=x onerror=alert(2)> Mara lives in Oslo"
 NODE_LABEL = "</script><script>alert('node')</script>"
+
+
+def lua_str(s: str) -> str:
+    """A Lua string literal for s (UTF-8 as is: Lua has no \\uXXXX escape)."""
+    return json.dumps(s, ensure_ascii=False)
+
+
 CELLS = [
     f"""m = loupe.load({str(MODEL)!r})
 ds = loupe.data.load{{text = string.rep("Mara lives in Oslo and Ben lives in Paris. The cat sat on the mat. ", 40),
@@ -43,17 +51,17 @@ local d = sae:harvest().density
 best = 1
 for i = 1, #d do if d[i] > d[best] then best = i end end
 best = best - 1
-sae:label(best, {json.dumps(LABEL)})
+sae:label(best, {lua_str(LABEL)})
 print(best)""",
     "sae:feature(best)",
     "sae:features{}",
-    f"r = m:run({json.dumps(PROMPT)})\nr:features(sae, {{model = m}})",
-    f"""local G = {{tokens = {{'<bos>', {json.dumps(PROMPT)}, ' is'}}, n_layers = 2, nodes = {{}}, edges = {{}}}}
+    f"r = m:run({lua_str(PROMPT)})\nr:features(sae, {{model = m}})",
+    f"""local G = {{tokens = {{'<bos>', {lua_str(PROMPT)}, ' is'}}, n_layers = 2, nodes = {{}}, edges = {{}}}}
 local function add(n) G.nodes[#G.nodes + 1] = n; return #G.nodes end
 local e0, e1 = add{{kind = 'embedding', pos = 0}}, add{{kind = 'embedding', pos = 1}}
 local f = add{{kind = 'feature', layer = 0, pos = 1, feature = best, activation = 2, influence = 0.7,
-              label = {json.dumps(NODE_LABEL)}}}
-local l = add{{kind = 'logit', pos = 2, feature = 1, prob = 0.5, influence = 1, label = {json.dumps(LABEL)}}}
+              label = {lua_str(NODE_LABEL)}}}
+local l = add{{kind = 'logit', pos = 2, feature = 1, prob = 0.5, influence = 1, label = {lua_str(LABEL)}}}
 G.edges = {{{{e1, f, 1.5}}, {{f, l, 2}}, {{e0, l, -0.3}}}}
 loupe.display.circuit(G)""",
 ]
@@ -78,23 +86,36 @@ def roots(page) -> dict:
     return out
 
 
+def text(root) -> str:
+    """The text of root's text nodes (textContent: innerText is empty for outputs that
+    JupyterLab does not lay out at the moment). The figures' JSON data escapes <, > and &,
+    so a hostile string found here is in a text node, shown as text."""
+    return root.text_content() or ""
+
+
+def shows_label(t: str) -> bool:
+    """Whether text t shows LABEL as text: its markup verbatim, the bidi override either
+    as is or written out visibly (as the dashboard does, \\u202E)."""
+    return MARKUP in t and ("\u202eoslo" in t or "\\u202Eoslo" in t)
+
+
 def check_static(page, scope, r: dict, tag: str) -> None:
     """What every reader sees, scripts or not: pictures decoded, tables, tooltips, hostile
     text as text (never as elements)."""
     fu.wait_images(page, r["dash"], 2)
     fu.wait_images(page, r["circuit"], 1)
-    assert LABEL in r["dash"].inner_text(), "the dashboard shows the hostile label as text"
+    assert shows_label(text(r["dash"])), "the dashboard shows the hostile label as text"
     rows = r["browser"].locator("tbody tr")
     assert rows.count() > 5, f"the browser's static table has {rows.count()} rows"
-    assert LABEL in r["browser"].inner_text(), "the browser shows the hostile label as text"
+    assert shows_label(text(r["browser"])), "the browser shows the hostile label as text"
     titles = r["prompt"].locator("span[title]").evaluate_all("es => es.map(e => e.title)")
     assert len(titles) >= 8, titles
-    assert "<img" in r["prompt"].inner_text(), "the hostile prompt shows as text"
+    assert "<img" in text(r["prompt"]), "the hostile prompt shows as text"
     assert any("#" in t for t in titles), f"no token tooltip names a feature: {titles}"
-    assert "STRONGEST FEATURES" in r["prompt"].inner_text().upper()
+    assert "STRONGEST FEATURES" in text(r["prompt"]).upper()
     assert r["prompt"].locator("table tr").count() >= 2, "the strongest features table"
-    ctext = r["circuit"].inner_text()
-    assert NODE_LABEL in ctext or LABEL in ctext, "the diagram's tables show the hostile labels as text"
+    ctext = text(r["circuit"])
+    assert NODE_LABEL in ctext or shows_label(ctext), "the diagram's tables show the hostile labels as text"
     assert r["circuit"].locator("table").count() >= 1, "the diagram's tables"
     # nothing hostile became an element anywhere
     assert scope.locator("img[src=x]").count() == 0
@@ -116,7 +137,7 @@ def check_interactive(page, r: dict, tag: str) -> None:
     box.fill("alert")
     visible = b.locator("tbody tr[data-i]:visible")
     expect(visible).to_have_count(1)
-    assert visible.first.get_attribute("data-i") == str(best_of(page)), "search finds the labelled feature"
+    assert visible.first.get_attribute("data-i") == str(best_of(r)), "search finds the labelled feature"
     box.fill("zzzz-no-such-feature")
     expect(visible).to_have_count(0)
     box.fill("")
@@ -146,9 +167,9 @@ def check_interactive(page, r: dict, tag: str) -> None:
     expect(r["dash"]).to_contain_text("promotes")
 
 
-def best_of(page) -> int:
-    """The feature that the first cell labelled (it printed its index)."""
-    return int(fu.cell_outputs(page, 0).first.inner_text().strip().splitlines()[-1])
+def best_of(r: dict) -> int:
+    """The feature that the first cell labelled: the one whose dashboard the notebook shows."""
+    return int(re.search(r"Feature (\d+)", text(r["dash"])).group(1))
 
 
 def check_clean(*watches) -> None:
