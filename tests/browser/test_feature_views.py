@@ -247,6 +247,20 @@ def test_feature_views_trusted_untrusted_export(isolated_env, tmp_path):
             watch.save_log("fviews-nbconvert")
 
 
+def trust(page) -> None:
+    """Trusts the open notebook through the command palette and its confirmation dialog."""
+    from playwright.sync_api import expect
+
+    page.locator(".jp-NotebookPanel .jp-Notebook").first.click(position={"x": 5, "y": 5})
+    page.keyboard.press("Control+Shift+c")
+    page.keyboard.insert_text("Trust Notebook")
+    page.locator(".lm-CommandPalette-item", has_text="Trust Notebook").first.click()
+    button = page.locator(".jp-Dialog .jp-mod-accept")
+    expect(button).to_be_visible()
+    button.click()
+    expect(page.locator(".jp-Dialog")).to_have_count(0)
+
+
 @pytest.mark.timeout(600)
 @pytest.mark.skipif(not fu.HAS_COLLAB, reason="jupyter-collaboration is not installed")
 def test_feature_views_shared(isolated_env, tmp_path):
@@ -268,6 +282,15 @@ def test_feature_views_shared(isolated_env, tmp_path):
             fu.wait_all_ran(b, len(CELLS))
             r = roots(b)
             check_static(b, b.locator(".jp-NotebookPanel"), r, "collab-b")
+            check_interactive(a, roots(a), "collab-a")
+            # B did not run the cells: JupyterLab gives B the outputs untrusted (scripts
+            # stripped, as in a notebook opened untrusted). B trusts the notebook
+            # (File > Trust Notebook, confirmed in its dialog); then B's views are live.
+            if r["dash"].get_attribute("data-lp-on") is None:
+                assert all(x.locator("script").count() == 0 for x in r.values()), "B: half-trusted outputs"
+                fu.shot(b, "fviews-collab-b-before-trust")
+                trust(b)
+                r = roots(b)
             check_interactive(b, r, "collab-b")
             fu.shot(b, "fviews-collab-b-page")
             check_clean(watch_a, watch_b)
