@@ -165,6 +165,8 @@ def check_interactive(page, r: dict, tag: str) -> None:
     # the dashboard: hover a token shows the readout with what it promotes
     r["dash"].locator("span[data-a]").nth(3).hover()
     expect(r["dash"]).to_contain_text("promotes")
+    # what the scripts wrote (readouts, the opened dashboard) made no element of hostile text
+    assert page.locator("img[src=x], img[onerror]").count() == 0
 
 
 def best_of(r: dict) -> int:
@@ -239,6 +241,8 @@ def test_feature_views_trusted_untrusted_export(isolated_env, tmp_path):
             for root in r.values():
                 root.wait_for(timeout=fu.LONG)
             check_static(page, body, r, "nbconvert")
+            # nbconvert inserts the HTML raw: the views' scripts run in the export too
+            page.wait_for_function("document.querySelectorAll('[data-lp-on=\"1\"]').length >= 4")
             fu.shot(page, "fviews-nbconvert-page")
             assert watch.dialogs == []
             ours = [e for e in watch.errors if "ERR_FAILED" not in e and "net::" not in e]
