@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import time
 
 import nbformat
 import pytest
@@ -165,8 +166,42 @@ def check_interactive(page, r: dict, tag: str) -> None:
     # the dashboard: hover a token shows the readout with what it promotes
     r["dash"].locator("span[data-a]").nth(3).hover()
     expect(r["dash"]).to_contain_text("promotes")
+    # the diagram: hovering the feature node shows its hostile label as text; a click selects
+    # it and opens the side panel with its input (the embedding of position 1)
+    c = r["circuit"]
+    d = json.loads(c.locator("script[data-lp-circuit]").text_content())
+    f = d["nodes"]["label"].index(NODE_LABEL)
+    tip = c.locator(":scope > div[style*='pointer-events']")
+    for _ in range(10):
+        page.mouse.move(1, 1)
+        page.mouse.move(*circuit_point(c, d, f), steps=2)
+        time.sleep(0.2)
+        if tip.first.is_visible() and NODE_LABEL in (tip.first.text_content() or ""):
+            break
+    else:
+        raise AssertionError(f"{tag}: no diagram tooltip with the node's label")
+    page.mouse.click(*circuit_point(c, d, f))
+    expect(c).to_have_attribute("data-lp-selected", str(f))
+    panel = c.locator("div[data-lp-panel]")
+    expect(panel).to_be_visible()
+    ins = panel.locator('div[data-lp-list="in-pos"] > *').evaluate_all("es => es.map(e => e.getAttribute('data-node'))")
+    e = d["edges"]
+    want = [str(e["src"][k]) for k in range(len(e["src"])) if e["dst"][k] == f and e["w"][k] > 0]
+    assert len(want) == 1 and ins == want, (ins, want)
+    fu.shot(c, f"fviews-{tag}-circuit-click")
     # what the scripts wrote (readouts, the opened dashboard) made no element of hostile text
     assert page.locator("img[src=x], img[onerror]").count() == 0
+
+
+def circuit_point(c, d: dict, i: int) -> tuple[float, float]:
+    """Page coordinates of node i of a diagram (the layout in its embedded data)."""
+    k = d["nodes"]["kind"][i]
+    row = 0 if k == 2 else d["L"] + 1 if k == 3 else d["nodes"]["layer"][i] + 1
+    img = c.locator("img").first
+    img.scroll_into_view_if_needed()
+    box = img.bounding_box()
+    return (box["x"] + d["nodes"]["x"][i] * box["width"] / d["W"],
+            box["y"] + d["rowy"][row] * box["height"] / d["H"])
 
 
 def best_of(r: dict) -> int:
