@@ -615,7 +615,9 @@ Test(circuit, random_garbage_never_breaks_the_figure)
 {
     unsigned s = 12345;
     static const float odd[] = {0.0f, -1.0f, 1e30f, -1e-30f, NAN, INFINITY, -INFINITY, 0.5f};
-    static const char *const labels[] = {NULL, "", "x", "<b>\"'&", "\xff\xfe", "\xE2\x80\xAE" "rtl", " \n\t"};
+    static const char *const labels[] = {NULL, "", "x", "<b>\"'&", "\xff\xfe", "\xE2\x80\xAE" "rtl", " \n\t",
+                                         "\x1b[31m\x7f"};
+    enum { NL = sizeof labels / sizeof *labels };
     for (int it = 0; it < 150; it++) {
         int n = (int)(rnd(&s) % 60), ne = (int)(rnd(&s) % 200), T = (int)(rnd(&s) % 12) - 2,
             L = (int)(rnd(&s) % 6) - 1;
@@ -623,16 +625,16 @@ Test(circuit, random_garbage_never_breaks_the_figure)
         lp_circuit_edge *edges = calloc((size_t)ne + 1, sizeof *edges);
         const char *toks[12];
         for (int p = 0; p < 12; p++)
-            toks[p] = labels[rnd(&s) % 8];
+            toks[p] = labels[rnd(&s) % NL];
         for (int i = 0; i < n; i++)
             nodes[i] = (lp_circuit_node){(int)(rnd(&s) % 6) - 1, (int)(rnd(&s) % 8) - 1, (int)(rnd(&s) % 14) - 1,
                                          (int)rnd(&s), odd[rnd(&s) % 8], odd[rnd(&s) % 8], odd[rnd(&s) % 8],
-                                         labels[rnd(&s) % 8]};
+                                         labels[rnd(&s) % NL]};
         for (int k = 0; k < ne; k++)
             edges[k] = (lp_circuit_edge){(int)(rnd(&s) % (unsigned)(n + 3)) - 1,
                                          (int)(rnd(&s) % (unsigned)(n + 3)) - 1, odd[rnd(&s) % 8]};
         lp_circuit c = {n, nodes, ne, edges, T, rnd(&s) % 3 ? toks : NULL, L, odd[rnd(&s) % 8],
-                        odd[rnd(&s) % 8], 0, NULL, labels[rnd(&s) % 8],
+                        odd[rnd(&s) % 8], 0, NULL, labels[rnd(&s) % NL],
                         3, FUZZ_PINS, 2, FUZZ_GROUPS}; /* indices out of range too */
         lp_circuit_opts o = {(int)(rnd(&s) % 5) - 1, (int)(rnd(&s) % 4) - 1, (int)(rnd(&s) % 4) - 1,
                              (int)(rnd(&s) % 4) - 1, (int)(rnd(&s) % 4) - 1};
