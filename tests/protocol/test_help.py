@@ -12,7 +12,7 @@ import kernelutil as ku
 pytestmark = pytest.mark.lua
 
 MODEL = ku.ROOT / "examples" / "models" / "default"
-RUN_METHODS = {"attention", "dla", "logit_lens", "loss", "names", "top"}
+RUN_METHODS = {"attention", "dla", "features", "logit_lens", "loss", "names", "top"}
 MODEL_METHODS = {"run", "generate", "hooks", "to_tokens", "save", "composition", "patch_sweep", "head_scores"}
 
 
