@@ -3,6 +3,7 @@
  * (norm scales and attention patterns fixed, attention's OV path only, the MLPs replaced
  * by the transcoders' skip), read against every source at every layer:
  *   feature s at layer l:  a_s <g_l[pos_s], W_dec[s]>    g_l the gradient at mlp.hook_out l
+ *                          (a CLT: sum over l' >= l of a_s <g_l'[pos_s], W_dec[s][l' - l]>)
  *   error (l, p):          <g_l[p], e_{l,p}>
  *   embedding p:           <g_embed[p], W_E[tok_p]>
  *
@@ -69,7 +70,9 @@ typedef struct edge_ctx {
     frozen_w w;
     int *layer_start; /* n_layers + 1: the first feature node of each layer */
     int *cell_start;  /* n_layers x (T + 1): the first feature node of each (layer, position) */
-    float *wact;      /* n_features x D: each feature's decoder row times its activation */
+    float *wact;      /* each feature's decoder rows times its activation: D floats per feature (a CLT:
+                         (n_layers - layer) x D, its decoders into its layer and every later one) */
+    size_t *wact_layer; /* n_layers: where layer l's features start in wact */
     int N, batch, Tmax;
     row_store st;
     /* the work of one lp_par_for: targets (feature index, or n_features + logit index)
@@ -220,15 +223,22 @@ HOT static void one_batch(edge_ctx *c, batch_buf *b, const int *tg, int R)
         size_t M = (size_t)nR * Pm;
         float *g1 = b->g + i1 * PD;
         const lp_block *bl = &m->blocks[l];
-        const lp_sae *tc = r->tcs->layers[l];
-        int F = tc->cfg.d_sae;
-        const int *cs = c->cell_start + (size_t)l * (T + 1);
+        const lp_sae *tc = r->clt ? NULL : r->tcs->layers[l];
+        int F = tc ? tc->cfg.d_sae : r->clt->d_tc;
+        const float *W_enc = tc ? tc->W_enc->data : r->clt->W_enc[l]->data;
         if (n1 > 0) {
-            for (int q = 1; q < Pm; q++)
-                if (cs[q + 1] > cs[q])
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n1, cs[q + 1] - cs[q], D, 1.0f,
-                                g1 + (size_t)q * D, (int)PD, c->wact + (size_t)cs[q] * D, D, 0.0f,
-                                b->out + (size_t)i1 * N + cs[q], N);
+            /* the features that write into this layer: its own, and with a CLT those of every
+             * earlier layer l0 (their decoders into l: rows (L - l0) x D apart in wact) */
+            for (int l0 = r->clt ? 0 : l; l0 <= l; l0++) {
+                const int *cs = c->cell_start + (size_t)l0 * (T + 1);
+                int ld = (r->clt ? L - l0 : 1) * D;
+                const float *w0 = c->wact + c->wact_layer[l0] + (size_t)(l - l0) * D;
+                for (int q = 1; q < Pm; q++)
+                    if (cs[q + 1] > cs[q])
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n1, cs[q + 1] - cs[q], D, 1.0f,
+                                    g1 + (size_t)q * D, (int)PD, w0 + (size_t)(cs[q] - c->layer_start[l0]) * ld, ld,
+                                    1.0f, b->out + (size_t)i1 * N + cs[q], N);
+            }
             for (int i = i1; i < R; i++) {
                 float *o = b->out + (size_t)i * N + lp_replacement_error_node(r, l, 0);
                 for (int p = 1; p < len[i]; p++) /* position 0's error vector is zero */
@@ -237,7 +247,7 @@ HOT static void one_batch(edge_ctx *c, batch_buf *b, const int *tg, int R)
         }
         /* the MLP: its skip (nothing without one) for the rows that carry g, and each target's
          * own encoder column (its gradient at mlp.hook_in), through the frozen ln2 */
-        if (n1 > 0 && tc->W_skip) {
+        if (n1 > 0 && tc && tc->W_skip) {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n1 * Pm, D, D, 1.0f, g1, D, tc->W_skip->data, D, 0.0f,
                         b->gin, D);
             for (int i = i1; i < R; i++)
@@ -249,7 +259,7 @@ HOT static void one_batch(edge_ctx *c, batch_buf *b, const int *tg, int R)
             const lp_attrib_feature *f = &r->features[tg[i]];
             float *col = b->gin; /* free again */
             for (int d = 0; d < D; d++)
-                col[d] = tc->W_enc->data[(size_t)d * F + f->feature];
+                col[d] = W_enc[(size_t)d * F + f->feature];
             norm_back(b->g + i * PD + (size_t)f->pos * D, col, bl->ln2_w->data, r->ln2_scale[(size_t)l * T + f->pos],
                       bl->ln2_b != NULL, D);
         }
@@ -448,15 +458,26 @@ static int ctx_init(edge_ctx *c, const lp_replacement *r, int batch)
         }
     }
     c->layer_start[L] = s;
-    int D = r->d_model;
-    c->wact = lp_malloc((size_t)(r->n_features ? r->n_features : 1) * D * sizeof(float), "scaled decoder rows");
+    size_t D = (size_t)r->d_model, n = 0;
+    c->wact_layer = lp_malloc((size_t)L * sizeof(size_t), "scaled decoder rows");
+    if (!c->wact_layer)
+        return -1;
+    for (int l = 0; l < L; l++) {
+        c->wact_layer[l] = n;
+        n += (size_t)(c->layer_start[l + 1] - c->layer_start[l]) * (r->clt ? (size_t)(L - l) : 1) * D;
+    }
+    c->wact = lp_malloc((n ? n : 1) * sizeof(float), "scaled decoder rows");
     if (!c->wact)
         return -1;
-    for (int k = 0; k < r->n_features; k++) {
+    float *w = c->wact;
+    for (int k = 0; k < r->n_features; k++) { /* in node order: layer by layer */
         const lp_attrib_feature *f = &r->features[k];
-        const float *wd = r->tcs->layers[f->layer]->W_dec->data + (size_t)f->feature * D;
-        for (int d = 0; d < D; d++)
-            c->wact[(size_t)k * D + d] = f->act * wd[d];
+        size_t len = r->clt ? (size_t)(L - f->layer) * D : D;
+        const float *wd = r->clt ? r->clt->W_dec[f->layer]->data + (size_t)f->feature * len
+                                 : r->tcs->layers[f->layer]->W_dec->data + (size_t)f->feature * D;
+        for (size_t d = 0; d < len; d++)
+            w[d] = f->act * wd[d];
+        w += len;
     }
     return 0;
 }
@@ -466,6 +487,7 @@ static void ctx_free(edge_ctx *c)
     free(c->layer_start);
     free(c->cell_start);
     free(c->wact);
+    free(c->wact_layer);
     free(c->w.wv);
     free(c->w.wo);
 }

@@ -397,8 +397,8 @@ static int kept_edges(lp_replacement *r, const lp_attrib_opts *o, float **A)
     return 0;
 }
 
-lp_graph *lp_graph_attribute(const lp_model *m, const lp_transcoder_set *tcs, const int32_t *tokens, int T,
-                             const lp_attrib_opts *o, const lp_graph_target *target, const lp_graph_meta *meta)
+static lp_graph *attribute(const lp_model *m, const lp_transcoder_set *tcs, const lp_clt *clt, const int32_t *tokens,
+                           int T, const lp_attrib_opts *o, const lp_graph_target *target, const lp_graph_meta *meta)
 {
     lp_attrib_opts def = lp_attrib_defaults();
     o = o ? o : &def;
@@ -414,7 +414,7 @@ lp_graph *lp_graph_attribute(const lp_model *m, const lp_transcoder_set *tcs, co
         if (tokens[t] < 0 || tokens[t] >= m->cfg.d_vocab)
             return lp_set_error("attribution: token %d (position %d) is not in the vocabulary", (int)tokens[t], t),
                    NULL;
-    lp_replacement *r = lp_replacement_build(m, tcs, tokens, T, o);
+    lp_replacement *r = clt ? lp_replacement_build_clt(m, clt, tokens, T, o) : lp_replacement_build(m, tcs, tokens, T, o);
     if (!r)
         return NULL;
     if (target && target->set && lp_replacement_set_target(r, target) < 0) {
@@ -448,6 +448,20 @@ lp_graph *lp_graph_attribute(const lp_model *m, const lp_transcoder_set *tcs, co
         }
     }
     return g;
+}
+
+lp_graph *lp_graph_attribute(const lp_model *m, const lp_transcoder_set *tcs, const int32_t *tokens, int T,
+                             const lp_attrib_opts *o, const lp_graph_target *target, const lp_graph_meta *meta)
+{
+    return attribute(m, tcs, NULL, tokens, T, o, target, meta);
+}
+
+lp_graph *lp_graph_attribute_clt(const lp_model *m, const lp_clt *clt, const int32_t *tokens, int T,
+                                 const lp_attrib_opts *o, const lp_graph_target *target, const lp_graph_meta *meta)
+{
+    if (!clt)
+        return lp_set_error("attribution: no cross-layer transcoder"), NULL;
+    return attribute(m, NULL, clt, tokens, T, o, target, meta);
 }
 
 /* ---- pruning ---- */

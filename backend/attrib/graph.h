@@ -107,6 +107,11 @@ int lp_replacement_set_target(lp_replacement *r, const lp_graph_target *t);
 lp_graph *lp_graph_attribute(const lp_model *m, const lp_transcoder_set *tcs, const int32_t *tokens, int T,
                              const lp_attrib_opts *o, const lp_graph_target *target, const lp_graph_meta *meta);
 
+/* The same through a cross-layer transcoder (lp_replacement_build_clt): feature nodes are
+ * (encoder layer, position, feature), with the same ids as a per-layer set's. */
+lp_graph *lp_graph_attribute_clt(const lp_model *m, const lp_clt *clt, const int32_t *tokens, int T,
+                                 const lp_attrib_opts *o, const lp_graph_target *target, const lp_graph_meta *meta);
+
 void lp_graph_free(lp_graph *g);
 
 /* The diagram's view: the pinned nodes become ids[0..n) (0-based; sorted, duplicates

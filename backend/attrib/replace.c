@@ -8,6 +8,7 @@
 
 #include "attrib/replace.h"
 #include "core/error.h"
+#include "dict/clt_ops.h"
 #include "dict/sae_ops.h"
 
 lp_attrib_opts lp_attrib_defaults(void)
@@ -95,6 +96,85 @@ static int check_set(const lp_model *m, const lp_transcoder_set *tcs)
     return 0;
 }
 
+static int check_clt(const lp_model *m, const lp_clt *clt)
+{
+    const lp_model_config *c = &m->cfg;
+    if (c->attn_only)
+        return lp_set_error("attribution: an attention-only model has no MLPs to replace");
+    if (!clt || clt->n_layers != c->n_layers)
+        return lp_set_error("attribution: the cross-layer transcoder has %d layers, the model %d",
+                            clt ? clt->n_layers : 0, c->n_layers);
+    if (strcmp(clt->feature_input_hook, "mlp.hook_in") || strcmp(clt->feature_output_hook, "mlp.hook_out"))
+        return lp_set_error("attribution: the cross-layer transcoder reads '%s' and writes '%s'; only mlp.hook_in -> "
+                            "mlp.hook_out is supported",
+                            clt->feature_input_hook, clt->feature_output_hook);
+    if (clt->d_model != c->d_model)
+        return lp_set_error("attribution: the cross-layer transcoder's d_model is %d, the model's %d", clt->d_model,
+                            c->d_model);
+    return 0;
+}
+
+/* appends (l, t, i, a) to the feature list */
+static int add_feature(lp_replacement *r, size_t *cap, int l, int t, int i, float a)
+{
+    if ((size_t)r->n_features == *cap) {
+        size_t nc = *cap ? 2 * *cap : 256;
+        lp_attrib_feature *p = realloc(r->features, nc * sizeof *p);
+        if (!p)
+            return lp_set_error_code(LP_ERR_NOMEM, "attribution: cannot allocate the feature list");
+        r->features = p;
+        *cap = nc;
+    }
+    r->features[r->n_features++] = (lp_attrib_feature){l, t, i, a};
+    return 0;
+}
+
+/* A CLT: every layer's features (none at position 0), then each layer's error: the true MLP
+ * output - b_dec - the decoders into it of the active features of that layer and the earlier
+ * ones (circuit-tracer's reconstruction from its sparse features). */
+static int encode_clt(lp_replacement *r, const lp_run *run)
+{
+    const lp_clt *c = r->clt;
+    int T = r->T, D = r->d_model, L = r->n_layers, F = c->d_tc;
+    size_t cap = 0;
+    float *f = lp_malloc((size_t)T * F * sizeof(float), "transcoder activations");
+    if (!f)
+        return -1;
+    for (int l = 0; l < L; l++) {
+        const float *x = cached(run, "blocks.%d.mlp.hook_in", l);
+        if (!x || lp_clt_encode_layer(NULL, f, c, l, x, T) < 0) {
+            free(f);
+            return -1;
+        }
+        for (int t = 1; t < T; t++)
+            for (int i = 0; i < F; i++)
+                if (f[(size_t)t * F + i] != 0.0f && add_feature(r, &cap, l, t, i, f[(size_t)t * F + i]) < 0) {
+                    free(f);
+                    return -1;
+                }
+    }
+    free(f);
+    for (int l = 0; l < L; l++) {
+        const float *y = cached(run, "blocks.%d.mlp.hook_out", l);
+        if (!y)
+            return -1;
+        float *e = r->errors + (size_t)l * T * D;
+        for (int t = 1; t < T; t++) /* position 0 (BOS) stays zero */
+            for (int d = 0; d < D; d++)
+                e[(size_t)t * D + d] = y[(size_t)t * D + d] - c->b_dec[l]->data[d];
+    }
+    for (int k = 0; k < r->n_features; k++) {
+        const lp_attrib_feature *ft = &r->features[k];
+        const float *w = c->W_dec[ft->layer]->data + (size_t)ft->feature * (L - ft->layer) * D;
+        for (int l = ft->layer; l < L; l++, w += D) {
+            float *e = r->errors + ((size_t)l * T + ft->pos) * D;
+            for (int d = 0; d < D; d++)
+                e[d] -= ft->act * w[d];
+        }
+    }
+    return 0;
+}
+
 /* (layer, pos, feature) ascending: the order of the feature nodes */
 static int encode_layers(lp_replacement *r, const lp_run *run)
 {
@@ -120,20 +200,11 @@ static int encode_layers(lp_replacement *r, const lp_run *run)
         for (int t = 1; t < T; t++)
             for (int i = 0; i < F; i++) {
                 float a = f[(size_t)t * F + i];
-                if (a == 0.0f)
-                    continue;
-                if ((size_t)r->n_features == cap) {
-                    size_t nc = cap ? 2 * cap : 256;
-                    lp_attrib_feature *p = realloc(r->features, nc * sizeof *p);
-                    if (!p) {
-                        free(f);
-                        free(xhat);
-                        return lp_set_error_code(LP_ERR_NOMEM, "attribution: cannot allocate the feature list");
-                    }
-                    r->features = p;
-                    cap = nc;
+                if (a != 0.0f && add_feature(r, &cap, l, t, i, a) < 0) {
+                    free(f);
+                    free(xhat);
+                    return -1;
                 }
-                r->features[r->n_features++] = (lp_attrib_feature){l, t, i, a};
             }
         free(f);
     }
@@ -223,8 +294,8 @@ static int copy_frozen(lp_replacement *r, const lp_run *run)
     return 0;
 }
 
-lp_replacement *lp_replacement_build(const lp_model *m, const lp_transcoder_set *tcs, const int32_t *tokens, int T,
-                                     const lp_attrib_opts *o)
+static lp_replacement *build(const lp_model *m, const lp_transcoder_set *tcs, const lp_clt *clt,
+                             const int32_t *tokens, int T, const lp_attrib_opts *o)
 {
     lp_attrib_opts def = lp_attrib_defaults();
     if (!o)
@@ -233,13 +304,14 @@ lp_replacement *lp_replacement_build(const lp_model *m, const lp_transcoder_set 
         lp_set_error("attribution: the prompt has no tokens");
         return NULL;
     }
-    if (check_set(m, tcs) < 0)
+    if (clt ? check_clt(m, clt) < 0 : check_set(m, tcs) < 0)
         return NULL;
     lp_replacement *r = lp_calloc(1, sizeof *r, "replacement model");
     if (!r)
         return NULL;
     r->m = m;
-    r->tcs = tcs;
+    r->tcs = clt ? NULL : tcs;
+    r->clt = clt;
     r->T = T;
     r->n_layers = m->cfg.n_layers;
     r->d_model = m->cfg.d_model;
@@ -254,7 +326,7 @@ lp_replacement *lp_replacement_build(const lp_model *m, const lp_transcoder_set 
     if (lp_model_run(m, tokens, 1, T, &ro, &run) < 0)
         goto fail;
     memcpy(r->logits, run.logits->data, (size_t)T * m->cfg.d_vocab * sizeof(float));
-    int rc = copy_frozen(r, &run) < 0 || encode_layers(r, &run) < 0 ? -1 : 0;
+    int rc = copy_frozen(r, &run) < 0 || (clt ? encode_clt(r, &run) : encode_layers(r, &run)) < 0 ? -1 : 0;
     lp_run_clear(&run);
     if (rc < 0 || choose_logits(r, o) < 0)
         goto fail;
@@ -262,4 +334,20 @@ lp_replacement *lp_replacement_build(const lp_model *m, const lp_transcoder_set 
 fail:
     lp_replacement_free(r);
     return NULL;
+}
+
+lp_replacement *lp_replacement_build(const lp_model *m, const lp_transcoder_set *tcs, const int32_t *tokens, int T,
+                                     const lp_attrib_opts *o)
+{
+    return build(m, tcs, NULL, tokens, T, o);
+}
+
+lp_replacement *lp_replacement_build_clt(const lp_model *m, const lp_clt *clt, const int32_t *tokens, int T,
+                                         const lp_attrib_opts *o)
+{
+    if (!clt) {
+        lp_set_error("attribution: no cross-layer transcoder");
+        return NULL;
+    }
+    return build(m, NULL, clt, tokens, T, o);
 }

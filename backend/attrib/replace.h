@@ -1,5 +1,6 @@
 /* The local replacement model of one prompt and its exact attribution edges (the team's
- * ATTRIBUTION.md): per-layer transcoders replace the MLPs; attention patterns and every
+ * ATTRIBUTION.md): per-layer transcoders or a cross-layer transcoder (CLT) replace the MLPs;
+ * attention patterns and every
  * norm scale are frozen at their values in the real forward pass; what remains between
  * nodes is linear (residual stream, attention's OV path, the transcoders' skip).
  *
@@ -16,7 +17,14 @@
  * An embedding node's vector is its token's row of W_E (GPT-2's position embedding is not
  * part of it). Rows of error and embedding nodes are zero (sources only).
  *
- * Ownership: the replacement borrows m and tcs, which must outlive it.
+ * With a CLT (lp_replacement_build_clt): each layer's MLP output is replaced by b_dec plus the
+ * decoders into that layer of every earlier-or-same layer's active features; a feature node
+ * is (its encoder's layer, position, feature), its encoder row is read at that layer's
+ * mlp.hook_in, and its edges reach targets through its decoders into every layer >= its
+ * own (circuit-tracer's CrossLayerTranscoder semantics); error (l, p) = the true MLP output -
+ * that sum. A CLT has no skip: nothing of the MLP path is linear in the replacement.
+ *
+ * Ownership: the replacement borrows m and tcs (or clt), which must outlive it.
  */
 #ifndef LP_ATTRIB_REPLACE_H
 #define LP_ATTRIB_REPLACE_H
@@ -47,12 +55,14 @@ typedef struct lp_attrib_feature {
 
 typedef struct lp_replacement {
     const lp_model *m;
-    const lp_transcoder_set *tcs;
+    const lp_transcoder_set *tcs; /* per-layer transcoders, or NULL with a CLT */
+    const lp_clt *clt;            /* a cross-layer transcoder, or NULL with a per-layer set */
     int T, n_layers, d_model;
     int32_t *tokens;            /* T */
     int n_features;
     lp_attrib_feature *features; /* n_features, in node order */
-    float *errors;               /* n_layers x T x d_model: true MLP output - transcoder output */
+    float *errors;               /* n_layers x T x d_model: true MLP output - transcoder output (CLT: the sum
+                                    into that layer) */
     int n_logits;
     int32_t *logit_tokens;       /* n_logits */
     float *logit_probs;          /* n_logits */
@@ -70,6 +80,10 @@ typedef struct lp_replacement {
  * d_model. NULL with an error on a mismatch, no memory, or a failed run. */
 lp_replacement *lp_replacement_build(const lp_model *m, const lp_transcoder_set *tcs, const int32_t *tokens, int T,
                                      const lp_attrib_opts *o);
+/* The same with a cross-layer transcoder: clt must read mlp.hook_in and write mlp.hook_out of
+ * every layer of m at d_model. NULL with an error naming the mismatch. */
+lp_replacement *lp_replacement_build_clt(const lp_model *m, const lp_clt *clt, const int32_t *tokens, int T,
+                                         const lp_attrib_opts *o);
 void lp_replacement_free(lp_replacement *r); /* NULL is a no-op */
 
 /* Node counts and offsets in the order above. */

@@ -675,9 +675,6 @@ static int attribute(lua_State *L)
     lp_transcoder_set *set;
     lp_clt *clt;
     lp_lua_check_transcoders(L, -1, &set, &clt);
-    if (!set)
-        luaL_error(L, "loupe.attribute: cross-layer transcoders are not supported by the attribution engine yet; "
-                      "use a per-layer transcoder set");
     lua_pop(L, 2); /* both stay alive in the options table */
 
     lp_attrib_opts o = lp_attrib_defaults();
@@ -762,7 +759,8 @@ static int attribute(lua_State *L)
     char *text = mu->tok ? lp_tokenizer_decode(mu->tok, buf, (size_t)T, NULL) : NULL;
     lp_graph_meta meta = {.model = model_name, .scan = opt_string(L, 1, "scan"), .slug = opt_string(L, 1, "slug"),
                           .prompt = text ? text : prompt, .tok = mu->tok};
-    lp_graph *g = lp_graph_attribute(mu->m, set, buf, T, &o, &tg, &meta);
+    lp_graph *g = set ? lp_graph_attribute(mu->m, set, buf, T, &o, &tg, &meta)
+                      : lp_graph_attribute_clt(mu->m, clt, buf, T, &o, &tg, &meta);
     free(text);
     if (!g)
         return lp_lua_backend_error(L, "loupe.attribute");
@@ -860,8 +858,10 @@ void lp_lua_open_graph(lua_State *L)
                    "loupe.attribute{model, transcoders, prompt = \"...\" | tokens = {ids} [, target = \" Oslo\" | "
                    "{\" Oslo\", \" Paris\"}, max_n_logits = 10, desired_logit_prob = 0.95, batch = 32, "
                    "node_threshold = 0.8, edge_threshold = 0.98, prune = true, max_feature_nodes, scan, slug]} -> Graph\n"
-                   "The attribution graph of the prompt through a per-layer transcoder set (mlp.hook_in -> "
-                   "mlp.hook_out): attention patterns and norm scales frozen, exact edges by backward passes, "
+                   "The attribution graph of the prompt through a per-layer transcoder set or a cross-layer "
+                   "transcoder (mlp.hook_in -> mlp.hook_out; a CLT feature's edges go through its decoders into "
+                   "its layer and every later one): attention patterns and norm scales frozen, exact edges by "
+                   "backward passes, "
                    "pruned (g.full keeps the unpruned graph). A BOS is put in front when the tokenizer has one and "
                    "the prompt lacks it. target: one token, or {a, b} for the logit difference a - b, instead of "
                    "the model's top logits. max_feature_nodes: compute the rows of at most this many features, in order of "
