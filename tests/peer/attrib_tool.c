@@ -1,8 +1,10 @@
 /* Test-only driver for tests/peer/test_peer_ct_attribution.py: loupe's replacement model and
  * dense adjacency matrix (backend/attrib/) for one prompt.
  *
- *   attrib_tool [--max-feature-nodes K] [--sparse] [--dense-limit BYTES] MODEL_DIR TRANSCODER_DIR MAX_N_LOGITS DESIRED_PROB BATCH
- *               NODE_T EDGE_T ADJ.f32 id...
+ *   attrib_tool [--max-feature-nodes K] [--sparse] [--dense-limit BYTES] [--clt] MODEL_DIR TRANSCODER_DIR MAX_N_LOGITS
+ *               DESIRED_PROB BATCH NODE_T EDGE_T ADJ.f32 id...
+ *
+ * --clt: TRANSCODER_DIR is a cross-layer transcoder (lp_clt_load; lp_replacement_build_clt).
  *
  * ADJ gets the n x n matrix, row-major little-endian f32, and ADJ.edges the kept-edge mask
  * of pruning at NODE_T / EDGE_T (n x n bytes). stdout: one JSON object {"n_nodes", "n_features",
@@ -93,7 +95,7 @@ int main(int argc, char **argv)
     char note[320];
     if (lp_blas_core_start(argv, note, sizeof note))
         fprintf(stderr, "%s\n", note);
-    int max_feat = 0, rows_api = 0, rand_F = 0;
+    int max_feat = 0, rows_api = 0, rand_F = 0, use_clt = 0;
     float rand_bias = 0;
     lp_attrib_opts o = lp_attrib_defaults();
     while (argc > 1 && !strncmp(argv[1], "--", 2)) {
@@ -109,6 +111,9 @@ int main(int argc, char **argv)
             o.dense_limit = atoll(argv[2]);
             rows_api = 1;
             argv += 2, argc -= 2;
+        } else if (!strcmp(argv[1], "--clt")) {
+            use_clt = 1;
+            argv++, argc--;
         } else if (!strcmp(argv[1], "--sparse")) {
             o.storage = LP_ATTRIB_SPARSE;
             rows_api = 1;
@@ -126,8 +131,10 @@ int main(int argc, char **argv)
     lp_model *m = rand_F ? random_gpt2() : lp_model_load(argv[1]);
     if (!m)
         return fail();
-    lp_transcoder_set *tcs = rand_F ? random_transcoders(m, rand_F, rand_bias) : lp_transcoder_set_load(argv[2]);
-    if (!tcs)
+    lp_transcoder_set *tcs = NULL;
+    lp_clt *clt = NULL;
+    if (use_clt ? !(clt = lp_clt_load(argv[2]))
+                : !(tcs = rand_F ? random_transcoders(m, rand_F, rand_bias) : lp_transcoder_set_load(argv[2])))
         return fail();
     o.max_n_logits = atoi(argv[3]);
     o.desired_logit_prob = (float)atof(argv[4]);
@@ -139,7 +146,7 @@ int main(int argc, char **argv)
     for (int t = 0; t < T; t++)
         toks[t] = atoi(argv[9 + t]);
     double t0 = now();
-    lp_replacement *r = lp_replacement_build(m, tcs, toks, T, &o);
+    lp_replacement *r = clt ? lp_replacement_build_clt(m, clt, toks, T, &o) : lp_replacement_build(m, tcs, toks, T, &o);
     double t1 = now();
     float *A = NULL;
     lp_attrib_matrix am = {0};
@@ -170,6 +177,7 @@ int main(int argc, char **argv)
         free(toks);
         lp_replacement_free(r);
         lp_transcoder_set_free(tcs);
+        lp_clt_free(clt);
         lp_model_free(m);
         return 0;
     }
@@ -210,6 +218,7 @@ int main(int argc, char **argv)
     free(toks);
     lp_replacement_free(r);
     lp_transcoder_set_free(tcs);
+    lp_clt_free(clt);
     lp_model_free(m);
     return 0;
 }
