@@ -10,7 +10,8 @@
  *   source is added at once;
  * - the feature nodes are the CLT's non-zero activations; influence-ordered rows
  *   (max_feature_nodes) equal the full matrix on what they keep; the graph and its pruning
- *   work unchanged; a CLT that does not fit the model is an error naming what is wrong. */
+ *   work unchanged, with no active feature too; lp_intervene_clt with every layer constrained
+ *   reproduces the edges; a CLT that does not fit the model is an error naming what is wrong. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -22,6 +23,7 @@
 #include "core/error.h"
 #include "device.h"
 #include "dict/clt_ops.h"
+#include "dict/intervene.h"
 #include "../model/random_model.h"
 
 enum { L_ = 3, D_ = 16, V_ = 29, F_ = 24, T_ = 7 };
@@ -452,6 +454,74 @@ Test(attrib_clt, a_mismatched_clt_is_an_error)
     cr_assert(strstr(lp_last_error(), "hook_resid_mid"), "%s", lp_last_error());
     cr_assert_null(lp_replacement_build_clt(m, NULL, toks, 3, NULL));
     cr_assert_null(lp_graph_attribute_clt(m, NULL, toks, 3, NULL, NULL, NULL));
+    lp_clt_free(c);
+    lp_model_free(m);
+}
+
+/* The user's intervention (lp_intervene_clt: a feature set to twice its value, every layer
+ * constrained, attention frozen) moves each logit direction and each feature's pre-activation
+ * by the graph's edge from that feature. */
+Test(attrib_clt, constrained_interventions_equal_the_edges)
+{
+    fixture f;
+    setup(&f, 1, 9);
+    lp_replacement *rp = f.rp;
+    int N = f.N;
+    lp_intervene_opts none = {.freeze_attention = 1, .constrained = 1, .c_first = 0, .c_last = L_ - 1};
+    lp_intervention c0 = {0};
+    cr_assert_eq(lp_intervene_clt(f.m, f.clt, f.toks, T_, &none, &c0), 0, "%s", lp_last_error());
+    int checked = 0, nonzero = 0;
+    for (int s = 0; s < rp->n_features; s += 1 + rp->n_features / 25) {
+        const lp_attrib_feature *ft = &rp->features[s];
+        lp_feature_edit e = {.layer = ft->layer, .pos = ft->pos, .feature = ft->feature, .kind = LP_FEAT_SET,
+                             .value = 2 * ft->act};
+        lp_intervene_opts o = none;
+        o.edits = &e, o.n_edits = 1;
+        lp_intervention r = {0};
+        cr_assert_eq(lp_intervene_clt(f.m, f.clt, f.toks, T_, &o, &r), 0, "%s", lp_last_error());
+        const float *a = r.logits->data + (size_t)(T_ - 1) * V_, *b = r.clean_logits->data + (size_t)(T_ - 1) * V_;
+        double mean = 0;
+        for (int v = 0; v < V_; v++)
+            mean += (double)a[v] - b[v];
+        for (int k = 0; k < rp->n_logits; k++) {
+            int tok = rp->logit_tokens[k];
+            double edge = f.A[(size_t)lp_replacement_logit_node(rp, k) * N + s], ref = (double)a[tok] - b[tok] - mean / V_;
+            cr_assert_leq(fabs(edge - ref), 1e-4 * fabs(ref) + 2e-6 * f.amax,
+                          "logit %d, feature node %d: edge %.8g, intervention %.8g", k, s, edge, ref);
+            checked++, nonzero += fabs(ref) > 1e-3 * f.amax;
+        }
+        for (int t = 0; t < rp->n_features; t++) {
+            const lp_attrib_feature *g = &rp->features[t];
+            size_t at = (size_t)g->pos * F_ + g->feature;
+            double edge = f.A[(size_t)t * N + s], ref = (double)r.pre[g->layer]->data[at] - c0.pre[g->layer]->data[at];
+            cr_assert_leq(fabs(edge - ref), 1e-4 * fabs(ref) + 2e-6 * f.amax,
+                          "feature node %d <- %d: edge %.8g, intervention %.8g", t, s, edge, ref);
+            checked++, nonzero += fabs(ref) > 1e-3 * f.amax;
+        }
+        lp_intervention_clear(&r);
+    }
+    cr_assert_gt(nonzero, checked / 20, "only %d of %d changes are non-zero", nonzero, checked);
+    lp_intervention_clear(&c0);
+    teardown(&f);
+}
+
+/* A CLT none of whose features fire at this prompt: a graph of errors, embeddings and logits. */
+Test(attrib_clt, no_active_features)
+{
+    lp_model *m = rm_model(0, L_, D_, 4, 4, V_, 3);
+    lp_clt *c = random_clt(L_, D_, 4);
+    for (int l = 0; l < L_; l++)
+        for (int i = 0; i < F_; i++)
+            c->threshold[l]->data[i] = 1e30f;
+    int32_t toks[T_] = {0, 5, 9, 2, 7, 1, 3};
+    lp_attrib_opts ao = lp_attrib_defaults();
+    ao.max_n_logits = 3;
+    ao.max_feature_nodes = 5;
+    lp_graph *g = lp_graph_attribute_clt(m, c, toks, T_, &ao, NULL, NULL);
+    cr_assert_not_null(g, "%s", lp_last_error());
+    cr_assert_eq(g->n_nodes, (L_ + 1) * T_ + 3);
+    cr_assert_gt(lp_graph_n_edges(g), 0);
+    lp_graph_free(g);
     lp_clt_free(c);
     lp_model_free(m);
 }
