@@ -7,6 +7,11 @@
   loading; circuit-tracer's is its second run in its process, loupe's the median of
   LOUPE_BENCH_REPS (3) processes. Peak RSS is each process's (loupe's: the largest of its runs).
   On 2 threads each, then on 1 each (`threads`).
+- The same prompts through a cross-layer transcoder: a random 96-wide JumpReLU CLT loupe makes
+  and saves (loupe.transcoders.random{clt = true}, t:save; ~1,400 active features on 10
+  tokens), loupe (attrib_tool --clt) against circuit-tracer's `attribute` with its
+  CrossLayerTranscoder loaded from that folder, as above (2 threads each).
+  LOUPE_BENCH_ONLY_CLT=1 runs these alone.
 - A 1,000-token prompt on a GPT-2-small-shaped model with random weights (12 layers, d_model
   768, 12 heads, d_mlp 3072, vocabulary 50257, context 1024) and 12 random 6,144-wide JumpReLU
   transcoders, max_feature_nodes 8192 (lp_attrib_edges_rows), all made by attrib_tool
@@ -32,8 +37,10 @@ import transcoder_files as tcf  # noqa: E402
 
 MODEL = ROOT / "examples" / "models" / "default"
 TOOL = ROOT / "build" / "tests" / "peer" / "attrib_tool"
+LOUPE = ROOT / "build" / "kernel" / "loupe"
 TOKENS10 = [0, 464, 3139, 286, 262, 1499, 810, 337, 64, 318]
 BATCH, MAX_LOGITS = 32, 10
+CLT_D_TC = 96
 LONG_D_TC, LONG_ENC_BIAS, LONG_MAX_FEATURES = 6144, -2.9, 8192  # ~9 active features per layer and position
 
 
@@ -55,9 +62,9 @@ def run_tool(args: list[str], work: Path, threads: int | None = None) -> tuple[d
     return json.loads((work / "loupe.json").read_text()), ru.ru_maxrss / 1024
 
 
-def short_prompt(tokens: list[int], tc: Path, work: Path, reps: int, threads: int) -> None:
-    runs = [run_tool([str(MODEL), str(tc), str(MAX_LOGITS), "0.95", str(BATCH), "0.8", "0.98", "-",
-                      *map(str, tokens)], work, threads) for _ in range(reps)]
+def short_prompt(tokens: list[int], tc: Path, work: Path, reps: int, threads: int, clt: bool = False) -> None:
+    runs = [run_tool([*(["--clt"] if clt else []), str(MODEL), str(tc), str(MAX_LOGITS), "0.95", str(BATCH), "0.8",
+                      "0.98", "-", *map(str, tokens)], work, threads) for _ in range(reps)]
     loupe_s = statistics.median(r[0]["seconds"] for r in runs)
     loupe_rss = max(r[1] for r in runs)
     import pytest  # noqa: F401  (peerenv reports a broken .venv-peer through pytest.fail)
@@ -66,7 +73,8 @@ def short_prompt(tokens: list[int], tc: Path, work: Path, reps: int, threads: in
     peer = peerenv.run("ct_attribute_bench.py", {"model": str(MODEL), "transcoders": str(tc), "tokens": tokens,
                                                  "max_n_logits": MAX_LOGITS, "batch_size": BATCH}, work / "peer",
                       timeout=1800)  # a loaded machine slows torch's start-up a lot
-    print(json.dumps({"bench": f"attribution {len(tokens)} tokens, 1536-wide transcoders",
+    what = f"a {CLT_D_TC}-wide cross-layer transcoder" if clt else "1536-wide transcoders"
+    print(json.dumps({"bench": f"attribution {len(tokens)} tokens, {what}",
                       "n_features": runs[0][0]["n_features"], "peer_n_features": peer["n_active"],
                       "loupe_s": round(loupe_s, 4), "peer_s": round(peer["seconds"], 4),
                       "speedup": round(peer["seconds"] / loupe_s, 2), "loupe_rss_mb": round(loupe_rss, 1),
@@ -100,18 +108,27 @@ def main() -> None:
     reps = int(os.environ.get("LOUPE_BENCH_REPS", "3"))
     with tempfile.TemporaryDirectory() as d:
         work = Path(d)
-        if os.environ.get("LOUPE_BENCH_ONLY_LONG") != "1":
-            vocab = json.loads((MODEL / "config.json").read_text())["vocab_size"]
+        vocab = json.loads((MODEL / "config.json").read_text())["vocab_size"]
+        ten = [t % vocab for t in TOKENS10]
+        thirty = ten + [(i * 2654435761) % vocab for i in range(1, 21)]
+        only_clt = os.environ.get("LOUPE_BENCH_ONLY_CLT") == "1"
+        if os.environ.get("LOUPE_BENCH_ONLY_LONG") != "1" and not only_clt:
             tc = tcf.write_transcoder_set(work / "tc" / "bench", n_layers=4, d_model=192, d_transcoder=1536, seed=3,
                                           jumprelu=True, enc_bias=-2.0)  # ~1,600 active features on 10 tokens
-            ten = [t % vocab for t in TOKENS10]
-            thirty = ten + [(i * 2654435761) % vocab for i in range(1, 21)]
             # 2 threads each (the machine's cores); then 1 each, which a loaded machine
             # disturbs less (torch's waiting threads spin)
             for threads in (2, 1):
                 for tokens in (ten, thirty):
                     short_prompt(tokens, tc, work, reps, threads)
-        if os.environ.get("LOUPE_BENCH_SKIP_LONG") != "1":
+        if os.environ.get("LOUPE_BENCH_ONLY_LONG") != "1":
+            clt = work / "tc" / "clt"
+            script = work / "clt.lua"
+            script.write_text(f"loupe.transcoders.random{{clt = true, n_layers = 4, d_model = 192, d_transcoder = "
+                              f"{CLT_D_TC}, activation = 'jumprelu', seed = 3}}:save({str(clt)!r})\n")
+            subprocess.run([str(LOUPE), "run", str(script)], check=True, capture_output=True, timeout=120)
+            for tokens in (ten, thirty):
+                short_prompt(tokens, clt, work, reps, 2, clt=True)
+        if os.environ.get("LOUPE_BENCH_SKIP_LONG") != "1" and not only_clt:
             long_prompt(int(os.environ.get("LOUPE_BENCH_LONG_T", "1000")), work)
 
 
